@@ -1,0 +1,218 @@
+// Package strictyaml decodes YAML into Go structs strictly: every key that
+// the target type does not know is an error that names the key, its line and
+// the nearest known key, and all such problems are reported at once.
+//
+// yaml.v3's Decoder.KnownFields does this for a whole document but stops at
+// the first problem and cannot be used on a yaml.Node (a provider's section
+// of the cluster config), which is why this package exists.
+package strictyaml
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Unmarshal parses data and decodes it strictly into v. name is used in
+// messages (usually the file name).
+func Unmarshal(name string, data []byte, v any) error {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, errEOF()) {
+			return nil // empty document: keep defaults
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := Decode(&doc, v); err != nil {
+		return prefix(name, err)
+	}
+	return nil
+}
+
+func errEOF() error {
+	var n yaml.Node
+	return yaml.NewDecoder(bytes.NewReader(nil)).Decode(&n)
+}
+
+// Decode checks node against v's type and then decodes it into v. A nil
+// node leaves v unchanged.
+func Decode(node *yaml.Node, v any) error {
+	if node == nil {
+		return nil
+	}
+	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
+	t := reflect.TypeOf(v)
+	if t == nil || t.Kind() != reflect.Pointer {
+		return fmt.Errorf("strictyaml: Decode needs a pointer, got %T", v)
+	}
+	var problems []error
+	check(node, t.Elem(), "", &problems)
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
+	if err := node.Decode(v); err != nil {
+		return err
+	}
+	return nil
+}
+
+func prefix(name string, err error) error {
+	var lines []string
+	for _, e := range unjoin(err) {
+		lines = append(lines, name+": "+e.Error())
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func check(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // a type error; node.Decode reports it with its line
+		}
+		fields := fieldsOf(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" {
+				continue
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				*problems = append(*problems, unknownKey(k, path, fields))
+				continue
+			}
+			check(val, ft, join(path, k.Value), problems)
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			check(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			check(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), problems)
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func unknownKey(k *yaml.Node, path string, fields map[string]reflect.Type) error {
+	where := "at the top level"
+	if path != "" {
+		where = "in " + path
+	}
+	msg := fmt.Sprintf("line %d: unknown key %q %s", k.Line, k.Value, where)
+	if near := nearest(k.Value, fields); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", near)
+	} else {
+		msg += fmt.Sprintf(" (known keys: %s)", strings.Join(keys(fields), ", "))
+	}
+	return errors.New(msg)
+}
+
+func keys(fields map[string]reflect.Type) []string {
+	out := make([]string, 0, len(fields))
+	for k := range fields {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// fieldsOf maps the YAML keys of struct type t to their field types,
+// following yaml.v3's tag rules (inline structs are flattened).
+func fieldsOf(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.PkgPath != "" && !f.Anonymous {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if strings.Contains(","+opts+",", ",inline,") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range fieldsOf(ft) {
+					out[k] = v
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// nearest returns the known key closest to s when it is a plausible typo.
+func nearest(s string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for _, k := range keys(fields) {
+		if d := distance(strings.ToLower(s), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein edit distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

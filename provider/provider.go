@@ -1,0 +1,123 @@
+// Package provider defines the small interface every infrastructure backend
+// (QEMU, VirtualBox, EC2, OpenStack, and the in-memory fake) implements, the
+// shared types that cross it, optional capabilities, and the registry that maps
+// a provider name to its factory.
+//
+// The interface is deliberately small: everything that is the same for every
+// backend (naming, rendering cloud-init, state, waiting for the gossip join)
+// lives in package cluster. A provider only makes, reports and deletes
+// machines. Capabilities that only some backends have are separate interfaces
+// that callers discover with a type assertion.
+package provider
+
+import (
+	"context"
+	"net/netip"
+)
+
+// State is a provider-neutral machine state.
+type State string
+
+// The states a provider reports. Providers map their own vocabulary onto these.
+const (
+	StatePending    State = "pending"    // being created or booting
+	StateRunning    State = "running"    // the machine runs (its agent may not have joined yet)
+	StateStopping   State = "stopping"   // shutting down or being deleted
+	StateStopped    State = "stopped"    // exists but does not run
+	StateTerminated State = "terminated" // deleted; may still be listed by the provider for a while
+	StateNotFound   State = "not-found"  // the provider does not know this id
+	StateError      State = "error"      // the provider reports a failure
+	StateUnknown    State = "unknown"
+)
+
+// Seed is what a node receives at first boot: the three NoCloud documents.
+// Cloud providers pass UserData through their API; local providers write all
+// three (and the agent binary) onto a NoCloud seed ISO.
+type Seed struct {
+	UserData      []byte
+	MetaData      []byte
+	NetworkConfig []byte // nil when the provider configures the network itself
+}
+
+// NodeSpec is everything a provider needs to create one node.
+type NodeSpec struct {
+	Cluster string
+	Name    string
+	Nonce   string
+
+	// Address is the node's cluster address when clusterctl chose it (see
+	// AddressChooser); the zero value when the provider assigns addresses.
+	Address netip.Addr
+	// MAC is the MAC address of the node's cluster NIC when clusterctl chose
+	// it (local providers); network-config matches the NIC by this address.
+	MAC string
+
+	CPUs      int
+	MemoryMiB int
+
+	Seed Seed
+	// AgentBinary is the path of the linux/amd64 agent binary. Local
+	// providers put it on the seed ISO as file "agent".
+	AgentBinary string
+
+	Tags map[string]string
+
+	// Dir is a directory under the cluster's state directory that belongs to
+	// this node; a provider keeps its per-node files there (disk overlay,
+	// seed ISO, console log, pid file). It exists when Create is called.
+	Dir string
+}
+
+// Instance is a provider's view of one machine.
+type Instance struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	State   State  `json:"state"`
+	Address string `json:"address,omitempty"`
+	// Detail is a short human-readable note (a fault message, a pid).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Provider makes, reports and deletes machines. Every method takes a context
+// first and honours its deadline. Implementations must pass the conformance
+// suite in package providertest.
+type Provider interface {
+	// Name is the registry name ("qemu", "virtualbox", "ec2", ...).
+	Name() string
+	// Create makes and starts the machine. It returns as soon as the provider
+	// has accepted the machine (it does not wait for the guest to boot). On
+	// error it returns whatever Instance.ID it got, so the caller can record
+	// it and Delete can clean up.
+	Create(ctx context.Context, spec NodeSpec) (Instance, error)
+	// Status reports one machine. A machine the provider does not know is
+	// reported with StateNotFound and a nil error.
+	Status(ctx context.Context, id string) (Instance, error)
+	// Delete stops the machine and removes everything Create made for it.
+	// Deleting a machine that does not exist is not an error.
+	Delete(ctx context.Context, id string) error
+	// List returns the machines this provider made for the cluster,
+	// including ones clusterctl's state no longer knows (strays).
+	List(ctx context.Context, cluster string) ([]Instance, error)
+}
+
+// ConsoleLogger is implemented by providers that can show a machine's
+// console output (serial log, GetConsoleOutput, os-getConsoleOutput).
+type ConsoleLogger interface {
+	ConsoleLog(ctx context.Context, id string) ([]byte, error)
+}
+
+// AddressChooser is implemented by providers on which clusterctl chooses
+// each node's cluster address (local host-only style networks). ClusterNetwork
+// returns the network's prefix and the host's own address in it; the CLI's
+// gossip observer binds to that host address so nodes can reach it.
+type AddressChooser interface {
+	ClusterNetwork(ctx context.Context) (prefix netip.Prefix, host netip.Addr, err error)
+}
+
+// Preflighter is implemented by providers that can check, before anything is
+// created, that the host and configuration are usable (binaries present,
+// image readable, network exists). Problems are returned as *InputError so
+// the user gets exit status 2 and nothing half-made.
+type Preflighter interface {
+	Preflight(ctx context.Context, specs []NodeSpec) error
+}

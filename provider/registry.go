@@ -1,0 +1,72 @@
+package provider
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Env is what a provider factory receives.
+type Env struct {
+	// Cluster is the cluster's name.
+	Cluster string
+	// Dir is the cluster's state directory; providers keep cluster-wide
+	// files under it (per-node files go to NodeSpec.Dir).
+	Dir string
+	// Config is the provider's own section of the cluster config file (the
+	// value of the top-level key named like the provider), or nil. Decode it
+	// with strictyaml.Decode so unknown keys are errors with line numbers.
+	Config *yaml.Node
+}
+
+// Factory makes a provider from its environment. It must not create
+// anything at the provider; configuration errors are *InputError.
+type Factory func(env Env) (Provider, error)
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a provider available under name. It panics on a duplicate
+// name, as that is a programming error.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic(fmt.Sprintf("provider %q registered twice", name))
+	}
+	factories[name] = f
+}
+
+// Lookup returns the factory registered under name.
+func Lookup(name string) (Factory, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	f, ok := factories[name]
+	return f, ok
+}
+
+// Names returns the registered provider names, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(factories))
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New looks up name and calls its factory. An unknown name is an *InputError
+// that lists the known ones.
+func New(name string, env Env) (Provider, error) {
+	f, ok := Lookup(name)
+	if !ok {
+		return nil, BadInput(fmt.Sprintf("use one of: %v", Names()), "unknown provider %q", name)
+	}
+	return f(env)
+}
