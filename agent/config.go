@@ -1,0 +1,271 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Defaults applied by LoadConfig.
+const (
+	DefaultConfigPath       = "/etc/clusterctl/agent.json"
+	DefaultBindAddr         = "0.0.0.0"
+	DefaultPort             = 7946
+	DefaultInstanceDataPath = "/run/cloud-init/instance-data.json"
+)
+
+// Config is the agent's configuration, read from a JSON file that
+// cloud-init writes to /etc/clusterctl/agent.json (mode 0600).
+//
+// Config's String, GoString and LogValue never show the gossip key.
+type Config struct {
+	// Cluster is the cluster name; it is the memberlist label, so members
+	// of other clusters cannot talk to this one.
+	Cluster string `json:"cluster"`
+	// Name is the node name (an RFC 1123 label) and memberlist node name.
+	Name string `json:"name"`
+	// Nonce is the value the CLI rendered for this incarnation of the node;
+	// the CLI waits for a member whose meta carries it.
+	Nonce    string `json:"nonce"`
+	Provider string `json:"provider"`
+	// InstanceID is the provider's id of the machine. When empty, LoadConfig
+	// reads v1.instance_id from InstanceDataPath.
+	InstanceID string `json:"instance_id,omitempty"`
+	// InstanceDataPath is cloud-init's instance data file
+	// (default /run/cloud-init/instance-data.json).
+	InstanceDataPath string            `json:"instance_data_path,omitempty"`
+	Tags             map[string]string `json:"tags,omitempty"`
+	// Key is the gossip encryption key (16, 24 or 32 bytes; base64 in JSON).
+	Key []byte `json:"key"`
+	// BindAddr is the address memberlist listens on (default 0.0.0.0).
+	BindAddr string `json:"bind_addr,omitempty"`
+	// Port is the gossip port, TCP and UDP (LoadConfig: default 7946).
+	// New accepts 0 and then lets the kernel pick a free port.
+	Port int `json:"port,omitempty"`
+	// Exactly one of AdvertiseAddr and AdvertiseCIDR is set. With
+	// AdvertiseCIDR the agent waits until an interface has an address
+	// inside it and advertises that address.
+	AdvertiseAddr string `json:"advertise_addr,omitempty"`
+	AdvertiseCIDR string `json:"advertise_cidr,omitempty"`
+	// Seeds are "host:port" addresses of members to join.
+	Seeds []string `json:"seeds,omitempty"`
+	// HostsFile, when set (cloud-init sets /etc/hosts), is kept up to date
+	// with one line per alive node.
+	HostsFile string `json:"hosts_file,omitempty"`
+	// Domain is used for the fully qualified names in host lines.
+	Domain string `json:"domain,omitempty"`
+}
+
+// String describes the config without its key.
+func (c Config) String() string {
+	r := c
+	r.Key = nil
+	type plain Config // drops the methods, so no recursion
+	return fmt.Sprintf("%+v", plain(r)) + " key:" + keyDescription(c.Key)
+}
+
+// GoString is like String, so %#v does not show the key either.
+func (c Config) GoString() string { return c.String() }
+
+func keyDescription(k []byte) string {
+	if len(k) == 0 {
+		return "<none>"
+	}
+	return fmt.Sprintf("<redacted, %d bytes>", len(k))
+}
+
+var (
+	labelRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$`)
+)
+
+// ValidName reports whether s is an RFC 1123 label in lower case: 1 to 63
+// characters a-z, 0-9 and '-', neither starting nor ending with '-'.
+func ValidName(s string) bool { return labelRE.MatchString(s) }
+
+func validDomain(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if !dnsLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// LoadConfig reads the agent config at path, applies defaults (bind_addr,
+// port, instance_id from cloud-init's instance data) and validates it. All
+// problems are reported at once (errors.Join). No error shows the key.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("agent config %q: %w", path, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("agent config %q: unexpected data after the JSON object", path)
+	}
+	c.applyDefaults()
+	var errs []error
+	if c.InstanceID == "" {
+		id, err := readInstanceID(c.InstanceDataPath)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("instance_id is empty and cannot be read from cloud-init: %w", err))
+		}
+		c.InstanceID = id
+	}
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("agent config %q: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.BindAddr == "" {
+		c.BindAddr = DefaultBindAddr
+	}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.InstanceDataPath == "" {
+		c.InstanceDataPath = DefaultInstanceDataPath
+	}
+}
+
+func readInstanceID(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		V1 struct {
+			InstanceID string `json:"instance_id"`
+		} `json:"v1"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("%q: %w", path, err)
+	}
+	if doc.V1.InstanceID == "" {
+		return "", fmt.Errorf("%q has no v1.instance_id", path)
+	}
+	return doc.V1.InstanceID, nil
+}
+
+// Validate reports every problem with c at once. It does not apply
+// defaults: an empty BindAddr is an error, Port 0 is allowed (a free port).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch {
+	case c.Cluster == "":
+		bad("cluster: must be set")
+	case len(c.Cluster) > memberlist.LabelMaxSize:
+		bad("cluster: %q is longer than %d bytes", c.Cluster, memberlist.LabelMaxSize)
+	case !printable(c.Cluster):
+		bad("cluster: %q must not contain spaces or control characters", c.Cluster)
+	}
+	if !ValidName(c.Name) {
+		bad("name: %q is not an RFC 1123 label (1-63 characters a-z, 0-9 and '-', not starting or ending with '-')", c.Name)
+	}
+	switch {
+	case c.Nonce == "":
+		bad("nonce: must be set")
+	case len(c.Nonce) > 128 || !printable(c.Nonce):
+		bad("nonce: %q must be at most 128 printable characters without spaces", c.Nonce)
+	}
+	if c.Provider == "" {
+		bad("provider: must be set")
+	} else if !printable(c.Provider) {
+		bad("provider: %q must not contain spaces or control characters", c.Provider)
+	}
+	for k := range c.Tags {
+		if k == "" || !printable(k) {
+			bad("tags: key %q must be non-empty without spaces or control characters", k)
+		}
+	}
+	switch len(c.Key) {
+	case 16, 24, 32:
+	case 0:
+		bad("key: must be set (16, 24 or 32 bytes, base64 in JSON)")
+	default:
+		bad("key: must be 16, 24 or 32 bytes, got %d", len(c.Key))
+	}
+	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
+		bad("bind_addr: %q is not an IP address", c.BindAddr)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("port: %d is outside 1-65535", c.Port)
+	}
+	switch {
+	case c.AdvertiseAddr != "" && c.AdvertiseCIDR != "":
+		bad("advertise_addr and advertise_cidr: set only one")
+	case c.AdvertiseAddr == "" && c.AdvertiseCIDR == "":
+		bad("advertise_addr or advertise_cidr: one must be set (memberlist's own guess often picks a NAT address)")
+	case c.AdvertiseAddr != "":
+		if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || a.IsUnspecified() {
+			bad("advertise_addr: %q is not a usable IP address", c.AdvertiseAddr)
+		}
+	default:
+		if _, err := netip.ParsePrefix(c.AdvertiseCIDR); err != nil {
+			bad("advertise_cidr: %q is not a CIDR such as 192.168.56.0/24", c.AdvertiseCIDR)
+		}
+	}
+	for _, s := range c.Seeds {
+		if err := validHostPort(s); err != nil {
+			bad("seeds: %q: %v", s, err)
+		}
+	}
+	if c.HostsFile != "" && !filepath.IsAbs(c.HostsFile) {
+		bad("hosts_file: %q must be an absolute path", c.HostsFile)
+	}
+	if c.Domain != "" && !validDomain(c.Domain) {
+		bad("domain: %q is not a DNS name", c.Domain)
+	}
+	return errors.Join(errs...)
+}
+
+func validHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New(`must be "host:port"`)
+	}
+	if host == "" {
+		return errors.New("host is empty")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is outside 1-65535", port)
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// The lines that delimit the part of a hosts file the agent owns.
+const (
+	HostsBegin = "# BEGIN clusterctl-agent"
+	HostsEnd   = "# END clusterctl-agent"
+)
+
+// HostEntry is one line of the agent's hosts block.
+type HostEntry struct {
+	Addr string // an IP address
+	Name string // the node name (an RFC 1123 label)
+}
+
+// findBlock returns the byte range [start, end) of the marked block: from
+// the first line that is exactly HostsBegin to the end of the first
+// following line that is exactly HostsEnd (or to the end of content when
+// that line is missing, since the agent owns everything after its BEGIN).
+func findBlock(content []byte) (start, end int, ok bool) {
+	pos := 0
+	start = -1
+	for pos < len(content) {
+		nl := bytes.IndexByte(content[pos:], '\n')
+		lineEnd, next := len(content), len(content)
+		if nl >= 0 {
+			lineEnd, next = pos+nl, pos+nl+1
+		}
+		line := string(content[pos:lineEnd])
+		if start < 0 && line == HostsBegin {
+			start = pos
+		} else if start >= 0 && line == HostsEnd {
+			return start, next, true
+		}
+		pos = next
+	}
+	if start >= 0 {
+		return start, len(content), true
+	}
+	return 0, 0, false
+}
+
+// usableEntries drops entries that would not make a valid hosts line and
+// sorts the rest by name (then address).
+func usableEntries(entries []HostEntry) []HostEntry {
+	out := make([]HostEntry, 0, len(entries))
+	for _, e := range entries {
+		a, err := netip.ParseAddr(e.Addr)
+		if err != nil || a.Zone() != "" || !ValidName(e.Name) {
+			continue
+		}
+		out = append(out, HostEntry{Addr: a.String(), Name: e.Name})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Addr < out[j].Addr
+	})
+	return out
+}
+
+// renderBlock renders the marked block, each line ending in "\n".
+func renderBlock(domain string, entries []HostEntry) []byte {
+	var b bytes.Buffer
+	b.WriteString(HostsBegin + "\n")
+	for _, e := range usableEntries(entries) {
+		if domain != "" {
+			fmt.Fprintf(&b, "%s %s.%s %s\n", e.Addr, e.Name, strings.TrimSuffix(domain, "."), e.Name)
+		} else {
+			fmt.Fprintf(&b, "%s %s\n", e.Addr, e.Name)
+		}
+	}
+	b.WriteString(HostsEnd + "\n")
+	return b.Bytes()
+}
+
+// RewriteHosts returns content with the marked block replaced by one line
+// "ADDR name.domain name" ("ADDR name" without a domain) per entry, sorted
+// by name. Everything outside the block is kept byte for byte; a missing
+// block is appended. Entries with an invalid address or name are skipped.
+func RewriteHosts(content []byte, domain string, entries []HostEntry) []byte {
+	block := renderBlock(domain, entries)
+	start, end, ok := findBlock(content)
+	var out []byte
+	if ok {
+		out = make([]byte, 0, len(content)-(end-start)+len(block))
+		out = append(out, content[:start]...)
+		out = append(out, block...)
+		out = append(out, content[end:]...)
+		return out
+	}
+	out = make([]byte, 0, len(content)+len(block)+1)
+	out = append(out, content...)
+	if len(content) > 0 && content[len(content)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return append(out, block...)
+}
+
+// ParseHostsBlock returns the entries of the marked block in content (nil
+// when there is none). The name is the last field of each line.
+func ParseHostsBlock(content []byte) []HostEntry {
+	start, end, ok := findBlock(content)
+	if !ok {
+		return nil
+	}
+	var out []HostEntry
+	for _, line := range strings.Split(string(content[start:end]), "\n") {
+		if line == HostsBegin || line == HostsEnd || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		out = append(out, HostEntry{Addr: f[0], Name: f[len(f)-1]})
+	}
+	return out
+}
+
+// WriteHostsFile rewrites the marked block of the hosts file at path (see
+// RewriteHosts). It writes only when the content changes, atomically: a
+// temporary file in the same directory, fsync, rename. The file keeps its
+// mode (0644 for a new file). It reports whether it wrote.
+func WriteHostsFile(path, domain string, entries []HostEntry) (bool, error) {
+	old, err := os.ReadFile(path)
+	mode := fs.FileMode(0o644)
+	switch {
+	case err == nil:
+		if st, err := os.Stat(path); err == nil {
+			mode = st.Mode().Perm()
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		old = nil
+	default:
+		return false, fmt.Errorf("hosts file: %w", err)
+	}
+	updated := RewriteHosts(old, domain, entries)
+	if old != nil && bytes.Equal(old, updated) {
+		return false, nil
+	}
+	if err := writeAtomic(path, updated, mode); err != nil {
+		return false, fmt.Errorf("hosts file %q: %w", path, err)
+	}
+	return true, nil
+}
+
+func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".clusterctl-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync() // make the rename durable; best effort
+		d.Close()
+	}
+	return nil
+}
