@@ -72,7 +72,9 @@ echo "build-image.sh: building Debian 12 image $hash in $OUTDIR (apt sources: $s
 
 # The customize hook runs on the host after all packages are installed; "$1"
 # is the root file system. It makes the image a cloud-init test guest:
-#  - systemd-networkd renders the network (no ifupdown, so cloud-init picks networkd)
+#  - systemd-networkd renders the network (no ifupdown, so cloud-init picks networkd);
+#    network-online.target waits (at most 60 s) for one configured link, so
+#    services started by cloud-final find the node's address already there
 #  - cloud-init looks only at the NoCloud seed (then None), never at the network
 #  - a login prompt on the serial console ttyS0
 #  - an empty machine-id, so every VM generates its own at first boot
@@ -80,7 +82,8 @@ echo "build-image.sh: building Debian 12 image $hash in $OUTDIR (apt sources: $s
 if ! mmdebstrap --mode=root --variant=apt --include="$INCLUDE" \
 	--customize-hook='if [ -e "$1/sbin/ifup" ]; then chroot "$1" apt-get -y purge ifupdown; fi' \
 	--customize-hook='chroot "$1" systemctl enable systemd-networkd.service serial-getty@ttyS0.service' \
-	--customize-hook='chroot "$1" systemctl mask systemd-networkd-wait-online.service' \
+	--customize-hook='mkdir -p "$1/etc/systemd/system/systemd-networkd-wait-online.service.d"' \
+	--customize-hook='printf "%s\n" "[Service]" "ExecStart=" "ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=60" > "$1/etc/systemd/system/systemd-networkd-wait-online.service.d/any.conf"' \
 	--customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d"' \
 	--customize-hook='printf "%s\n" "datasource_list: [ NoCloud, None ]" > "$1/etc/cloud/cloud.cfg.d/90_datasource.cfg"' \
 	--customize-hook='printf "%s\n" "system_info:" "  network:" "    renderers: [networkd]" > "$1/etc/cloud/cloud.cfg.d/91_networkd.cfg"' \

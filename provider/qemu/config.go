@@ -1,0 +1,167 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/strictyaml"
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+// Defaults of the configuration keys.
+const (
+	DefaultBinary           = "qemu-system-x86_64"
+	DefaultQemuImg          = "qemu-img"
+	DefaultAppend           = "root=/dev/vda rw console=ttyS0"
+	DefaultAccel            = "auto"
+	DefaultMachine          = "q35"
+	DefaultBridge           = "clusterbr0"
+	DefaultCIDR             = "192.168.56.0/24"
+	DefaultMemoryMiB        = 1024
+	DefaultCPUs             = 1
+	DefaultPowerdownTimeout = 30 * time.Second
+)
+
+// Config is the "qemu:" section of the cluster config. See the package
+// documentation for what each key means.
+type Config struct {
+	Binary           string        `yaml:"binary"`
+	QemuImg          string        `yaml:"qemu_img"`
+	Image            string        `yaml:"image"`
+	ImageFormat      string        `yaml:"image_format"`
+	Kernel           string        `yaml:"kernel"`
+	Initrd           string        `yaml:"initrd"`
+	Append           string        `yaml:"append"`
+	Accel            string        `yaml:"accel"`
+	Machine          string        `yaml:"machine"`
+	Bridge           string        `yaml:"bridge"`
+	CIDR             string        `yaml:"cidr"`
+	Memory           int           `yaml:"memory"`
+	CPUs             int           `yaml:"cpus"`
+	PowerdownTimeout time.Duration `yaml:"powerdown_timeout"`
+
+	prefix netip.Prefix // parsed CIDR
+}
+
+const fixConfig = `edit the "qemu:" section of the cluster config`
+
+// ParseConfig decodes the provider's config section strictly, fills in the
+// defaults and validates the values. Every problem is reported at once, each
+// as a *provider.InputError.
+func ParseConfig(node *yaml.Node) (Config, error) {
+	var cfg Config
+	if err := strictyaml.Decode(node, &cfg); err != nil {
+		return Config{}, &provider.InputError{Err: fmt.Errorf("qemu config: %w", err), Fix: fixConfig}
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if strings.TrimSpace(*s) == "" {
+			*s = v
+		}
+	}
+	def(&c.Binary, DefaultBinary)
+	def(&c.QemuImg, DefaultQemuImg)
+	def(&c.Accel, DefaultAccel)
+	def(&c.Machine, DefaultMachine)
+	def(&c.Bridge, DefaultBridge)
+	def(&c.CIDR, DefaultCIDR)
+	if c.Kernel != "" {
+		def(&c.Append, DefaultAppend)
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultMemoryMiB
+	}
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.PowerdownTimeout == 0 {
+		c.PowerdownTimeout = DefaultPowerdownTimeout
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(fix, format string, args ...any) {
+		errs = append(errs, provider.BadInput(fix, "qemu config: "+format, args...))
+	}
+	abs := func(key string, p *string) {
+		if *p == "" {
+			return
+		}
+		a, err := filepath.Abs(*p)
+		if err != nil {
+			bad(fixConfig, "%s %q: %v", key, *p, err)
+			return
+		}
+		*p = a
+	}
+
+	if c.Image == "" {
+		bad(`set "image:" to the path of a base disk image (raw or qcow2), e.g. the one test/e2e/build-image.sh builds`,
+			"image is required")
+	}
+	abs("image", &c.Image)
+	abs("kernel", &c.Kernel)
+	abs("initrd", &c.Initrd)
+	if c.Initrd != "" && c.Kernel == "" {
+		bad(`set "kernel:" too, or remove "initrd:"`, "initrd %q is set but kernel is not", c.Initrd)
+	}
+	if c.Append != "" && c.Kernel == "" {
+		bad(`set "kernel:" too, or remove "append:"`, "append is set but kernel is not (the command line is only used for direct-kernel boot)")
+	}
+	switch c.ImageFormat {
+	case "", "raw", "qcow2", "vmdk", "vdi", "vhdx", "qed", "vpc":
+	default:
+		bad(`use image_format: raw or qcow2 (or leave it empty to detect it)`, "unknown image_format %q", c.ImageFormat)
+	}
+	switch c.Accel {
+	case "auto", "tcg", "kvm":
+	default:
+		bad(`use accel: auto, tcg or kvm`, "unknown accel %q", c.Accel)
+	}
+	if strings.ContainsAny(c.Machine, ", \t") {
+		bad(`use a machine type name such as q35 or pc`, "bad machine %q", c.Machine)
+	}
+	if len(c.Bridge) > 15 || strings.ContainsAny(c.Bridge, "/ \t") {
+		bad(`use the name of an existing Linux bridge (at most 15 characters)`, "bad bridge name %q", c.Bridge)
+	}
+	p, err := netip.ParsePrefix(c.CIDR)
+	switch {
+	case err != nil:
+		bad(`use cidr: NETWORK/PREFIXLEN, e.g. 192.168.56.0/24`, "cidr %q: %v", c.CIDR, err)
+	case !p.Addr().Is4():
+		bad(`use an IPv4 network, e.g. 192.168.56.0/24`, "cidr %q is not IPv4", c.CIDR)
+	case p.Bits() > 30:
+		bad(`use a network with room for nodes, e.g. a /24`, "cidr %q is too small", c.CIDR)
+	case p.Masked() != p:
+		bad(fmt.Sprintf("use cidr: %s", p.Masked()), "cidr %q has host bits set", c.CIDR)
+	default:
+		c.prefix = p
+	}
+	if c.Memory < 128 {
+		bad(`set memory: to at least 128 (MiB); 1024 is a good start`, "memory %d MiB is too small", c.Memory)
+	}
+	if c.CPUs < 1 || c.CPUs > 64 {
+		bad(`set cpus: between 1 and 64`, "cpus %d is out of range", c.CPUs)
+	}
+	if c.PowerdownTimeout < 0 {
+		bad(`set powerdown_timeout: to a duration like 30s`, "powerdown_timeout %s is negative", c.PowerdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// Prefix is the parsed cidr.
+func (c Config) Prefix() netip.Prefix { return c.prefix }
