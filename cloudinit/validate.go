@@ -92,16 +92,10 @@ func checkAddress(in Input) error {
 		}
 		return nil
 	}
-	var errs []error
-	if in.Address.Addr().Zone() != "" {
-		errs = append(errs, fmt.Errorf("address %q has an IPv6 zone", in.Address))
-	}
 	if in.MAC == "" {
-		errs = append(errs, fmt.Errorf("address %q is set but MAC is empty: network-config matches the cluster NIC by MAC", in.Address))
-	} else {
-		errs = append(errs, checkMAC(in.MAC))
+		return fmt.Errorf("address %q is set but MAC is empty: network-config matches the cluster NIC by MAC", in.Address)
 	}
-	return errors.Join(errs...)
+	return checkMAC(in.MAC)
 }
 
 func checkMAC(s string) error {
