@@ -41,7 +41,9 @@ func TestRenderValidation(t *testing.T) {
 		{"unknown agent kind", func(in *Input) { in.Agent.Kind = "scp" }, []string{`agent source kind "scp" is not one of "seed", "url", "preinstalled"`}},
 		{"empty agent kind", func(in *Input) { in.Agent.Kind = "" }, []string{`agent source kind ""`}},
 		{"url without URL and SHA", func(in *Input) { in.Agent = AgentSource{Kind: AgentURL} }, []string{`agent URL "" is not an http(s) URL`, `agent SHA256 "" is not 64 hex digits`}},
-		{"url with ftp URL", func(in *Input) { in.Agent = AgentSource{Kind: AgentURL, URL: "ftp://x/agent", SHA256: strings.Repeat("a", 64)} }, []string{`agent URL "ftp://x/agent"`}},
+		{"url with ftp URL", func(in *Input) {
+			in.Agent = AgentSource{Kind: AgentURL, URL: "ftp://x/agent", SHA256: strings.Repeat("a", 64)}
+		}, []string{`agent URL "ftp://x/agent"`}},
 		{"url with short SHA", func(in *Input) { in.Agent = AgentSource{Kind: AgentURL, URL: "https://x/agent", SHA256: "abc"} }, []string{`agent SHA256 "abc"`}},
 		{"all at once", func(in *Input) {
 			in.Name, in.Domain, in.MAC, in.Agent.Kind = "RED", "", "nope", "x"
