@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"sync"
+	"time"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+func encodeKey(key []byte) string { return base64.StdEncoding.EncodeToString(key) + "\n" }
+
+// joinInterval is how often the observer retries nodes it has not reached.
+const joinInterval = 2 * time.Second
+
+// observer starts the short-lived gossip member the CLI watches through. On
+// providers where clusterctl chose the network it binds to the host's
+// address on that network, so the nodes can reach it.
+func (m *Manager) observer(ctx context.Context, p provider.Provider, key []byte) (*agent.Observer, error) {
+	cfg := agent.ObserverConfig{Cluster: m.Cluster, Key: key, BindAddr: "0.0.0.0", Logger: m.Log}
+	if ac, ok := p.(provider.AddressChooser); ok {
+		_, host, err := ac.ClusterNetwork(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.BindAddr = host.String()
+		cfg.AdvertiseAddr = host.String()
+	}
+	obs, err := agent.NewObserver(ctx, cfg)
+	if err != nil {
+		return nil, provider.WithHint(err, "the observer must listen on the host's cluster-network address; check that the bridge or host-only network is up")
+	}
+	return obs, nil
+}
+
+// keepJoining makes the observer join, every joinInterval, the recorded
+// nodes it does not yet see alive, until the returned stop is called.
+func (m *Manager) keepJoining(ctx context.Context, obs *agent.Observer, p provider.Provider) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(joinInterval)
+		defer t.Stop()
+		for {
+			m.joinUnseen(ctx, obs)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// joinUnseen asks the observer to join every recorded node with an address
+// that it does not currently see alive. It returns how many joins worked.
+func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) int {
+	st, err := m.Store.Load()
+	if err != nil {
+		return 0
+	}
+	alive := map[string]bool{}
+	for _, mem := range obs.Members() {
+		if mem.State == "alive" {
+			alive[mem.Meta.Nonce] = true
+		}
+	}
+	var addrs []string
+	for _, n := range st.Nodes {
+		if n.Address != "" && !alive[n.Nonce] && n.Phase != PhaseRecorded && n.Phase != PhaseCreating {
+			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
+		}
+	}
+	if len(addrs) == 0 {
+		return 0
+	}
+	jctx, cancel := context.WithTimeout(ctx, joinInterval+time.Second)
+	defer cancel()
+	n, _ := obs.Join(jctx, addrs) // failures are expected while nodes boot
+	return n
+}

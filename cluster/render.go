@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/clusterctl/clusterctl/cloudinit"
+)
+
+// Rendered lists what Render wrote.
+type Rendered struct {
+	Node  string   `json:"node"`
+	Dir   string   `json:"dir"`
+	Files []string `json:"files"`
+	// NewKey is true when the cluster has no gossip key yet: the files hold
+	// a throw-away key, and up will make the real one.
+	NewKey bool `json:"new_key"`
+}
+
+// Render is the dry run of up for one node: it renders what would be sent
+// to the node and writes user-data, meta-data, network-config and, for
+// providers that boot from a seed ISO, seed.iso into dir. It records
+// nothing and asks the provider for nothing but its network.
+func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rendered, error) {
+	st, err := m.Store.Load()
+	if err != nil {
+		return Rendered{}, err
+	}
+	if provName, err = m.chooseProvider(st, provName); err != nil {
+		return Rendered{}, err
+	}
+	p, err := m.provider(provName)
+	if err != nil {
+		return Rendered{}, err
+	}
+	plans, _, err := m.plan(ctx, st, p, UpRequest{Names: []string{name}}, true)
+	if err != nil {
+		return Rendered{}, err
+	}
+	_, keyErr := m.Store.ReadKey()
+	out := Rendered{Node: name, Dir: dir, NewKey: keyErr != nil}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return out, fmt.Errorf("create %q: %w", dir, err)
+	}
+	spec := plans[0].spec
+	files := []struct {
+		name string
+		data []byte
+	}{{"user-data", spec.Seed.UserData}, {"meta-data", spec.Seed.MetaData}, {"network-config", spec.Seed.NetworkConfig}}
+	for _, f := range files {
+		if f.data == nil {
+			continue
+		}
+		path := filepath.Join(dir, f.name)
+		if err := WriteFileAtomic(path, f.data, 0o600); err != nil {
+			return out, err
+		}
+		out.Files = append(out.Files, path)
+	}
+	if spec.AgentBinary != "" {
+		path := filepath.Join(dir, "seed.iso")
+		if err := cloudinit.WriteSeedISO(path, spec.Seed, spec.AgentBinary); err != nil {
+			return out, fmt.Errorf("write seed ISO: %w", err)
+		}
+		out.Files = append(out.Files, path)
+	}
+	return out, nil
+}
+

@@ -1,0 +1,164 @@
+package cluster
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+// Gossip states shown by status besides memberlist's alive/suspect/dead/left.
+const (
+	GossipNeverJoined = "never-joined" // no join with this node's nonce was ever seen
+	GossipGone        = "not-seen"     // it had joined, but no member reports it now
+	GossipStale       = "stale"        // a member has the name but another nonce
+	GossipUnknown     = "unknown"      // no member of the cluster could be reached
+)
+
+// NodeStatus is one row of `clusterctl status`.
+type NodeStatus struct {
+	Name          string `json:"name"`
+	Provider      string `json:"provider"`
+	InstanceID    string `json:"instance_id,omitempty"`
+	Address       string `json:"address,omitempty"`
+	Phase         string `json:"phase"`
+	ProviderState string `json:"provider_state"`
+	Gossip        string `json:"gossip"`
+	Hostname      string `json:"hostname,omitempty"`
+	Error         string `json:"error,omitempty"`
+	// Stray is true for a machine the provider lists for this cluster that
+	// clusterctl's state does not know.
+	Stray bool `json:"stray,omitempty"`
+}
+
+// StatusReport is the whole of `clusterctl status`.
+type StatusReport struct {
+	Cluster  string       `json:"cluster"`
+	Provider string       `json:"provider,omitempty"`
+	Nodes    []NodeStatus `json:"nodes"`
+}
+
+// Status merges the state, each provider's view and the gossip view.
+func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
+	st, err := m.Store.Load()
+	if err != nil {
+		return StatusReport{}, err
+	}
+	rep := StatusReport{Cluster: m.Cluster, Provider: st.Provider, Nodes: []NodeStatus{}}
+	if len(st.Nodes) == 0 && st.Provider == "" {
+		return rep, nil
+	}
+	provs := map[string]provider.Provider{}
+	getProv := func(name string) provider.Provider {
+		if p, ok := provs[name]; ok {
+			return p
+		}
+		p, err := m.provider(name)
+		if err != nil {
+			m.Report.Note("", "provider "+name+": "+err.Error())
+		}
+		provs[name] = p
+		return p
+	}
+
+	gossip, reached := m.gossipView(ctx, getProv(st.Provider), st.Nodes)
+	known := map[string]bool{}
+	for _, n := range st.Nodes {
+		ns := NodeStatus{Name: n.Name, Provider: n.Provider, InstanceID: n.InstanceID, Address: n.Address, Phase: n.Phase, Error: n.Error, ProviderState: string(provider.StateUnknown)}
+		if p := getProv(n.Provider); p != nil && n.InstanceID != "" {
+			known[n.InstanceID] = true
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			inst, err := p.Status(sctx, n.InstanceID)
+			cancel()
+			if err != nil {
+				ns.ProviderState = "error: " + err.Error()
+			} else {
+				ns.ProviderState = string(inst.State)
+			}
+		} else if n.InstanceID == "" {
+			ns.ProviderState = string(provider.StateNotFound)
+		}
+		ns.Gossip, ns.Hostname = gossipState(n, gossip, reached)
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	for name, p := range provs {
+		if p == nil {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		list, err := p.List(lctx, m.Cluster)
+		cancel()
+		if err != nil {
+			m.Report.Note("", "list "+name+": "+err.Error())
+			continue
+		}
+		for _, in := range list {
+			if known[in.ID] || in.State == provider.StateTerminated {
+				continue
+			}
+			if st.Node(in.Name) != nil && st.Node(in.Name).InstanceID == "" {
+				continue // create was interrupted; the row above shows it
+			}
+			rep.Nodes = append(rep.Nodes, NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: "stray", ProviderState: string(in.State), Gossip: GossipUnknown, Stray: true})
+		}
+	}
+	sort.SliceStable(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })
+	return rep, nil
+}
+
+// gossipView joins a short-lived observer to the recorded nodes and
+// returns the members it sees, and whether any node could be reached.
+func (m *Manager) gossipView(ctx context.Context, p provider.Provider, nodes []Node) ([]agent.Member, bool) {
+	if p == nil {
+		return nil, false
+	}
+	key, err := m.Store.ReadKey()
+	if err != nil {
+		return nil, false
+	}
+	var addrs []string
+	for _, n := range nodes {
+		if n.Address != "" {
+			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, false
+	}
+	obs, err := m.observer(ctx, p, key)
+	if err != nil {
+		m.Report.Note("", "gossip view unavailable: "+err.Error())
+		return nil, false
+	}
+	defer obs.Close()
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := obs.Join(jctx, addrs); err != nil || n == 0 {
+		return nil, false
+	}
+	return obs.Members(), true
+}
+
+func gossipState(n Node, members []agent.Member, reached bool) (state, hostname string) {
+	sameName := false
+	for _, mem := range members {
+		if mem.Meta.Nonce == n.Nonce {
+			return mem.State, mem.Meta.Hostname
+		}
+		if mem.Name == n.Name {
+			sameName = true
+		}
+	}
+	switch {
+	case sameName:
+		return GossipStale, ""
+	case !reached:
+		return GossipUnknown, ""
+	case n.JoinedAt.IsZero():
+		return GossipNeverJoined, ""
+	default:
+		return GossipGone, ""
+	}
+}

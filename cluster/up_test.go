@@ -1,0 +1,406 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/fake"
+)
+
+// booter plays the guest for the fake provider: it reads the agent config
+// out of the rendered user-data (as cloud-init would write it) and runs a
+// real agent on the node's loopback address.
+type booter struct {
+	t       *testing.T
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+	done    map[string]chan error
+	hosts   map[string]string
+	// selfExit records agents whose Run returned nil before the machine was
+	// deleted: they left because they were asked to.
+	selfExit map[string]bool
+	// skip names nodes that never boot (their agent never starts).
+	skip map[string]bool
+}
+
+func newBooter(t *testing.T) *booter {
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+}
+
+func agentConfigFrom(userData []byte) (agent.Config, error) {
+	var doc struct {
+		WriteFiles []struct {
+			Path    string `yaml:"path"`
+			Content string `yaml:"content"`
+		} `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal(userData, &doc); err != nil {
+		return agent.Config{}, err
+	}
+	for _, f := range doc.WriteFiles {
+		if f.Path == "/etc/clusterctl/agent.json" {
+			var c agent.Config
+			err := json.Unmarshal([]byte(f.Content), &c)
+			return c, err
+		}
+	}
+	return agent.Config{}, errors.New("user-data writes no /etc/clusterctl/agent.json")
+}
+
+func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) error {
+	if b.skip[spec.Name] {
+		return nil
+	}
+	cfg, err := agentConfigFrom(spec.Seed.UserData)
+	if err != nil {
+		return err
+	}
+	cfg.AdvertiseCIDR = ""
+	cfg.AdvertiseAddr = spec.Address.String()
+	cfg.BindAddr = spec.Address.String()
+	cfg.InstanceID = id
+	hosts := filepath.Join(b.t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		return err
+	}
+	cfg.HostsFile = hosts
+	a, err := agent.New(cfg, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	b.mu.Lock()
+	b.cancels[id], b.done[id], b.hosts[spec.Name] = cancel, done, hosts
+	b.mu.Unlock()
+	return nil
+}
+
+// stop makes the "machine" go away (as a provider's delete would).
+func (b *booter) stop(id string) {
+	b.mu.Lock()
+	cancel, done := b.cancels[id], b.done[id]
+	delete(b.cancels, id)
+	b.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	select {
+	case err := <-done:
+		b.mu.Lock()
+		b.selfExit[id] = err == nil
+		b.mu.Unlock()
+	default:
+		cancel()
+		<-done
+	}
+}
+
+func (b *booter) stopAll() {
+	b.mu.Lock()
+	var ids []string
+	for id := range b.cancels {
+		ids = append(ids, id)
+	}
+	b.mu.Unlock()
+	for _, id := range ids {
+		b.stop(id)
+	}
+}
+
+// exited reports whether the agent of id ended by itself (a leave request).
+func (b *booter) exited(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.selfExit[id]
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	phases []string
+}
+
+func (r *recorder) Phase(node, phase string, d time.Duration) {
+	r.mu.Lock()
+	if testing.Verbose() {
+		println(time.Now().Format("15:04:05.000"), node, phase, d.String())
+	}
+	r.phases = append(r.phases, node+" "+phase)
+	r.mu.Unlock()
+}
+func (r *recorder) Note(node, msg string) {}
+
+func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manager, *recorder) {
+	t.Helper()
+	dir := t.TempDir()
+	agentBin := filepath.Join(dir, "clusterctl-agent")
+	if err := os.WriteFile(agentBin, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "cluster.yaml")
+	base := "cluster: test\nprovider: fake\ngossip: {port: 17946}\nagent: {binary: " + agentBin + "}\n"
+	if !strings.Contains(cfgText, "timeouts:") {
+		cfgText += "timeouts: {join: 20s, leave: 10s}\n"
+	}
+	if err := os.WriteFile(cfgPath, []byte(base+cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.LoadConfig(cfgPath, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	var log *slog.Logger
+	if os.Getenv("CLUSTERCTL_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	m, err := cluster.NewManager(cfg, filepath.Join(dir, "home"), "", rec, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.NewProvider = func(name string, env provider.Env) (provider.Provider, error) {
+		if name != "fake" {
+			return nil, provider.BadInput("use fake", "unknown provider %q", name)
+		}
+		return p, nil
+	}
+	return m, rec
+}
+
+func TestMain(m *testing.M) {
+	provider.Register("fake", func(provider.Env) (provider.Provider, error) { return fake.New(), nil })
+	os.Exit(m.Run())
+}
+
+func TestUpStatusDown(t *testing.T) {
+	p := fake.New()
+	b := newBooter(t)
+	p.OnCreate = b.boot
+	p.OnDelete = b.stop
+	t.Cleanup(b.stopAll)
+	m, rec := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	res, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}})
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	for _, r := range res {
+		if r.Phase != cluster.PhaseJoined || r.Address == "" || r.InstanceID == "" {
+			t.Errorf("up result %+v: want joined with address and instance id", r)
+		}
+	}
+	if !contains(rec.phases, "red creating") || !contains(rec.phases, "red booting") || !contains(rec.phases, "red joined") {
+		t.Errorf("phases reported: %v", rec.phases)
+	}
+
+	// A third node, named by up, joins the existing two.
+	res, err = m.Up(ctx, cluster.UpRequest{})
+	if err != nil {
+		t.Fatalf("up with picked name: %v", err)
+	}
+	if res[0].Name != "green" {
+		t.Errorf("picked name %q, want green (red and blue are taken)", res[0].Name)
+	}
+
+	rep, err := m.Status(ctx)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if len(rep.Nodes) != 3 {
+		t.Fatalf("status rows: %+v", rep.Nodes)
+	}
+	addrs := map[string]bool{}
+	for _, n := range rep.Nodes {
+		if n.Gossip != "alive" || n.ProviderState != "running" || n.Phase != cluster.PhaseJoined {
+			t.Errorf("status %+v: want joined, running, alive", n)
+		}
+		if addrs[n.Address] {
+			t.Errorf("address %s given twice", n.Address)
+		}
+		addrs[n.Address] = true
+	}
+
+	// The agents keep /etc/hosts: red's file lists all three nodes.
+	waitFor(t, ctx, func() bool {
+		data, _ := os.ReadFile(b.hosts["red"])
+		return strings.Contains(string(data), " blue.test.internal blue") && strings.Contains(string(data), " green.test.internal green")
+	}, "red's hosts file lists blue and green")
+
+	st, _ := m.Store.Load()
+	blueID := st.Node("blue").InstanceID
+	if _, err := m.Down(ctx, []string{"blue"}, false); err != nil {
+		t.Fatalf("down blue: %v", err)
+	}
+	if !b.exited(blueID) {
+		t.Error("blue's agent did not end by itself: down did not ask it to leave")
+	}
+	rep, err = m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == "blue" {
+			t.Errorf("blue still in status after down: %+v", n)
+		}
+	}
+	if len(rep.Nodes) != 2 {
+		t.Errorf("status after down blue: %+v", rep.Nodes)
+	}
+
+	if _, err := m.Down(ctx, nil, true); err != nil {
+		t.Fatalf("down --all: %v", err)
+	}
+	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cluster directory left behind after down --all: %v", err)
+	}
+	if list, _ := p.List(ctx, "test"); len(list) != 0 {
+		t.Errorf("machines left at the provider: %v", list)
+	}
+}
+
+func TestUpJoinTimeoutKeepsNode(t *testing.T) {
+	p := fake.New()
+	b := newBooter(t)
+	b.skip["red"] = true // the machine comes up but its agent never starts
+	p.OnCreate = b.boot
+	t.Cleanup(b.stopAll)
+	m, _ := newManager(t, p, "timeouts: {join: 3s}\n")
+	ctx := context.Background()
+
+	res, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}})
+	if err == nil {
+		t.Fatal("up succeeded although the agent never joined")
+	}
+	if !strings.Contains(err.Error(), "join") {
+		t.Errorf("error %q does not name the join phase", err)
+	}
+	if len(res) != 1 || res[0].Phase != cluster.PhaseFailed || !strings.Contains(res[0].ConsoleTail, "fake console of red") {
+		t.Errorf("result %+v: want failed with the console tail", res)
+	}
+	st, _ := m.Store.Load()
+	if n := st.Node("red"); n == nil || n.InstanceID == "" || n.Phase != cluster.PhaseFailed {
+		t.Fatalf("state after a failed join: %+v, want red kept with its instance id", st.Nodes)
+	}
+	rep, _ := m.Status(ctx)
+	if len(rep.Nodes) != 1 || rep.Nodes[0].Gossip == "alive" {
+		t.Errorf("status: %+v", rep.Nodes)
+	}
+	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+		t.Fatalf("down of a node that never joined: %v", err)
+	}
+	if list, _ := p.List(ctx, "test"); len(list) != 0 {
+		t.Errorf("machine left at the provider: %v", list)
+	}
+}
+
+func TestCreateFailureKeepsNodeForDown(t *testing.T) {
+	p := fake.New()
+	p.OnCreate = func(context.Context, string, provider.NodeSpec) error { return errors.New("disk full") }
+	m, _ := newManager(t, p, "")
+	ctx := context.Background()
+	_, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("up error %v, want the provider's cause", err)
+	}
+	st, _ := m.Store.Load()
+	if n := st.Node("red"); n == nil || n.InstanceID == "" {
+		t.Fatalf("state %+v: the half-made node must stay with its id", st.Nodes)
+	}
+	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := p.List(ctx, "test"); len(list) != 0 {
+		t.Errorf("orphaned machine: %v", list)
+	}
+}
+
+func TestBadInputCreatesNothing(t *testing.T) {
+	cases := []struct {
+		name, cfg string
+		req       cluster.UpRequest
+		want      string
+	}{
+		{"invalid name", "", cluster.UpRequest{Names: []string{"Red_1"}}, `invalid node name "Red_1"`},
+		{"duplicate", "", cluster.UpRequest{Names: []string{"red", "red"}}, `"red" is given twice`},
+		{"unknown provider", "", cluster.UpRequest{Provider: "nope", Names: []string{"red"}}, `unknown provider "nope"`},
+		{"extra not yaml", "cloudinit:\n  extra: \"runcmd: [unclosed\"\n", cluster.UpRequest{Names: []string{"red"}}, "cloudinit.extra"},
+		{"count mismatch", "", cluster.UpRequest{Names: []string{"red"}, Count: 2}, "--count 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fake.New()
+			m, _ := newManager(t, p, tc.cfg)
+			_, err := m.Up(context.Background(), tc.req)
+			var in *provider.InputError
+			if !errors.As(err, &in) {
+				t.Fatalf("error %v: want an input error", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if len(p.Calls) > 0 && strings.HasPrefix(p.Calls[0], "Create") {
+				t.Errorf("provider was asked to create: %v", p.Calls)
+			}
+			if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("bad input created the cluster directory")
+			}
+		})
+	}
+}
+
+func TestNameInUseAndProviderBinding(t *testing.T) {
+	p := fake.New()
+	b := newBooter(t)
+	p.OnCreate = b.boot
+	p.OnDelete = b.stop
+	t.Cleanup(b.stopAll)
+	m, _ := newManager(t, p, "")
+	ctx := context.Background()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}})
+	if err == nil || !strings.Contains(err.Error(), `node "red" already exists`) {
+		t.Errorf("second up red: %v", err)
+	}
+	_, err = m.Up(ctx, cluster.UpRequest{Provider: "qemu-elsewhere", Names: []string{"blue"}})
+	if err == nil || !strings.Contains(err.Error(), `bound to provider "fake"`) {
+		t.Errorf("up on another provider: %v", err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, ctx context.Context, cond func() bool, what string) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting: %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,18 @@
+// Command clusterctl provisions cluster nodes on QEMU (and, through the same
+// interface, other providers) and reports a node ready when its agent has
+// joined the cluster's gossip membership.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

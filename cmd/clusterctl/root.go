@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/provider"
+
+	// The providers this binary offers.
+	_ "github.com/clusterctl/clusterctl/provider/qemu"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the operation failed
+	exitInput  = 2 // bad input: nothing was done
+)
+
+// globals are the flags every command has.
+type globals struct {
+	cluster string
+	config  string
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// defaultConfig is the config file read when --config is not given.
+const defaultConfig = "cluster.yaml"
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "clusterctl",
+		Short: "Provision cluster nodes and know they are ready when their agent joins the gossip cluster",
+		Long: `clusterctl makes cluster nodes on a provider (qemu today) with cloud-init,
+and returns when each node's agent has joined the cluster's encrypted gossip
+membership — never by polling SSH.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.PersistentFlags().StringVar(&g.cluster, "cluster", "", "cluster name (default: the config's cluster:, else \"default\")")
+	root.PersistentFlags().StringVar(&g.config, "config", "", "cluster config file (default: ./cluster.yaml if it exists, or $CLUSTERCTL_CONFIG)")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log details to stderr")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return provider.BadInput("see `"+c.CommandPath()+" --help`", "%w", err)
+	})
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	root.AddCommand(newUp(g), newDown(g), newStatus(g), newRender(g), newVersion(g))
+	return root
+}
+
+// run executes the CLI and returns the exit status. Errors are shown to the
+// user here and nowhere else.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+		err = provider.BadInput("see `clusterctl --help`", "%w", err)
+	}
+	printError(stderr, err)
+	var in *provider.InputError
+	if errors.As(err, &in) {
+		return exitInput
+	}
+	return exitFailed
+}
+
+// printError writes err for a person: one "error:" line per problem, each
+// followed by what to do about it when that is known.
+func printError(w io.Writer, err error) {
+	for _, e := range leaves(err) {
+		fmt.Fprintf(w, "error: %s\n", indent(e.Error()))
+		var in *provider.InputError
+		var h *provider.HintError
+		switch {
+		case errors.As(e, &in) && in.Fix != "":
+			fmt.Fprintf(w, "  fix: %s\n", in.Fix)
+		case errors.As(e, &h) && h.Hint != "":
+			fmt.Fprintf(w, "  hint: %s\n", h.Hint)
+		}
+	}
+}
+
+// leaves flattens joined errors (also when they sit inside an InputError or
+// HintError wrapper, whose own fix then applies to the whole).
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	var h *provider.HintError
+	if errors.As(err, &h) {
+		if j, ok := h.Err.(interface{ Unwrap() []error }); ok {
+			inner := j.Unwrap()
+			out := make([]error, 0, len(inner)+1)
+			for _, e := range inner {
+				out = append(out, leaves(e)...)
+			}
+			return append(out, hintOnly{h.Hint})
+		}
+	}
+	return []error{err}
+}
+
+type hintOnly struct{ hint string }
+
+func (h hintOnly) Error() string { return "(" + h.hint + ")" }
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
+
+// manager loads the config and makes the cluster manager for a command.
+func (g *globals) manager(r cluster.Reporter) (*cluster.Manager, error) {
+	path, must := g.config, true
+	if path == "" {
+		if env := os.Getenv("CLUSTERCTL_CONFIG"); env != "" {
+			path = env
+		} else {
+			path, must = defaultConfig, false
+		}
+	}
+	cfg, err := cluster.LoadConfig(path, must)
+	if err != nil {
+		return nil, err
+	}
+	home, err := cluster.Home()
+	if err != nil {
+		return nil, err
+	}
+	return cluster.NewManager(cfg, home, g.cluster, r, g.logger())
+}
+
+func (g *globals) logger() *slog.Logger {
+	if !g.verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// inputArgs marks argument-count errors as bad input (exit status 2).
+func inputArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return provider.BadInput("see `"+cmd.CommandPath()+" --help`", "%w", err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/cluster"
+)
+
+func newStatus(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each node's provider state and gossip state in one table",
+		Long: `status merges three views: clusterctl's state, the provider's view of each
+machine, and the gossip view (alive, suspect, dead, left, never-joined,
+not-seen, stale) seen through a short-lived observer. Machines the provider
+lists for the cluster that the state does not know are shown as strays.`,
+		Args: inputArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := checkFormat(out)
+			if err != nil {
+				return err
+			}
+			rep := &lineReporter{w: g.stderr}
+			m, err := g.manager(rep)
+			if err != nil {
+				return err
+			}
+			r, err := m.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if f != "table" {
+				return emit(g.stdout, f, statusDoc{Schema: SchemaVersion, StatusReport: r})
+			}
+			return printStatus(g, r)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "table", "output format: table, json or yaml")
+	_ = cmd.RegisterFlagCompletionFunc("output", completeFormats)
+	return cmd
+}
+
+// statusDoc is the machine-readable form of status.
+type statusDoc struct {
+	Schema string `json:"schema"`
+	cluster.StatusReport
+}
+
+func printStatus(g *globals, r cluster.StatusReport) error {
+	if len(r.Nodes) == 0 {
+		fmt.Fprintf(g.stdout, "cluster %q has no nodes\n", r.Cluster)
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), n.Phase, n.ProviderState, n.Gossip, dash(n.Hostname))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range r.Nodes {
+		if n.Error != "" {
+			fmt.Fprintf(g.stdout, "%s: %s\n", n.Name, n.Error)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/cluster"
+)
+
+func newUp(g *globals) *cobra.Command {
+	var (
+		prov          string
+		count         int
+		out           string
+		createTimeout time.Duration
+		joinTimeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "up [NAME...]",
+		Short: "Create nodes and wait until their agents have joined the cluster",
+		Long: `up creates the named nodes (or --count nodes with picked names: red, blue,
+green, ...) and returns when each node's agent has joined the gossip cluster
+with the nonce rendered for it. Progress goes to stderr; the result to stdout.`,
+		Example: `  clusterctl up --provider qemu red blue
+  clusterctl up --count 3 -o json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := checkFormat(out)
+			if err != nil {
+				return err
+			}
+			rep, done := reporter(g.stderr, false)
+			m, err := g.manager(rep)
+			if err != nil {
+				done()
+				return err
+			}
+			if cmd.Flags().Changed("create-timeout") {
+				m.Cfg.Timeouts.Create = createTimeout
+			}
+			if cmd.Flags().Changed("join-timeout") {
+				m.Cfg.Timeouts.Join = joinTimeout
+			}
+			results, err := m.Up(cmd.Context(), cluster.UpRequest{Provider: prov, Names: args, Count: count})
+			done()
+			if results != nil {
+				if perr := printResults(g, f, m.Cluster, results); perr != nil && err == nil {
+					err = perr
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&prov, "provider", "p", "", "provider to create the nodes on (default: the cluster's, else the config's)")
+	cmd.Flags().IntVarP(&count, "count", "n", 0, "how many nodes to create when no NAME is given (default 1)")
+	cmd.Flags().StringVarP(&out, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().DurationVar(&createTimeout, "create-timeout", cluster.DefaultTimeouts.Create, "deadline for the provider to create a node")
+	cmd.Flags().DurationVar(&joinTimeout, "join-timeout", cluster.DefaultTimeouts.Join, "deadline for a created node's agent to join")
+	_ = cmd.RegisterFlagCompletionFunc("provider", completeProviders)
+	_ = cmd.RegisterFlagCompletionFunc("output", completeFormats)
+	return cmd
+}
+
+// resultDoc is the machine-readable result of up and down.
+type resultDoc struct {
+	Schema  string           `json:"schema"`
+	Cluster string           `json:"cluster"`
+	Nodes   []cluster.Result `json:"nodes"`
+}
+
+func printResults(g *globals, f format, clusterName string, results []cluster.Result) error {
+	if f != "table" {
+		return emit(g.stdout, f, resultDoc{Schema: SchemaVersion, Cluster: clusterName, Nodes: results})
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tINSTANCE\tPHASE\tSECONDS")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\n", r.Name, dash(r.Address), dash(r.InstanceID), r.Phase, r.Seconds)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.ConsoleTail != "" {
+			fmt.Fprintf(g.stdout, "\n--- console of %s (last lines) ---\n%s\n--- end of console ---\n", r.Name, r.ConsoleTail)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
