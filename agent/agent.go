@@ -28,7 +28,7 @@ type options struct {
 	tune              func(*memberlist.Config) // extra memberlist settings
 	onJoined          func(time.Time)          // called when a join succeeded
 	hostsWritten      func()                   // called after each hosts file write
-	memberlistStarted func(*memberlist.Memberlist)
+	crashOnCancel     bool // tests: on ctx end, stop without leaving (like a power cut)
 }
 
 func defaultOptions() options {
@@ -135,9 +135,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	local := ml.LocalNode()
 	a.logger.Info("gossip started", "addr", local.Addr.String(), "port", local.Port, "cluster", a.cfg.Cluster, "nonce", a.cfg.Nonce, "seeds", a.cfg.Seeds)
-	if a.opts.memberlistStarted != nil {
-		a.opts.memberlistStarted(ml)
-	}
 
 	loopCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -155,6 +152,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.logger.Info("leave requested by an observer: leaving the cluster for good")
 	}
 	stop()
+	if a.opts.crashOnCancel && ctx.Err() != nil {
+		_ = ml.Shutdown()
+		wg.Wait()
+		return nil
+	}
 	if err := ml.Leave(a.opts.leaveTimeout); err != nil {
 		a.logger.Warn("leave was not confirmed; shutting down anyway", "err", err)
 	}

@@ -68,4 +68,3 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 	}
 	return out, nil
 }
-

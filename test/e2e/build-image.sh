@@ -31,7 +31,9 @@ die() {
 OUTDIR=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/clusterctl/images/debian12}
 SUITE=bookworm
 DISK_SIZE=${DISK_SIZE:-2G}
-INCLUDE="systemd,systemd-sysv,udev,linux-image-cloud-amd64,cloud-init,initramfs-tools,iproute2,ca-certificates,curl,e2fsprogs,netbase,iputils-ping,procps"
+INCLUDE="systemd,systemd-sysv,udev,linux-image-cloud-amd64,cloud-init,initramfs-tools,iproute2,ca-certificates,curl,e2fsprogs,netbase,iputils-ping,procps,dbus"
+# dbus: systemd-logind needs it, and logind turns the ACPI power button
+# (QMP system_powerdown, what the provider's Delete sends) into a clean poweroff.
 
 script=$(readlink -f "$0")
 hash=$(sha256sum "$script" | cut -c1-16) || die "cannot hash $script"
@@ -76,6 +78,7 @@ echo "build-image.sh: building Debian 12 image $hash in $OUTDIR (apt sources: $s
 #    network-online.target waits (at most 60 s) for one configured link, so
 #    services started by cloud-final find the node's address already there
 #  - cloud-init looks only at the NoCloud seed (then None), never at the network
+#  - the locale is C.UTF-8 (built in: cloud-init need not generate one)
 #  - a login prompt on the serial console ttyS0
 #  - an empty machine-id, so every VM generates its own at first boot
 #  - /dev/vda is the root file system
@@ -87,6 +90,7 @@ if ! mmdebstrap --mode=root --variant=apt --include="$INCLUDE" \
 	--customize-hook='mkdir -p "$1/etc/cloud/cloud.cfg.d"' \
 	--customize-hook='printf "%s\n" "datasource_list: [ NoCloud, None ]" > "$1/etc/cloud/cloud.cfg.d/90_datasource.cfg"' \
 	--customize-hook='printf "%s\n" "system_info:" "  network:" "    renderers: [networkd]" > "$1/etc/cloud/cloud.cfg.d/91_networkd.cfg"' \
+	--customize-hook='printf "%s\n" "locale: C.UTF-8" > "$1/etc/cloud/cloud.cfg.d/92_locale.cfg"' \
 	--customize-hook='printf "%s\n" "/dev/vda / ext4 defaults,errors=remount-ro 0 1" > "$1/etc/fstab"' \
 	--customize-hook=': > "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
 	--customize-hook='echo localhost > "$1/etc/hostname"; : > "$1/etc/resolv.conf"' \
