@@ -54,14 +54,14 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 
 	host, err := bridgeAddr(c.Bridge, c.Prefix())
 	add(err)
-	add(checkSpecs(p, specs, host))
+	errs = append(errs, checkSpecs(p, specs, host)...)
 	return errors.Join(errs...)
 }
 
 // checkSpecs checks what each node asks for against the network: its
 // address is a usable host address in cidr and not the bridge's (host is
 // the zero Addr when unknown); MACs are valid and distinct.
-func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) error {
+func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error {
 	var errs []error
 	prefix := p.cfg.Prefix()
 	broadcast := lastAddr(prefix)
@@ -105,7 +105,7 @@ func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func readable(key, path, fix string) error {
