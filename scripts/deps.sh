@@ -1,0 +1,22 @@
+#!/bin/sh
+# deps.sh — install what clusterctl's build, tests and demo need on a fresh
+# Debian/Ubuntu machine, from the distribution's own packages. Idempotent.
+#   qemu-system-x86, qemu-utils  the QEMU provider and the e2e VMs
+#   mmdebstrap, e2fsprogs        building the Debian 12 test image
+#   cloud-init                   `cloud-init schema` validates rendered user-data in tests
+#   iproute2, procps             network namespaces, bridges, taps; pgrep in the e2e test
+# Go itself must already be installed (see go.mod for the version).
+set -eu
+[ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo $0)" >&2; exit 1; }
+pkgs="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs cloud-init iproute2 procps"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "deps.sh: installing$missing" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+command -v go >/dev/null || { echo "deps.sh: Go is not installed; install Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") or newer" >&2; exit 1; }
+echo "deps.sh: all dependencies present" >&2

@@ -1,0 +1,265 @@
+//go:build e2e
+
+// Package e2e boots a real cluster of QEMU VMs with the real clusterctl and
+// clusterctl-agent binaries, inside a network namespace the test makes, and
+// checks what a user would see: up returns when both agents joined, status
+// shows them alive with the right addresses and hostnames, the guests'
+// /etc/hosts map the nodes to their cluster addresses, down makes a node
+// leave, and down --all leaves nothing behind.
+//
+// Run with `make e2e` (needs root, qemu-system-x86, qemu-utils, mmdebstrap;
+// `make deps` installs them). It takes several minutes under TCG.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	bridge   = "clusterbr0"
+	hostCIDR = "192.168.56.1/24"
+)
+
+type env struct {
+	t       *testing.T
+	root    string // repository root
+	bin     string // built binaries
+	home    string // CLUSTERCTL_HOME
+	ns      string
+	config  string
+	image   string
+	timeout time.Duration
+}
+
+func setup(t *testing.T) *env {
+	if os.Geteuid() != 0 {
+		t.Fatal("the e2e test needs root (network namespaces, taps, mmdebstrap); run it with sudo or as root")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "ip", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: run `make deps` (it installs qemu-system-x86 qemu-utils mmdebstrap iproute2 e2fsprogs)", tool)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, root: root, bin: t.TempDir(), home: t.TempDir(), ns: fmt.Sprintf("cctl-e2e-%d", os.Getpid()), timeout: 20 * time.Minute}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	e.run(ctx, nil, "go", "build", "-o", filepath.Join(e.bin, "clusterctl"), "./cmd/clusterctl")
+	e.run(ctx, []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(e.bin, "clusterctl-agent"), "./cmd/clusterctl-agent")
+	e.image = strings.TrimSpace(e.run(ctx, nil, "sh", filepath.Join(root, "test/e2e/build-image.sh")))
+	t.Logf("image: %s", e.image)
+
+	e.run(ctx, nil, "sh", filepath.Join(root, "test/e2e/netns.sh"), "up", e.ns, bridge, hostCIDR)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		// Whatever the test left, take it down, then the namespace.
+		_, _ = e.cli(ctx, "down", "--all")
+		_ = exec.Command("sh", filepath.Join(root, "test/e2e/netns.sh"), "down", e.ns).Run()
+	})
+
+	e.config = filepath.Join(t.TempDir(), "cluster.yaml")
+	cfg := fmt.Sprintf(`cluster: e2e
+provider: qemu
+timeouts:
+  join: 12m
+cloudinit:
+  # Show, on the serial console, what the guest ended up with.
+  extra: |
+    runcmd:
+      - [sh, -c, 'echo "E2E-HOSTNAME $(hostname)" > /dev/ttyS0; sed "s/^/E2E-HOSTS /" /etc/hosts > /dev/ttyS0']
+qemu:
+  image: %s/disk.raw
+  image_format: raw
+  kernel: %s/vmlinuz
+  initrd: %s/initrd.img
+  accel: tcg
+  bridge: %s
+  cidr: 192.168.56.0/24
+  memory: 1024
+`, e.image, e.image, e.image, bridge)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// run runs a command in the repository root and returns its stdout; it
+// fails the test on a non-zero exit.
+func (e *env) run(ctx context.Context, envv []string, name string, args ...string) string {
+	e.t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = e.root
+	cmd.Env = append(os.Environ(), envv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		e.t.Fatalf("%s %v: %v\n%s", name, args, err, errb.String())
+	}
+	return out.String()
+}
+
+// cli runs clusterctl inside the test's network namespace. It returns
+// stdout and the error (with stderr in it) instead of failing.
+func (e *env) cli(ctx context.Context, args ...string) (string, error) {
+	full := append([]string{"netns", "exec", e.ns, filepath.Join(e.bin, "clusterctl"), "--config", e.config}, args...)
+	cmd := exec.CommandContext(ctx, "ip", full...)
+	cmd.Env = append(os.Environ(), "CLUSTERCTL_HOME="+e.home, "CLUSTERCTL_AGENT="+filepath.Join(e.bin, "clusterctl-agent"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	e.t.Logf("clusterctl %s\n%s", strings.Join(args, " "), errb.String())
+	if err != nil {
+		return out.String(), fmt.Errorf("clusterctl %v: %w\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.String(), nil
+}
+
+type upDoc struct {
+	Schema string `json:"schema"`
+	Nodes  []struct {
+		Name, Address, Phase, Error string
+		InstanceID                  string `json:"instance_id"`
+	} `json:"nodes"`
+}
+
+type statusDoc struct {
+	Schema string `json:"schema"`
+	Nodes  []struct {
+		Name, Address, Phase, Gossip, Hostname string
+		ProviderState                          string `json:"provider_state"`
+	} `json:"nodes"`
+}
+
+func (e *env) status(ctx context.Context) statusDoc {
+	e.t.Helper()
+	out, err := e.cli(ctx, "status", "-o", "json")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		e.t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+	}
+	return doc
+}
+
+func (e *env) console(name string) string {
+	data, _ := os.ReadFile(filepath.Join(e.home, "clusters", "e2e", "nodes", name, "console.log"))
+	return string(data)
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	out, err := e.cli(ctx, "up", "red", "blue", "-o", "json")
+	if err != nil {
+		for _, n := range []string{"red", "blue"} {
+			t.Logf("console of %s:\n%s", n, tailLines(e.console(n), 60))
+		}
+		t.Fatal(err)
+	}
+	t.Logf("up red blue took %s", time.Since(start).Round(time.Second))
+	var up upDoc
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up -o json: %v\n%s", err, out)
+	}
+	if up.Schema != "clusterctl/v1" || len(up.Nodes) != 2 {
+		t.Fatalf("up result: %+v", up)
+	}
+	addr := map[string]string{}
+	for _, n := range up.Nodes {
+		if n.Phase != "joined" || !strings.HasPrefix(n.Address, "192.168.56.") {
+			t.Errorf("up: node %+v, want joined with an address in 192.168.56.0/24", n)
+		}
+		addr[n.Name] = n.Address
+	}
+
+	st := e.status(ctx)
+	if len(st.Nodes) != 2 {
+		t.Fatalf("status: %+v", st.Nodes)
+	}
+	for _, n := range st.Nodes {
+		if n.Gossip != "alive" || n.ProviderState != "running" || n.Address != addr[n.Name] || n.Hostname != n.Name {
+			t.Errorf("status row %+v: want alive, running, address %s, hostname %s (as reported by the node's agent)", n, addr[n.Name], n.Name)
+		}
+	}
+
+	// What the guests have: hostname and /etc/hosts, as printed on their
+	// consoles by the extra runcmd.
+	for _, name := range []string{"red", "blue"} {
+		con := e.console(name)
+		if !strings.Contains(con, "E2E-HOSTNAME "+name) {
+			t.Errorf("%s's console does not show hostname %q:\n%s", name, name, tailLines(con, 40))
+		}
+		for peer, a := range addr {
+			re := regexp.MustCompile(`E2E-HOSTS ` + regexp.QuoteMeta(a) + `\s.*\b` + peer + `\b`)
+			if !re.MatchString(con) {
+				t.Errorf("%s's /etc/hosts does not map %s to %s:\n%s", name, peer, a, grepLines(con, "E2E-HOSTS"))
+			}
+		}
+		if regexp.MustCompile(`E2E-HOSTS 127\.0\.1\.1\s.*\b` + name + `\b`).MatchString(con) {
+			t.Errorf("%s's /etc/hosts maps its own name to 127.0.1.1", name)
+		}
+	}
+
+	if _, err := e.cli(ctx, "down", "blue"); err != nil {
+		t.Fatal(err)
+	}
+	st = e.status(ctx)
+	if len(st.Nodes) != 1 || st.Nodes[0].Name != "red" || st.Nodes[0].Gossip != "alive" {
+		t.Errorf("status after down blue: %+v, want only red, alive", st.Nodes)
+	}
+	if _, err := os.Stat(filepath.Join(e.home, "clusters", "e2e", "nodes", "blue")); !os.IsNotExist(err) {
+		t.Errorf("blue's files are still there after down blue")
+	}
+
+	if _, err := e.cli(ctx, "down", "--all"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("pgrep", "-f", e.home).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("processes still running after down --all: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(e.home, "clusters", "e2e")); !os.IsNotExist(err) {
+		entries, _ := filepath.Glob(filepath.Join(e.home, "clusters", "e2e", "*"))
+		t.Errorf("files left after down --all: %v", entries)
+	}
+	if out, _ := exec.Command("ip", "-n", e.ns, "-o", "link", "show", "type", "tun").Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("tap devices left after down --all:\n%s", out)
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
