@@ -177,3 +177,53 @@ func TestNetworkConfigWithCloudInit(t *testing.T) {
 		}
 	}
 }
+
+// TestPyYAMLReadsWhatWeWrote loads rendered user-data with PyYAML (the
+// parser cloud-init uses, YAML 1.1) and checks that hostname, /etc/hosts
+// and agent.json read back exactly: yaml.v3 writes the document, but
+// cloud-init reads it.
+func TestPyYAMLReadsWhatWeWrote(t *testing.T) {
+	python := cloudInitPython(t)
+	in := sampleInput()
+	in.Name = "yes" // a YAML 1.1 boolean if it were written plain
+	in.AgentConfig = []byte("{\r\n\t\"key\": \"\u0085 \u2028 \ufeff é 😀 # x: y\",  \"trailing\": \"sp \" }  \n")
+	in.Extra = []byte("timezone: 'on'\nbootcmd: [\"a\\u0085b\"]\n")
+	r := mustRender(t, in)
+	path := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(path, r.UserData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const script = `
+import json, sys, yaml
+d = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+files = {f["path"]: f["content"] for f in d["write_files"]}
+print(json.dumps({"hostname": d["hostname"], "hosts": files["/etc/hosts"],
+    "agent": files["/etc/clusterctl/agent.json"], "timezone": d["timezone"], "bootcmd": d["bootcmd"]}))
+`
+	out, err := exec.Command(python, "-c", script, path).Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("PyYAML could not read the user-data: %v\n%s\n%s", err, ee.Stderr, r.UserData)
+		}
+		t.Fatal(err)
+	}
+	var got struct {
+		Hostname, Hosts, Agent, Timezone string
+		Bootcmd                          []string
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("python output %q: %v", out, err)
+	}
+	if got.Hostname != in.Name {
+		t.Errorf("hostname read by PyYAML = %q, want %q", got.Hostname, in.Name)
+	}
+	if got.Hosts != hostsFile(in) {
+		t.Errorf("/etc/hosts read by PyYAML = %q, want %q", got.Hosts, hostsFile(in))
+	}
+	if got.Agent != string(in.AgentConfig) {
+		t.Errorf("agent.json read by PyYAML = %q, want %q", got.Agent, in.AgentConfig)
+	}
+	if got.Timezone != "on" || len(got.Bootcmd) != 1 || got.Bootcmd[0] != "a\u0085b" {
+		t.Errorf("extra values read by PyYAML: timezone %q, bootcmd %q", got.Timezone, got.Bootcmd)
+	}
+}
