@@ -170,3 +170,45 @@ func TestRegistered(t *testing.T) {
 	_, err = provider.New("qemu", provider.Env{Cluster: "c", Dir: t.TempDir()})
 	inputErrors(t, err) // no image
 }
+
+// FuzzParseConfig checks that any YAML either parses into a valid config or
+// fails with input errors, and never panics.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		"image: /i.raw\n",
+		"image: /i\nkernel: /k\ninitrd: /r\naccel: tcg\ncidr: 10.0.0.0/8\n",
+		"memroy: 5\n",
+		"image: [1, 2]\n",
+		"cidr: 192.168.56.1/24\nmemory: -3\npowerdown_timeout: x\n",
+		"- a\n- b\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var doc yaml.Node
+		if yaml.Unmarshal([]byte(text), &doc) != nil || doc.Kind == 0 {
+			return
+		}
+		cfg, err := ParseConfig(&doc)
+		if err != nil {
+			for _, e := range unjoin(err) {
+				var ie *provider.InputError
+				if !errors.As(e, &ie) || ie.Fix == "" {
+					t.Fatalf("error %q is not an input error with a fix", e)
+				}
+			}
+			return
+		}
+		if cfg.Image == "" || !cfg.Prefix().IsValid() || cfg.Memory < 128 || cfg.CPUs < 1 ||
+			(cfg.Accel != "auto" && cfg.Accel != "tcg" && cfg.Accel != "kvm") {
+			t.Fatalf("invalid config accepted: %+v", cfg)
+		}
+	})
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
