@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -18,17 +19,17 @@ import (
 
 // options are the timings an Agent uses; tests make them shorter.
 type options struct {
-	joinMin, joinMax  time.Duration // join retry backoff
-	rejoinInterval    time.Duration // how often a lone agent rejoins its seeds
-	leaveTimeout      time.Duration // bound on the leave broadcast
-	advertiseWait     time.Duration // bound on waiting for an address in advertise_cidr
-	advertisePoll     time.Duration
-	deadReclaim       time.Duration
-	interfaceAddrs    func() ([]net.Addr, error)
-	tune              func(*memberlist.Config) // extra memberlist settings
-	onJoined          func(time.Time)          // called when a join succeeded
-	hostsWritten      func()                   // called after each hosts file write
-	crashOnCancel     bool // tests: on ctx end, stop without leaving (like a power cut)
+	joinMin, joinMax time.Duration // join retry backoff
+	rejoinInterval   time.Duration // how often a lone agent rejoins its seeds
+	leaveTimeout     time.Duration // bound on the leave broadcast
+	advertiseWait    time.Duration // bound on waiting for an address in advertise_cidr
+	advertisePoll    time.Duration
+	deadReclaim      time.Duration
+	interfaceAddrs   func() ([]net.Addr, error)
+	tune             func(*memberlist.Config) // extra memberlist settings
+	onJoined         func(time.Time)          // called when a join succeeded
+	hostsWritten     func()                   // called after each hosts file write
+	crashOnCancel    bool                     // tests: on ctx end, stop without leaving (like a power cut)
 }
 
 func defaultOptions() options {
@@ -48,12 +49,13 @@ func defaultOptions() options {
 // publishes the node's Meta, keeps the seeds joined and, if configured, the
 // hosts file up to date.
 type Agent struct {
-	cfg    Config
-	meta   []byte
-	logger *slog.Logger
-	opts   options
-	table  *memberTable
-	leave  chan struct{} // a valid leave request arrived
+	cfg         Config
+	meta        atomic.Pointer[[]byte] // encoded Meta; replaced when leaving
+	leavingMeta []byte
+	logger      *slog.Logger
+	opts        options
+	table       *memberTable
+	leave       chan struct{} // a valid leave request arrived
 
 	mu sync.Mutex
 	ml *memberlist.Memberlist
@@ -76,7 +78,7 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
-	meta, err := EncodeMeta(Meta{
+	m := Meta{
 		Cluster:    cfg.Cluster,
 		Name:       cfg.Name,
 		Nonce:      cfg.Nonce,
@@ -85,19 +87,27 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 		Hostname:   hostname,
 		Role:       RoleNode,
 		Tags:       cfg.Tags,
-	})
+	}
+	meta, err := EncodeMeta(m)
+	if err != nil {
+		return nil, err
+	}
+	m.Leaving = true
+	leavingMeta, err := EncodeMeta(m)
 	if err != nil {
 		return nil, err
 	}
 	logger = logger.With("node", cfg.Name)
-	return &Agent{
-		cfg:    cfg,
-		meta:   meta,
-		logger: logger,
-		opts:   opts,
-		table:  newMemberTable(cfg.Cluster, logger),
-		leave:  make(chan struct{}, 1),
-	}, nil
+	a := &Agent{
+		cfg:         cfg,
+		leavingMeta: leavingMeta,
+		logger:      logger,
+		opts:        opts,
+		table:       newMemberTable(cfg.Cluster, logger),
+		leave:       make(chan struct{}, 1),
+	}
+	a.meta.Store(&meta)
+	return a, nil
 }
 
 // Run runs the agent until ctx ends or an observer asks this node (by name
@@ -156,6 +166,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = ml.Shutdown()
 		wg.Wait()
 		return nil
+	}
+	// Announce the leave in the meta first, so that members can tell a
+	// graceful leave ("left") from a failure ("dead").
+	a.meta.Store(&a.leavingMeta)
+	if err := ml.UpdateNode(a.opts.leaveTimeout); err != nil {
+		a.logger.Warn("leaving announcement was not confirmed", "err", err)
 	}
 	if err := ml.Leave(a.opts.leaveTimeout); err != nil {
 		a.logger.Warn("leave was not confirmed; shutting down anyway", "err", err)
@@ -267,7 +283,7 @@ func (a *Agent) hostsLoop(ctx context.Context) {
 		members, changed := a.table.snapshot(RoleNode)
 		var entries []HostEntry
 		for _, m := range members {
-			if m.State == StateAlive || m.State == StateSuspect {
+			if m.State == StateAlive {
 				entries = append(entries, HostEntry{Addr: m.Addr, Name: m.Name})
 			}
 		}
@@ -327,10 +343,11 @@ func encodeLeaveRequest(name, nonce string) []byte {
 type nodeDelegate struct{ a *Agent }
 
 func (d *nodeDelegate) NodeMeta(limit int) []byte {
-	if len(d.a.meta) > limit { // New checked MetaMaxSize; never happens
+	meta := *d.a.meta.Load()
+	if len(meta) > limit { // New checked MetaMaxSize; never happens
 		return nil
 	}
-	return d.a.meta
+	return meta
 }
 
 func (d *nodeDelegate) NotifyMsg(b []byte) {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -12,33 +11,20 @@ import (
 
 // Member states as shown to users.
 const (
-	StateAlive   = "alive"
-	StateSuspect = "suspect"
-	StateDead    = "dead"
-	StateLeft    = "left"
+	StateAlive = "alive"
+	StateDead  = "dead" // failed: memberlist declared it dead
+	StateLeft  = "left" // left gracefully (announced in its meta, then left)
 )
 
 // Member is one node of the cluster as an observer or agent sees it.
 type Member struct {
-	Name  string
-	Addr  string
-	Port  int
-	State string // alive, suspect, dead or left
+	Name string
+	Addr string
+	Port int
+	// State is alive, dead or left. memberlist reports no event when a
+	// node becomes suspect, so a suspect node is alive until declared dead.
+	State string
 	Meta  Meta
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return StateAlive
-	case memberlist.StateSuspect:
-		return StateSuspect
-	case memberlist.StateDead:
-		return StateDead
-	case memberlist.StateLeft:
-		return StateLeft
-	}
-	return fmt.Sprintf("state(%d)", int(s))
 }
 
 // memberTable follows memberlist's events. memberlist hides dead and left
@@ -70,9 +56,19 @@ func (t *memberTable) NotifyJoin(n *memberlist.Node)   { t.record(n, "join") }
 func (t *memberTable) NotifyUpdate(n *memberlist.Node) { t.record(n, "update") }
 func (t *memberTable) NotifyLeave(n *memberlist.Node)  { t.record(n, "leave") }
 
+// record stores n after an event. The state follows from the event, not
+// from n.State: memberlist keeps the real state in its own nodeState and
+// never sets Node.State. A leave event means "left" when the node had
+// announced in its meta that it was leaving, "dead" otherwise.
 func (t *memberTable) record(n *memberlist.Node, event string) {
-	m := Member{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), State: stateName(n.State)}
+	m := Member{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), State: StateAlive}
 	meta, err := DecodeMeta(n.Meta)
+	if event == "leave" {
+		m.State = StateDead
+		if err == nil && meta.Leaving {
+			m.State = StateLeft
+		}
+	}
 	if err != nil {
 		t.logger.Warn("member with unreadable meta", "member", n.Name, "event", event, "err", err)
 	} else if meta.Cluster != t.cluster {
@@ -134,7 +130,7 @@ func (t *memberTable) aliveOthers(self string) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.members {
-		if m.Name != self && m.Meta.Role == RoleNode && (m.State == StateAlive || m.State == StateSuspect) {
+		if m.Name != self && m.Meta.Role == RoleNode && m.State == StateAlive {
 			n++
 		}
 	}

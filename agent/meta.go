@@ -25,6 +25,10 @@ type Meta struct {
 	Hostname   string            `json:"h,omitempty"`
 	Role       string            `json:"r"`
 	Tags       map[string]string `json:"t,omitempty"`
+	// Leaving is set by an agent that is about to leave gracefully. It is
+	// how other members tell "left" from "dead": memberlist v0.7.0 does not
+	// say which one it was in its leave event (Node.State stays zero).
+	Leaving bool `json:"l,omitempty"`
 }
 
 // EncodeMeta encodes m. It fails when the result is larger than

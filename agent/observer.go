@@ -177,8 +177,7 @@ func (o *Observer) WaitNonce(ctx context.Context, nonce string) (Member, error) 
 // Members returns the nodes the observer has seen, sorted by name, with
 // their states: nodes that left or died stay listed as "left" or "dead".
 // Observers are never listed. States come from memberlist's join, update
-// and leave events; memberlist reports no event when a node becomes
-// suspect, so a suspect node shows as "alive" until it is declared dead.
+// and leave events (see Member.State).
 func (o *Observer) Members() []Member {
 	m, _ := o.table.snapshot(RoleNode)
 	return m

@@ -1,0 +1,532 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// fastTune shortens memberlist's timings so that joins, failures and leaves
+// show up within a second on loopback.
+func fastTune(c *memberlist.Config) {
+	c.TCPTimeout = time.Second
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 2
+	c.GossipInterval = 20 * time.Millisecond
+	c.PushPullInterval = time.Second
+	c.GossipToTheDeadTime = 2 * time.Second
+	c.IndirectChecks = 1
+	c.RetransmitMult = 2
+}
+
+func testOptions() options {
+	o := defaultOptions()
+	o.joinMin, o.joinMax = 20*time.Millisecond, 200*time.Millisecond
+	o.rejoinInterval = 200 * time.Millisecond
+	o.leaveTimeout = 2 * time.Second
+	o.deadReclaim = 100 * time.Millisecond
+	o.tune = fastTune
+	return o
+}
+
+func testConfig(name string) Config {
+	return Config{
+		Cluster:       "test",
+		Name:          name,
+		Nonce:         name + "-nonce-1",
+		Provider:      "fake",
+		InstanceID:    "i-" + name,
+		Tags:          map[string]string{"role": "worker"},
+		Key:           testKey,
+		BindAddr:      "127.0.0.1",
+		Port:          0,
+		AdvertiseAddr: "127.0.0.1",
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+type runningAgent struct {
+	*Agent
+	cancel context.CancelFunc
+	done   chan error // receives Run's result
+	addr   string     // "127.0.0.1:port"
+}
+
+// startAgent runs an agent and waits until its gossip port is open.
+func startAgent(t *testing.T, cfg Config, opts options) *runningAgent {
+	t.Helper()
+	a, err := newAgent(cfg, testLogger(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	wctx := testCtx(t)
+	for {
+		if host, port, err := a.localAddr(); err == nil {
+			r.addr = net.JoinHostPort(host, strconv.Itoa(port))
+			break
+		}
+		select {
+		case err := <-r.done:
+			t.Fatalf("agent %s stopped while starting: %v", cfg.Name, err)
+		case <-wctx.Done():
+			t.Fatalf("agent %s did not start", cfg.Name)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the agent and waits (bounded) for Run to return nil.
+func (r *runningAgent) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok && err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if ok {
+			close(r.done)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("Run did not return after cancel")
+	}
+}
+
+// testLogger logs to stderr when AGENT_TEST_LOG is set (debug level), and
+// nowhere otherwise. (Not t.Log: memberlist may log after a test ends.)
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("AGENT_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return discardLogger()
+}
+
+func newObserver(t *testing.T, cfg ObserverConfig) *Observer {
+	t.Helper()
+	if cfg.Cluster == "" {
+		cfg.Cluster = "test"
+	}
+	if cfg.Key == nil {
+		cfg.Key = testKey
+	}
+	cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
+	cfg.tune = fastTune
+	cfg.Logger = testLogger(t)
+	o, err := NewObserver(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.Close() })
+	return o
+}
+
+// waitMember waits (bounded by ctx) until the observer lists node name in a
+// state for which ok returns true.
+func waitMember(ctx context.Context, t *testing.T, o *Observer, name string, ok func(Member) bool) Member {
+	t.Helper()
+	m, err := o.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		m, found := tb.members[name]
+		return m, found && ok(m), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v; members: %+v", name, err, o.Members())
+	}
+	return m
+}
+
+func TestAgentsJoinAndObserverSeesThem(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blue := startAgent(t, blueCfg, testOptions())
+
+	o := newObserver(t, ObserverConfig{})
+	if n, err := o.Join(ctx, []string{red.addr}); err != nil || n != 1 {
+		t.Fatalf("Join = %d, %v", n, err)
+	}
+	// red joined before WaitNonce was called; blue's join reaches the
+	// observer by gossip.
+	m, err := o.WaitNonce(ctx, "red-nonce-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostname, _ := os.Hostname()
+	want := Member{Name: "red", Addr: "127.0.0.1", Port: portOf(t, red.addr), State: StateAlive, Meta: Meta{
+		Cluster: "test", Name: "red", Nonce: "red-nonce-1", Provider: "fake", InstanceID: "i-red",
+		Hostname: hostname, Role: RoleNode, Tags: map[string]string{"role": "worker"},
+	}}
+	if !reflect.DeepEqual(m, want) {
+		t.Errorf("WaitNonce:\n got %+v\nwant %+v", m, want)
+	}
+	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A node that joins while WaitNonce is already waiting.
+	got := make(chan error, 1)
+	go func() {
+		m, err := o.WaitNonce(ctx, "green-nonce-1")
+		if err == nil && m.Name != "green" {
+			err = fmt.Errorf("WaitNonce returned %q", m.Name)
+		}
+		got <- err
+	}()
+	greenCfg := testConfig("green")
+	greenCfg.Seeds = []string{blue.addr}
+	startAgent(t, greenCfg, testOptions())
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+
+	var names []string
+	for _, m := range o.Members() {
+		names = append(names, m.Name+"="+m.State)
+	}
+	if strings.Join(names, " ") != "blue=alive green=alive red=alive" {
+		t.Errorf("Members = %v, want the three nodes alive and no observer", names)
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
+	ctx := testCtx(t)
+	seed := startAgent(t, testConfig("seed"), testOptions())
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{seed.addr}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The old incarnation of "red" crashes (no leave) ...
+	oldCfg := testConfig("red")
+	oldCfg.Nonce = "old"
+	oldCfg.Seeds = []string{seed.addr}
+	crashOpts := testOptions()
+	crashOpts.crashOnCancel = true
+	old := startAgent(t, oldCfg, crashOpts)
+	if _, err := o.WaitNonce(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := o.WaitNonce(short, "new")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitNonce(new) while only the old red exists: err = %v, want deadline exceeded", err)
+	}
+	old.stop(t)
+	waitMember(ctx, t, o, "red", func(m Member) bool { return m.State == StateDead })
+
+	// ... and is re-created at another address (port) with a new nonce.
+	newCfg := testConfig("red")
+	newCfg.Nonce = "new"
+	newCfg.Seeds = []string{seed.addr}
+	fresh := startAgent(t, newCfg, testOptions())
+	m, err := o.WaitNonce(ctx, "new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Meta.Nonce != "new" || m.Port != portOf(t, fresh.addr) || m.State != StateAlive {
+		t.Errorf("WaitNonce(new) = %+v, want the new red at port %d", m, portOf(t, fresh.addr))
+	}
+	// The old nonce is still known, as it was last seen.
+	if m, err := o.WaitNonce(ctx, "old"); err != nil || m.State != StateDead || m.Port != portOf(t, old.addr) {
+		t.Errorf("WaitNonce(old) = %+v, %v; want the old red, dead", m, err)
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	ctx := testCtx(t)
+	wrongKeyCfg := testConfig("wrongkey")
+	wrongKeyCfg.Key = []byte("0123456789abcdef0123456789abcdef")
+	wrongKey := startAgent(t, wrongKeyCfg, testOptions())
+	otherClusterCfg := testConfig("other")
+	otherClusterCfg.Cluster = "prod"
+	otherCluster := startAgent(t, otherClusterCfg, testOptions())
+
+	o := newObserver(t, ObserverConfig{})
+	for _, a := range []*runningAgent{wrongKey, otherCluster} {
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		n, err := o.Join(short, []string{a.addr})
+		cancel()
+		if err == nil {
+			t.Errorf("observer joined %s (%d reached), want isolation", a.cfg.Name, n)
+		}
+	}
+	// And they cannot join a cluster that has the observer in it either.
+	good := startAgent(t, testConfig("good"), testOptions())
+	if _, err := o.Join(ctx, []string{good.addr}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []*runningAgent{wrongKey, otherCluster} {
+		if n, err := a.ml.Join([]string{good.addr}); err == nil {
+			t.Errorf("%s joined the test cluster (%d reached)", a.cfg.Name, n)
+		}
+	}
+	if got := o.Members(); len(got) != 1 || got[0].Name != "good" {
+		t.Errorf("Members = %+v, want only good", got)
+	}
+}
+
+func TestGracefulLeaveShowsLeft(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blue := startAgent(t, blueCfg, testOptions())
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+	blue.stop(t) // like SIGTERM
+	waitMember(ctx, t, o, "blue", func(m Member) bool { return m.State != StateAlive })
+	var states []string
+	for _, m := range o.Members() {
+		states = append(states, m.Name+"="+m.State)
+	}
+	if strings.Join(states, " ") != "blue=left red=alive" {
+		t.Errorf("Members = %v, want blue left (not dead) and red alive", states)
+	}
+}
+
+func TestRequestLeave(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WaitNonce(ctx, "red-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.RequestLeave(ctx, "red", "stale"); err == nil || !strings.Contains(err.Error(), `"stale"`) {
+		t.Errorf("RequestLeave with a stale nonce: err = %v", err)
+	}
+	if err := o.RequestLeave(ctx, "nobody", "x"); err == nil {
+		t.Error("RequestLeave of an unknown node succeeded")
+	}
+	if err := o.RequestLeave(ctx, "red", "red-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-red.done:
+		close(red.done)
+		if err != nil {
+			t.Errorf("Run returned %v after a leave request, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return after a leave request")
+	}
+	if m := o.Members(); len(m) != 1 || m[0].State != StateLeft {
+		t.Errorf("Members = %+v, want red left", m)
+	}
+	// Asking again is not an error: it already left.
+	if err := o.RequestLeave(ctx, "red", "red-nonce-1"); err != nil {
+		t.Errorf("second RequestLeave: %v", err)
+	}
+}
+
+func TestLeaveRequestForOtherIncarnationIgnored(t *testing.T) {
+	a, err := newAgent(testConfig("red"), nil, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &nodeDelegate{a: a}
+	for _, msg := range [][]byte{
+		encodeLeaveRequest("red", "old-nonce"),
+		encodeLeaveRequest("blue", "red-nonce-1"),
+		[]byte("garbage"),
+	} {
+		d.NotifyMsg(msg)
+		if len(a.leave) != 0 {
+			t.Fatalf("message %q triggered a leave", msg)
+		}
+	}
+	d.NotifyMsg(encodeLeaveRequest("red", "red-nonce-1"))
+	if len(a.leave) != 1 {
+		t.Fatal("a matching leave request did not trigger a leave")
+	}
+}
+
+func TestHostsFileFollowsMembers(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	outside := "127.0.0.1 localhost\n# keep me\n"
+	redHosts := filepath.Join(dir, "red-hosts")
+	if err := os.WriteFile(redHosts, []byte(outside), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	redCfg := testConfig("red")
+	redCfg.HostsFile, redCfg.Domain = redHosts, "lab"
+	red := startAgent(t, redCfg, testOptions())
+
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
+		t.Fatal(err)
+	}
+	// Make sure red knows the observer before checking its hosts file.
+	if _, err := red.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		return Member{}, tb.members[o.name].State == StateAlive, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blueCfg.AdvertiseAddr = "127.0.0.2" // a second loopback address, to tell lines apart
+	blueCfg.BindAddr = "127.0.0.2"
+	blue := startAgent(t, blueCfg, testOptions())
+
+	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.2", "blue"}, {"127.0.0.1", "red"}})
+	data, _ := os.ReadFile(redHosts)
+	want := outside + HostsBegin + "\n127.0.0.2 blue.lab blue\n127.0.0.1 red.lab red\n" + HostsEnd + "\n"
+	if string(data) != want {
+		t.Errorf("hosts file:\n%s\nwant:\n%s", data, want)
+	}
+
+	blue.stop(t)
+	// The observer stays alive in red's view; only red remains listed.
+	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.1", "red"}})
+	data, _ = os.ReadFile(redHosts)
+	if !strings.HasPrefix(string(data), outside) {
+		t.Errorf("content outside the block changed:\n%s", data)
+	}
+}
+
+// waitHosts waits (bounded by ctx) until the block of the hosts file at
+// path lists exactly want.
+func waitHosts(ctx context.Context, t *testing.T, path string, want []HostEntry) {
+	t.Helper()
+	var got []HostEntry
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			got = ParseHostsBlock(data)
+			if reflect.DeepEqual(got, want) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("hosts file %s lists %v, want %v", path, got, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestJoinRetriesUntilSeedAppears(t *testing.T) {
+	ctx := testCtx(t)
+	port := freePort(t)
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	joined := make(chan struct{})
+	opts := testOptions()
+	opts.onJoined = func(time.Time) { close(joined) }
+	startAgent(t, blueCfg, opts) // its seed is not up yet
+
+	redCfg := testConfig("red")
+	redCfg.Port = port
+	red := startAgent(t, redCfg, testOptions())
+	select {
+	case <-joined:
+	case <-ctx.Done():
+		t.Fatal("blue never joined red")
+	}
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a port that was free on 127.0.0.1 for both TCP and UDP.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func TestAdvertiseCIDR(t *testing.T) {
+	ctx := testCtx(t)
+	calls := 0
+	opts := testOptions()
+	opts.advertisePoll = 5 * time.Millisecond
+	opts.interfaceAddrs = func() ([]net.Addr, error) {
+		calls++
+		if calls < 3 { // the address shows up on the third look
+			return []net.Addr{&net.IPNet{IP: net.ParseIP("10.0.2.15"), Mask: net.CIDRMask(24, 32)}}, nil
+		}
+		return []net.Addr{
+			&net.IPNet{IP: net.ParseIP("10.0.2.15"), Mask: net.CIDRMask(24, 32)},
+			&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+		}, nil
+	}
+	cfg := testConfig("red")
+	cfg.AdvertiseAddr, cfg.AdvertiseCIDR = "", "127.0.0.0/8"
+	a, err := newAgent(cfg, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.advertiseAddr(ctx)
+	if err != nil || got.String() != "127.0.0.1" {
+		t.Errorf("advertiseAddr = %v, %v; want 127.0.0.1", got, err)
+	}
+
+	// When no address ever shows up, Run gives up with an error naming the CIDR.
+	cfg.AdvertiseCIDR = "192.168.56.0/24"
+	opts.advertiseWait = 100 * time.Millisecond
+	a, err = newAgent(cfg, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), `"192.168.56.0/24"`) {
+		t.Errorf("Run = %v, want an error naming the CIDR", err)
+	}
+}
