@@ -65,6 +65,9 @@ func (m *Manager) now() time.Time {
 
 func (m *Manager) provider(name string) (provider.Provider, error) {
 	env := provider.Env{Cluster: m.Cluster, Dir: m.Store.Dir, Config: m.Cfg.Providers[name]}
+	if m.Cfg.Path != "" {
+		env.ConfigDir = filepath.Dir(m.Cfg.Path)
+	}
 	if m.NewProvider != nil {
 		return m.NewProvider(name, env)
 	}

@@ -19,6 +19,9 @@ type Env struct {
 	// value of the top-level key named like the provider), or nil. Decode it
 	// with strictyaml.Decode so unknown keys are errors with line numbers.
 	Config *yaml.Node
+	// ConfigDir is the directory of the cluster config file; relative paths
+	// in the provider's section are relative to it ("" = working directory).
+	ConfigDir string
 }
 
 // Factory makes a provider from its environment. It must not create

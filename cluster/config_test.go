@@ -1,0 +1,97 @@
+package cluster_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/provider"
+
+	_ "github.com/clusterctl/clusterctl/provider/qemu"
+)
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigErrorsNameLineAndFix(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"misspelled top key", "cluster: a\nprovidr: qemu\n", []string{`line 2: unknown key "providr"`, `did you mean "provider"`}},
+		{"unknown nested key", "node:\n  cpus: 2\n  memroy: 512\n", []string{`line 3: unknown key "memroy" in node`, `"memory"`}},
+		{"all problems at once", "clustr: a\nnode:\n  cpu: 1\n", []string{"line 1:", "line 3:"}},
+		{"bad value", "node:\n  cpus: 0\n  memory: 64\n", []string{"node.memory 64 MiB is out of range"}},
+		{"unknown provider", "provider: vmware\n", []string{`unknown provider "vmware"`}},
+		{"bad cluster name", "cluster: My_Cluster\n", []string{`cluster name "My_Cluster" is not a valid DNS label`}},
+		{"not yaml", "node: [unclosed\n", []string{"line"}},
+		{"url without checksum", "agent:\n  source: url\n  url: https://example.invalid/agent\n", []string{"agent.sha256"}},
+		{"missing template", "cloudinit:\n  template: nope.tmpl\n", []string{"cloudinit.template"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cluster.LoadConfig(writeConfig(t, tc.text), true)
+			var in *provider.InputError
+			if !errors.As(err, &in) {
+				t.Fatalf("error %v: want an input error", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaultsAndProviderSection(t *testing.T) {
+	cfg, err := cluster.LoadConfig(writeConfig(t, "provider: qemu\nqemu:\n  image: x.raw\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster != "default" || cfg.Gossip.Port != 7946 || cfg.Node.MemoryMiB != 1024 || cfg.DomainFor(cfg.Cluster) != "default.internal" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if cfg.Providers["qemu"] == nil {
+		t.Error("the qemu: section was not kept for the provider")
+	}
+	if _, err := cluster.LoadConfig(filepath.Join(t.TempDir(), "absent.yaml"), false); err != nil {
+		t.Errorf("an absent default config must give the defaults: %v", err)
+	}
+	if _, err := cluster.LoadConfig(filepath.Join(t.TempDir(), "absent.yaml"), true); err == nil {
+		t.Error("an absent --config file must be an error")
+	}
+}
+
+// TestExamplesLoad loads every example config the way the CLI does,
+// including the provider's own strict decoding of its section.
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := cluster.LoadConfig(f, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Provider == "" {
+				t.Fatal("example names no provider")
+			}
+			_, err = provider.New(cfg.Provider, provider.Env{Cluster: cfg.Cluster, Dir: t.TempDir(), Config: cfg.Providers[cfg.Provider], ConfigDir: filepath.Dir(f)})
+			if err != nil {
+				t.Fatalf("provider %q rejects its section: %v", cfg.Provider, err)
+			}
+		})
+	}
+}
