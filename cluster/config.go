@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -49,6 +50,12 @@ type NodeConfig struct {
 type GossipConfig struct {
 	// Port is the agents' gossip port (TCP and UDP). Default 7946.
 	Port int `yaml:"port"`
+	// Observer is the address on this machine that the CLI's short-lived
+	// observer binds to and advertises, which nodes must be able to reach.
+	// Providers that choose the network (qemu) use the host's address on it;
+	// for cloud providers this must be set (an address inside the VPC, on a
+	// VPN, ...), or up fails at once instead of waiting in vain.
+	Observer string `yaml:"observer"`
 }
 
 // AgentConfig says where the node gets its agent binary from.
@@ -216,6 +223,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Gossip.Port < 1 || c.Gossip.Port > 65535 {
 		bad("use a port between 1 and 65535", "gossip.port %d is out of range", c.Gossip.Port)
+	}
+	if c.Gossip.Observer != "" {
+		if _, err := netip.ParseAddr(c.Gossip.Observer); err != nil {
+			bad("give an IP address of this machine that the nodes can reach", "gossip.observer %q is not an IP address", c.Gossip.Observer)
+		}
 	}
 	if c.Node.CPUs < 1 || c.Node.CPUs > 64 {
 		bad("use 1 to 64", "node.cpus %d is out of range", c.Node.CPUs)

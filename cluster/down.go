@@ -28,7 +28,7 @@ func (m *Manager) Down(ctx context.Context, names []string, all bool) ([]Result,
 	}
 	if len(targets) == 0 {
 		if all && m.Store.Exists() {
-			return nil, m.Store.Destroy()
+			return nil, m.destroyIfEmpty(ctx, nil)
 		}
 		return nil, nil
 	}
@@ -66,12 +66,7 @@ func (m *Manager) Down(ctx context.Context, names []string, all bool) ([]Result,
 		return results, provider.WithHint(err, "the node stays in state; run `clusterctl down` again once the cause is fixed")
 	}
 	if all {
-		left, err := m.Store.Load()
-		if err == nil && len(left.Nodes) == 0 {
-			if err := m.Store.Destroy(); err != nil {
-				return results, err
-			}
-		}
+		return results, m.destroyIfEmpty(ctx, provs)
 	}
 	return results, nil
 }
@@ -222,4 +217,30 @@ func (m *Manager) instanceIDs(ctx context.Context, p provider.Provider, n Node) 
 		}
 	}
 	return ids, nil
+}
+
+// destroyIfEmpty removes the cluster-wide resources providers made (when
+// they have any) and the cluster's directory, once no node is left.
+func (m *Manager) destroyIfEmpty(ctx context.Context, provs map[string]provider.Provider) error {
+	left, err := m.Store.Load()
+	if err != nil || len(left.Nodes) > 0 {
+		return err
+	}
+	if left.Provider != "" && provs[left.Provider] == nil {
+		if p, err := m.provider(left.Provider); err == nil {
+			provs = map[string]provider.Provider{left.Provider: p}
+		}
+	}
+	var errs []error
+	for name, p := range provs {
+		if cc, ok := p.(provider.ClusterCleaner); ok {
+			if err := cc.CleanupCluster(ctx, m.Cluster); err != nil {
+				errs = append(errs, fmt.Errorf("clean up %s resources of cluster %q: %w", name, m.Cluster, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return provider.WithHint(err, "run `clusterctl down --all` again; the cluster's state is kept until this succeeds")
+	}
+	return m.Store.Destroy()
 }

@@ -10,6 +10,12 @@ import (
 	"github.com/clusterctl/clusterctl/provider"
 )
 
+// errNoObserverAddr says that the nodes could not reach the CLI.
+func errNoObserverAddr(prov string) error {
+	return provider.BadInput("set gossip.observer in the config to an address of this machine that the nodes can reach on the gossip port (see README: networking)",
+		"provider %q does not put this machine on the nodes' network, and gossip.observer is not set", prov)
+}
+
 func encodeKey(key []byte) string { return base64.StdEncoding.EncodeToString(key) + "\n" }
 
 // joinInterval is how often the observer retries nodes it has not reached.
@@ -27,6 +33,10 @@ func (m *Manager) observer(ctx context.Context, p provider.Provider, key []byte)
 		}
 		cfg.BindAddr = host.String()
 		cfg.AdvertiseAddr = host.String()
+	} else if a := m.Cfg.Gossip.Observer; a != "" {
+		cfg.BindAddr, cfg.AdvertiseAddr = a, a
+	} else {
+		return nil, errNoObserverAddr(p.Name())
 	}
 	obs, err := agent.NewObserver(ctx, cfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/provider"
 )
 
 // Rendered lists what Render wrote.
@@ -17,6 +18,9 @@ type Rendered struct {
 	// NewKey is true when the cluster has no gossip key yet: the files hold
 	// a throw-away key, and up will make the real one.
 	NewKey bool `json:"new_key"`
+	// Commands are what the provider would run for up, for providers that
+	// can say (provider.DryRunner).
+	Commands []string `json:"commands,omitempty"`
 }
 
 // Render is the dry run of up for one node: it renders what would be sent
@@ -65,6 +69,11 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 			return out, fmt.Errorf("write seed ISO: %w", err)
 		}
 		out.Files = append(out.Files, path)
+	}
+	if dr, ok := p.(provider.DryRunner); ok {
+		if out.Commands, err = dr.DryRun(ctx, spec); err != nil {
+			return out, fmt.Errorf("dry run of %s: %w", p.Name(), err)
+		}
 	}
 	return out, nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"sync"
@@ -178,12 +181,33 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 		}
 	}
 
-	var agentBin string
-	source := m.Cfg.Agent.Source
-	if source == "" {
-		source = "seed"
+	_, chooses := p.(provider.AddressChooser)
+	if !chooses && !dry && m.Cfg.Gossip.Observer == "" {
+		return nil, nil, errNoObserverAddr(p.Name())
 	}
-	if source == "seed" {
+	var cidr netip.Prefix
+	if nn, ok := p.(provider.NodeNetwork); ok {
+		var err error
+		if cidr, err = nn.NodeCIDR(ctx); err != nil {
+			return nil, nil, err
+		}
+	} else if chooses {
+		cidr = prefix
+	}
+
+	source := m.Cfg.Agent.Source
+	publisher, publishes := p.(provider.AgentPublisher)
+	switch {
+	case source == "" && publishes:
+		source = cloudinit.AgentURL
+	case source == "":
+		source = cloudinit.AgentSeed
+	case source == cloudinit.AgentSeed && publishes:
+		return nil, nil, provider.BadInput(`use agent.source "url" (or leave it unset) for provider `+p.Name(),
+			"agent.source \"seed\" needs a provider that boots from a seed ISO; %q does not", p.Name())
+	}
+	var agentBin string
+	if source == cloudinit.AgentSeed || (source == cloudinit.AgentURL && m.Cfg.Agent.URL == "") {
 		var err error
 		if agentBin, err = m.agentBinary(); err != nil {
 			return nil, nil, err
@@ -221,41 +245,25 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 	}
 	for i, name := range names {
 		pl := plan{node: Node{Name: name, Nonce: randomHex(16), Provider: p.Name(), Phase: PhaseRecorded}}
+		pl.spec = provider.NodeSpec{
+			Cluster: m.Cluster, Name: name, Nonce: pl.node.Nonce,
+			CPUs: m.Cfg.Node.CPUs, MemoryMiB: m.Cfg.Node.MemoryMiB, Tags: m.tags(),
+			Dir: m.Store.NodeDir(name),
+		}
+		if source == cloudinit.AgentSeed {
+			pl.spec.AgentBinary = agentBin
+		}
 		if len(addrs) > 0 {
 			pl.node.Address = addrs[i].String()
 			pl.node.MAC = newMAC()
+			pl.spec.Address, pl.spec.MAC = addrs[i], pl.node.MAC
 			peers = append(peers, cloudinit.Peer{Name: name, Address: addrs[i]})
 			seeds = append(seeds, gossipAddr(pl.node.Address, m.Cfg.Gossip.Port))
 		}
 		plans[i] = pl
 	}
 
-	var errs []error
-	for i := range plans {
-		pl := &plans[i]
-		in, err := m.renderInput(pl.node, prefix, key, peers, seeds, source, extra, tmpl)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		r, err := cloudinit.Render(in)
-		if err != nil {
-			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", pl.node.Name, err))
-			continue
-		}
-		pl.spec = provider.NodeSpec{
-			Cluster: m.Cluster, Name: pl.node.Name, Nonce: pl.node.Nonce, MAC: pl.node.MAC,
-			CPUs: m.Cfg.Node.CPUs, MemoryMiB: m.Cfg.Node.MemoryMiB,
-			Seed: r.Seed(), AgentBinary: agentBin, Tags: m.tags(),
-			Dir: m.Store.NodeDir(pl.node.Name),
-		}
-		if len(addrs) > 0 {
-			pl.spec.Address = addrs[i]
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
+	// Everything the provider can check before anything exists.
 	if pf, ok := p.(provider.Preflighter); ok && !dry {
 		specs := make([]provider.NodeSpec, len(plans))
 		for i := range plans {
@@ -265,7 +273,60 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 			return nil, nil, err
 		}
 	}
+
+	agentSrc := cloudinit.AgentSource{Kind: source, URL: m.Cfg.Agent.URL, SHA256: m.Cfg.Agent.SHA256}
+	if source == cloudinit.AgentURL && agentSrc.URL == "" {
+		if agentSrc.URL, agentSrc.SHA256, err = m.publishAgent(ctx, publisher, agentBin, dry); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	var errs []error
+	for i := range plans {
+		pl := &plans[i]
+		in, err := m.renderInput(pl.node, cidr, prefix.Bits(), key, peers, seeds, agentSrc, extra, tmpl)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r, err := cloudinit.Render(in)
+		if err != nil {
+			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", pl.node.Name, err))
+			continue
+		}
+		pl.spec.Seed = r.Seed()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
 	return plans, key, nil
+}
+
+// publishAgent makes the agent binary downloadable through the provider.
+// A dry run publishes nothing and shows a placeholder URL.
+func (m *Manager) publishAgent(ctx context.Context, pub provider.AgentPublisher, bin string, dry bool) (url, sum string, err error) {
+	if dry {
+		sum, err := fileSHA256(bin)
+		return "https://agent.invalid/published-by-up", sum, err
+	}
+	url, sum, err = pub.PublishAgent(ctx, m.Cluster, bin)
+	if err != nil {
+		return "", "", fmt.Errorf("publish the agent binary: %w", err)
+	}
+	return url, sum, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %q: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (m *Manager) tags() map[string]string {
@@ -277,7 +338,7 @@ func (m *Manager) tags() map[string]string {
 }
 
 // renderInput builds the cloud-init input (and the agent's config) for node.
-func (m *Manager) renderInput(n Node, prefix netip.Prefix, key []byte, peers []cloudinit.Peer, seeds []string, source string, extra, tmpl []byte) (cloudinit.Input, error) {
+func (m *Manager) renderInput(n Node, cidr netip.Prefix, bits int, key []byte, peers []cloudinit.Peer, seeds []string, src cloudinit.AgentSource, extra, tmpl []byte) (cloudinit.Input, error) {
 	var others []cloudinit.Peer
 	for _, p := range peers {
 		if p.Name != n.Name {
@@ -313,14 +374,15 @@ func (m *Manager) renderInput(n Node, prefix netip.Prefix, key []byte, peers []c
 		InstanceID: fmt.Sprintf("%s-%s-%s", m.Cluster, n.Name, n.Nonce[:8]),
 		MAC:        n.MAC,
 		Peers:      others,
-		Agent:      cloudinit.AgentSource{Kind: source, URL: m.Cfg.Agent.URL, SHA256: m.Cfg.Agent.SHA256},
+		Agent:      src,
 		Extra:      extra,
 		Template:   tmpl,
 	}
 	if n.Address != "" {
-		a := netip.MustParseAddr(n.Address)
-		in.Address = netip.PrefixFrom(a, prefix.Bits())
-		ac.AdvertiseCIDR = prefix.Masked().String()
+		in.Address = netip.PrefixFrom(netip.MustParseAddr(n.Address), bits)
+	}
+	if cidr.IsValid() {
+		ac.AdvertiseCIDR = cidr.Masked().String()
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

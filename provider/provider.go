@@ -121,3 +121,34 @@ type AddressChooser interface {
 type Preflighter interface {
 	Preflight(ctx context.Context, specs []NodeSpec) error
 }
+
+// AgentPublisher is implemented by providers whose nodes cannot get the
+// agent binary on a seed ISO (clouds). PublishAgent makes the binary
+// downloadable by the cluster's nodes (for example a private object with a
+// presigned URL) and returns the URL and the binary's SHA-256 (hex); the
+// user-data downloads and verifies it before running it.
+type AgentPublisher interface {
+	PublishAgent(ctx context.Context, cluster, binary string) (url, sha256 string, err error)
+}
+
+// NodeNetwork is implemented by providers that assign addresses themselves
+// but know, before creating a node, the network (CIDR) its cluster address
+// will be in — a cloud subnet. The agent advertises its interface address
+// inside that CIDR.
+type NodeNetwork interface {
+	NodeCIDR(ctx context.Context) (netip.Prefix, error)
+}
+
+// ClusterCleaner is implemented by providers that make cluster-wide
+// resources (a security group, a bucket). `down --all` calls it once no
+// node of the cluster is left.
+type ClusterCleaner interface {
+	CleanupCluster(ctx context.Context, cluster string) error
+}
+
+// DryRunner is implemented by providers that can say what Create would do
+// without doing it (for example the VBoxManage commands). `clusterctl
+// render` prints these lines after the user-data.
+type DryRunner interface {
+	DryRun(ctx context.Context, spec NodeSpec) ([]string, error)
+}

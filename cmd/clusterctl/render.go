@@ -42,6 +42,12 @@ Nothing is recorded and nothing is created at the provider.`,
 			for _, p := range r.Files {
 				fmt.Fprintln(g.stdout, p)
 			}
+			if len(r.Commands) > 0 {
+				fmt.Fprintln(g.stdout, "\n# what up would run:")
+				for _, c := range r.Commands {
+					fmt.Fprintln(g.stdout, c)
+				}
+			}
 			if r.NewKey {
 				fmt.Fprintln(g.stderr, "note: the cluster has no gossip key yet; these files hold a throw-away key and up will make the real one")
 			}

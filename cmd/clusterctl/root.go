@@ -13,9 +13,6 @@ import (
 
 	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/provider"
-
-	// The providers this binary offers.
-	_ "github.com/clusterctl/clusterctl/provider/qemu"
 )
 
 // Exit statuses.
