@@ -474,7 +474,7 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 }
 
 // freePort returns a port that was free on 127.0.0.1 for both TCP and UDP.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -528,5 +528,44 @@ func TestAdvertiseCIDR(t *testing.T) {
 	}
 	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), `"192.168.56.0/24"`) {
 		t.Errorf("Run = %v, want an error naming the CIDR", err)
+	}
+}
+
+func TestLoneAgentRejoinsSeeds(t *testing.T) {
+	ctx := testCtx(t)
+	port := freePort(t)
+	redCfg := testConfig("red")
+	redCfg.Port = port
+	crash := testOptions()
+	crash.crashOnCancel = true
+	red := startAgent(t, redCfg, crash)
+
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blue := startAgent(t, blueCfg, testOptions())
+	if _, err := blue.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		return Member{}, tb.members["red"].State == StateAlive, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// red loses power; blue is alone and declares it dead.
+	red.stop(t)
+	if _, err := blue.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		return Member{}, tb.members["red"].State == StateDead, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// red comes back at the same address with no seeds of its own: only
+	// blue's periodic rejoin can bring the two together again.
+	redCfg.Nonce = "red-nonce-2"
+	red2 := startAgent(t, redCfg, testOptions())
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red2.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+		t.Fatalf("blue did not rejoin: %v", err)
 	}
 }
