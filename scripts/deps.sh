@@ -5,6 +5,7 @@
 #   mmdebstrap, e2fsprogs        building the Debian 12 test image
 #   cloud-init                   `cloud-init schema` validates rendered user-data in tests
 #   iproute2, procps             network namespaces, bridges, taps; pgrep in the e2e test
+#   moto[server] (pip)           EC2 and S3 API emulator for the EC2 provider's tests
 # Go itself must already be installed (see go.mod for the version).
 set -eu
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo $0)" >&2; exit 1; }
@@ -17,6 +18,11 @@ if [ -n "$missing" ]; then
 	echo "deps.sh: installing$missing" >&2
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+# moto's EC2/S3 server, the EC2 provider's test peer (from the Python package index).
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+	echo "deps.sh: installing moto[server]" >&2
+	python3 -m pip install -q "moto[server]" >&2
 fi
 command -v go >/dev/null || { echo "deps.sh: Go is not installed; install Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") or newer" >&2; exit 1; }
 echo "deps.sh: all dependencies present" >&2
