@@ -48,7 +48,14 @@ func (m *Manager) Down(ctx context.Context, names []string, all bool) ([]Result,
 		m.setNode(n.Name, func(x *Node) { x.Phase = PhaseLeaving })
 	}
 
-	obs := m.leaveObserver(ctx, provs[targets[0].Provider], st.Nodes)
+	// Only nodes that once joined can be asked to leave.
+	var obs *agent.Observer
+	for _, n := range targets {
+		if !n.JoinedAt.IsZero() {
+			obs = m.leaveObserver(ctx, provs[n.Provider], st.Nodes)
+			break
+		}
+	}
 	if obs != nil {
 		defer obs.Close()
 	}

@@ -99,12 +99,14 @@ func (b *booter) stop(id string) {
 	if cancel == nil {
 		return
 	}
+	// Like a guest's shutdown, give an agent that is leaving a moment to
+	// finish before the machine goes.
 	select {
 	case err := <-done:
 		b.mu.Lock()
 		b.selfExit[id] = err == nil
 		b.mu.Unlock()
-	default:
+	case <-time.After(5 * time.Second):
 		cancel()
 		<-done
 	}
@@ -118,7 +120,11 @@ func (b *booter) stopAll() {
 	}
 	b.mu.Unlock()
 	for _, id := range ids {
-		b.stop(id)
+		b.mu.Lock()
+		cancel, done := b.cancels[id], b.done[id]
+		b.mu.Unlock()
+		cancel()
+		<-done
 	}
 }
 

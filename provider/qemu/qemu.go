@@ -69,6 +69,12 @@ func New(env provider.Env) (*Provider, error) {
 	if env.Dir == "" {
 		return nil, errors.New("qemu provider: the cluster state directory is not set")
 	}
+	// Relative paths in the config are relative to the config file.
+	for _, path := range []*string{&cfg.Image, &cfg.Kernel, &cfg.Initrd} {
+		if *path != "" && !filepath.IsAbs(*path) && env.ConfigDir != "" {
+			*path = filepath.Join(env.ConfigDir, *path)
+		}
+	}
 	return &Provider{cfg: cfg, env: env, kvmUsable: kvmOpens}, nil
 }
 
