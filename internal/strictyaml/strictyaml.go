@@ -54,7 +54,8 @@ func Decode(node *yaml.Node, v any) error {
 		return fmt.Errorf("strictyaml: Decode needs a pointer, got %T", v)
 	}
 	var problems []error
-	check(node, t.Elem(), "", &problems)
+	c := checker{problems: &problems, budget: maxVisits}
+	c.check(node, t.Elem(), "")
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}
@@ -79,7 +80,23 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-func check(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
+// maxVisits bounds the nodes one check visits, so a document of nested
+// aliases ("billion laughs") cannot make it run for ever.
+const maxVisits = 100000
+
+type checker struct {
+	problems *[]error
+	budget   int
+}
+
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
+	problems := c.problems
+	if c.budget--; c.budget == 0 {
+		*problems = append(*problems, fmt.Errorf("line %d: the document is too large or has too many nested aliases", n.Line))
+	}
+	if c.budget <= 0 {
+		return
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -102,21 +119,21 @@ func check(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
 				*problems = append(*problems, unknownKey(k, path, fields))
 				continue
 			}
-			check(val, ft, join(path, k.Value), problems)
+			c.check(val, ft, join(path, k.Value))
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind != yaml.SequenceNode {
 			return
 		}
-		for i, c := range n.Content {
-			check(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems)
+		for i, e := range n.Content {
+			c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			check(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), problems)
+			c.check(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))
 		}
 	}
 }
