@@ -41,7 +41,9 @@ ci: deps
 	CLUSTERCTL_REQUIRE_TOOLS=1 $(MAKE) test
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./cloudinit/ ./agent/
+	$(GO) test -run '^$$' -bench BenchmarkJoinDetection -benchtime 200x ./agent/
+	$(GO) test -run '^$$' -bench BenchmarkPollBaseline -benchtime 20x ./agent/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x -count 3 ./cloudinit/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime 60s ./cloudinit/
