@@ -1,0 +1,106 @@
+package ec2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/aws/smithy-go"
+
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+// policyDoc is where the IAM policy clusterctl needs is written down.
+const policyDoc = "docs/ec2.md lists the IAM policy clusterctl needs"
+
+// mapErr turns an AWS error into what the user should do about it. what
+// names the thing that was being done ("run instance for node \"red\"").
+// Bad input becomes a *provider.InputError (exit status 2); operational
+// failures a *provider.HintError. The original error stays wrapped.
+func mapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("ec2: %s: %w", what, err)
+	}
+	wrapped := fmt.Errorf("ec2: %s: %w", what, err)
+	if noCredentials(err) {
+		return &provider.InputError{Err: fmt.Errorf("ec2: %s: no AWS credentials found", what),
+			Fix: "configure credentials for the SDK's default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, `aws configure`, `aws sso login --profile NAME` with ec2.profile or AWS_PROFILE, or an instance role"}
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && strings.Contains(dns.Name, "amazonaws.com") {
+		return provider.WithHint(wrapped, fmt.Sprintf("%q does not resolve: check ec2.region (or AWS_REGION) and this machine's DNS", dns.Name))
+	}
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return wrapped
+	}
+	op := ""
+	var oe *smithy.OperationError
+	if errors.As(err, &oe) {
+		op = oe.Service() + ":" + oe.Operation()
+		op = strings.Replace(op, "EC2:", "ec2:", 1)
+		op = strings.Replace(op, "S3:", "s3:", 1)
+		op = strings.Replace(op, "SSM:", "ssm:", 1)
+	}
+	code := api.ErrorCode()
+	switch {
+	case code == "UnauthorizedOperation" || code == "AccessDenied" || code == "AccessDeniedException":
+		perm := op
+		if perm == "" {
+			perm = "the permission for this call"
+		}
+		return provider.WithHint(wrapped, fmt.Sprintf("your AWS identity is not allowed %s; grant it (%s)", perm, policyDoc))
+	case code == "AuthFailure" || code == "InvalidClientTokenId" || code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" || code == "ExpiredToken" || code == "RequestExpired":
+		return provider.WithHint(wrapped, "AWS rejected the credentials: check they are current (`aws sts get-caller-identity`; `aws sso login` renews SSO sessions) and that this machine's clock is right")
+	case code == "OptInRequired":
+		return provider.WithHint(wrapped, "the account is not subscribed to this service, region or AMI: enable the region in the account settings or accept the AMI's terms in AWS Marketplace, then retry")
+	case strings.HasPrefix(code, "InvalidAMIID."):
+		return provider.BadInput("set ec2.ami to an AMI that exists in this region (or remove it to use the latest Debian 12)", "ec2: %s: %w", what, err)
+	case code == "InvalidInstanceType" || (code == "InvalidParameterValue" && strings.Contains(api.ErrorMessage(), "instance type")):
+		return provider.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro", "ec2: %s: %w", what, err)
+	case strings.HasPrefix(code, "InvalidSubnetID.") || strings.HasPrefix(code, "InvalidSubnet"):
+		return provider.BadInput("set ec2.subnet_id to a subnet of this region, or remove it to use the default VPC", "ec2: %s: %w", what, err)
+	case strings.HasPrefix(code, "InvalidGroup.") || strings.HasPrefix(code, "InvalidGroupId."):
+		return provider.BadInput("set ec2.security_group_id to a group of this region, or remove it to let clusterctl make one", "ec2: %s: %w", what, err)
+	case strings.HasPrefix(code, "InvalidKeyPair."):
+		return provider.BadInput("set ec2.key_name to a key pair of this region, or remove it", "ec2: %s: %w", what, err)
+	case code == "InsufficientInstanceCapacity" || code == "Unsupported":
+		return provider.WithHint(wrapped, "AWS has no capacity for this instance type here right now: try another ec2.instance_type, or a subnet in another availability zone (ec2.subnet_id)")
+	case code == "InstanceLimitExceeded" || code == "VcpuLimitExceeded" || code == "MaxSpotInstanceCountExceeded":
+		return provider.WithHint(wrapped, "the account's instance or vCPU quota for this region is used up: terminate instances you do not need, or ask for more in Service Quotas (EC2 \"Running On-Demand Standard instances\")")
+	case code == "ParameterNotFound":
+		return provider.BadInput("set ec2.ami to an AMI id, or ec2.image to debian-12 or ubuntu-24.04", "ec2: %s: %w", what, err)
+	case code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException" || code == "SlowDown":
+		return provider.WithHint(wrapped, "AWS throttled the requests even after retries: wait a minute, or create fewer nodes at once")
+	}
+	return wrapped
+}
+
+// noCredentials reports whether err says the SDK's default chain found no
+// credentials at all.
+func noCredentials(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "failed to retrieve credentials") ||
+		strings.Contains(s, "no EC2 IMDS role found") ||
+		strings.Contains(s, "failed to refresh cached credentials") ||
+		strings.Contains(s, "static credentials are empty")
+}
+
+// isCode reports whether err is an AWS API error with one of codes.
+func isCode(err error, codes ...string) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	for _, c := range codes {
+		if api.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
