@@ -108,7 +108,9 @@ func (p *Provider) resolveSubnet(ctx context.Context) (subnet, vpc string, cidr 
 		return "", "", cidr, provider.BadInput("set ec2.subnet_id to a subnet to run the nodes in, or create a default VPC (`aws ec2 create-default-vpc`)",
 			"ec2: region %q has no default VPC (or it has no default subnet), and ec2.subnet_id is not set", p.region)
 	}
-	sort.Slice(subs, func(i, j int) bool { return aws.ToString(subs[i].AvailabilityZone) < aws.ToString(subs[j].AvailabilityZone) })
+	sort.Slice(subs, func(i, j int) bool {
+		return aws.ToString(subs[i].AvailabilityZone) < aws.ToString(subs[j].AvailabilityZone)
+	})
 	s := subs[0]
 	cidr, perr := netip.ParsePrefix(aws.ToString(s.CidrBlock))
 	if perr != nil {

@@ -314,6 +314,13 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request, mv int) {
 	srv.Console = fmt.Sprintf("[    0.000000] Linux version 6.1.0-28-cloud-amd64\n[    1.234567] Run /sbin/init as init process\n"+
 		"Cloud-init v. 22.4.2 running 'init-local' at %s. Up 3.10 seconds.\n%s login: \n", now(), s.Name)
 	c.servers = append(c.servers, srv)
+	building := 0
+	for _, x := range c.servers {
+		if x.Status == "BUILD" && !x.gone {
+			building++
+		}
+	}
+	c.maxBuilding = max(c.maxBuilding, building)
 	var sgs []any
 	for _, id := range srv.SecurityGroups {
 		sgs = append(sgs, map[string]any{"name": c.groupByNameOrID(id).Name})

@@ -103,6 +103,15 @@ type Cloud struct {
 	fips     []*floatingIP
 	swift    swiftAccount
 	reqs     []Request
+
+	maxBuilding int
+}
+
+// MaxBuilding is the most servers that were in BUILD at once.
+func (c *Cloud) MaxBuilding() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxBuilding
 }
 
 // Request is one request the cloud received (for assertions).
