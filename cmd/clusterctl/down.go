@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/cluster"
 )
 
 func newDown(g *globals) *cobra.Command {
@@ -19,24 +21,9 @@ With --all every node goes, and the cluster's state directory is removed.`,
   clusterctl down --all`,
 		ValidArgsFunction: completeNodes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := checkFormat(out)
-			if err != nil {
-				return err
-			}
-			rep, done := reporter(g.stderr, false)
-			m, err := g.manager(rep)
-			if err != nil {
-				done()
-				return err
-			}
-			results, err := m.Down(cmd.Context(), args, all)
-			done()
-			if results != nil {
-				if perr := printResults(g, f, m.Cluster, results); perr != nil && err == nil {
-					err = perr
-				}
-			}
-			return err
+			return g.runNodes(out, func(m *cluster.Manager) ([]cluster.Result, error) {
+				return m.Down(cmd.Context(), args, all)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "remove every node of the cluster and its state")

@@ -27,30 +27,15 @@ with the nonce rendered for it. Progress goes to stderr; the result to stdout.`,
 		Example: `  clusterctl up --provider qemu red blue
   clusterctl up --count 3 -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := checkFormat(out)
-			if err != nil {
-				return err
-			}
-			rep, done := reporter(g.stderr, false)
-			m, err := g.manager(rep)
-			if err != nil {
-				done()
-				return err
-			}
-			if cmd.Flags().Changed("create-timeout") {
-				m.Cfg.Timeouts.Create = createTimeout
-			}
-			if cmd.Flags().Changed("join-timeout") {
-				m.Cfg.Timeouts.Join = joinTimeout
-			}
-			results, err := m.Up(cmd.Context(), cluster.UpRequest{Provider: prov, Names: args, Count: count})
-			done()
-			if results != nil {
-				if perr := printResults(g, f, m.Cluster, results); perr != nil && err == nil {
-					err = perr
+			return g.runNodes(out, func(m *cluster.Manager) ([]cluster.Result, error) {
+				if cmd.Flags().Changed("create-timeout") {
+					m.Cfg.Timeouts.Create = createTimeout
 				}
-			}
-			return err
+				if cmd.Flags().Changed("join-timeout") {
+					m.Cfg.Timeouts.Join = joinTimeout
+				}
+				return m.Up(cmd.Context(), cluster.UpRequest{Provider: prov, Names: args, Count: count})
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&prov, "provider", "p", "", "provider to create the nodes on (default: the cluster's, else the config's)")
@@ -68,6 +53,29 @@ type resultDoc struct {
 	Schema  string           `json:"schema"`
 	Cluster string           `json:"cluster"`
 	Nodes   []cluster.Result `json:"nodes"`
+}
+
+// runNodes is the body of up and down: progress to stderr while op runs,
+// then the per-node results to stdout in the format asked for.
+func (g *globals) runNodes(out string, op func(*cluster.Manager) ([]cluster.Result, error)) error {
+	f, err := checkFormat(out)
+	if err != nil {
+		return err
+	}
+	rep, done := reporter(g.stderr, false)
+	m, err := g.manager(rep)
+	if err != nil {
+		done()
+		return err
+	}
+	results, err := op(m)
+	done()
+	if results != nil {
+		if perr := printResults(g, f, m.Cluster, results); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
 }
 
 func printResults(g *globals, f format, clusterName string, results []cluster.Result) error {
