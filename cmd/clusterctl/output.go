@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -200,14 +201,7 @@ func (r *liveReporter) Close() {
 
 // reporter picks the live or the plain reporter for w; the returned func
 // must be called when the command ends.
-func reporter(w io.Writer, quiet bool) (rep interface {
-	Phase(string, string, time.Duration)
-	Note(string, string)
-}, closeFn func()) {
-	if quiet {
-		l := &lineReporter{w: io.Discard}
-		return l, func() {}
-	}
+func reporter(w io.Writer) (rep cluster.Reporter, closeFn func()) {
 	if isTerminal(w) {
 		l := newLiveReporter(w)
 		return l, l.Close

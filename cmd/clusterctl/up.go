@@ -62,7 +62,7 @@ func (g *globals) runNodes(out string, op func(*cluster.Manager) ([]cluster.Resu
 	if err != nil {
 		return err
 	}
-	rep, done := reporter(g.stderr, false)
+	rep, done := reporter(g.stderr)
 	m, err := g.manager(rep)
 	if err != nil {
 		done()

@@ -386,6 +386,7 @@ func (c *Cloud) handler() http.Handler {
 	c.networkRoutes(mux)
 	c.imageRoutes(mux)
 	c.swiftRoutes(mux)
+	c.versionRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		mv := r.Header.Get("X-OpenStack-Nova-API-Version")
@@ -457,4 +458,30 @@ func (c *Cloud) nextURL(r *http.Request, marker string) string {
 		q.Set("limit", strconv.Itoa(c.PageSize))
 	}
 	return c.URL + r.URL.Path + "?" + q.Encode()
+}
+
+// versionRoutes serve the version discovery documents of Nova, Neutron and
+// Glance (the client checks them before it uses an endpoint).
+func (c *Cloud) versionRoutes(mux *http.ServeMux) {
+	link := func(href string) []any { return []any{map[string]any{"rel": "self", "href": href}} }
+	mux.HandleFunc("GET /compute/v2.1/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"version": map[string]any{"id": "v2.1", "status": "CURRENT",
+			"version": MaxMicroversion, "min_version": MinMicroversion, "updated": "2013-07-23T11:33:21Z",
+			"links": link(c.URL + "/compute/v2.1/")}})
+	})
+	mux.HandleFunc("GET /networking/{$}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"versions": []any{map[string]any{"id": "v2.0", "status": "CURRENT",
+			"links": link(c.URL + "/networking/v2.0/")}}})
+	})
+	mux.HandleFunc("GET /image/{$}", func(w http.ResponseWriter, r *http.Request) {
+		var vs []any
+		for _, v := range []string{"v2.16", "v2.15", "v2.9", "v2.0"} {
+			st := "SUPPORTED"
+			if v == "v2.16" {
+				st = "CURRENT"
+			}
+			vs = append(vs, map[string]any{"id": v, "status": st, "links": link(c.URL + "/image/v2/")})
+		}
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": vs})
+	})
 }
