@@ -1,0 +1,136 @@
+package openstack
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/strictyaml"
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+// Defaults of the configuration keys.
+const (
+	DefaultGossipPort   = 7946
+	DefaultParallel     = 4
+	DefaultPollInterval = 3 * time.Second
+	DefaultAgentURLTTL  = 24 * time.Hour
+	// ComputeMicroversion is the Nova API microversion clusterctl asks for
+	// (2.47 embeds the flavor in server details; every release since Pike has it).
+	ComputeMicroversion = "2.47"
+)
+
+// Config is the "openstack:" section of the cluster config. No secret
+// belongs here: passwords and application credential secrets stay in
+// clouds.yaml, secure.yaml or OS_* variables. See the package documentation.
+type Config struct {
+	Cloud      string `yaml:"cloud"`
+	CloudsFile string `yaml:"clouds_file"`
+	Region     string `yaml:"region"`
+	Interface  string `yaml:"interface"`
+	CACert     string `yaml:"cacert"`
+	Insecure   *bool  `yaml:"insecure"`
+
+	Flavor         string `yaml:"flavor"`
+	Image          string `yaml:"image"`
+	Network        string `yaml:"network"`
+	KeyName        string `yaml:"key_name"`
+	FloatingIPPool string `yaml:"floating_ip_pool"`
+	ConfigDrive    bool   `yaml:"config_drive"`
+
+	SecurityGroup string   `yaml:"security_group"`
+	GossipPort    int      `yaml:"gossip_port"`
+	GossipFrom    []string `yaml:"gossip_from"`
+
+	AgentContainer string        `yaml:"agent_container"`
+	AgentURLTTL    time.Duration `yaml:"agent_url_ttl"`
+
+	Parallel     int           `yaml:"parallel"`
+	PollInterval time.Duration `yaml:"poll_interval"`
+
+	gossipFrom []netip.Prefix
+}
+
+const fixConfig = `edit the "openstack:" section of the cluster config`
+
+// ParseConfig decodes the provider's section strictly, fills in defaults
+// and validates it; every problem is reported at once. It reads no file
+// and uses no network. cluster is the cluster name (for default names);
+// configDir resolves relative paths.
+func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
+	var cfg Config
+	if err := strictyaml.Decode(node, &cfg); err != nil {
+		return Config{}, &provider.InputError{Err: fmt.Errorf("openstack config: %w", err), Fix: fixConfig}
+	}
+	if cfg.SecurityGroup == "" {
+		cfg.SecurityGroup = "clusterctl-" + cluster
+	}
+	if cfg.AgentContainer == "" {
+		cfg.AgentContainer = "clusterctl-" + cluster
+	}
+	if cfg.GossipPort == 0 {
+		cfg.GossipPort = DefaultGossipPort
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = DefaultParallel
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.AgentURLTTL == 0 {
+		cfg.AgentURLTTL = DefaultAgentURLTTL
+	}
+	for _, p := range []*string{&cfg.CloudsFile, &cfg.CACert} {
+		if *p != "" && !filepath.IsAbs(*p) && configDir != "" {
+			*p = filepath.Join(configDir, *p)
+		}
+	}
+
+	var errs []error
+	bad := func(fix, format string, args ...any) {
+		errs = append(errs, provider.BadInput(fix, "openstack config: "+format, args...))
+	}
+	for key, v := range map[string]string{"flavor": cfg.Flavor, "image": cfg.Image, "network": cfg.Network} {
+		if strings.TrimSpace(v) == "" {
+			bad(fmt.Sprintf("set %q: to a name or id (`openstack %s list` shows them)", key, key), "%s is required", key)
+		}
+	}
+	switch cfg.Interface {
+	case "", "public", "internal", "admin", "publicURL", "internalURL", "adminURL":
+	default:
+		bad(`use interface: public, internal or admin`, "unknown interface %q", cfg.Interface)
+	}
+	if cfg.GossipPort < 1 || cfg.GossipPort > 65535 {
+		bad(`set gossip_port: to the cluster's gossip.port (default 7946)`, "gossip_port %d is out of range", cfg.GossipPort)
+	}
+	for _, s := range cfg.GossipFrom {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				bad(`list CIDRs such as 198.51.100.7/32 under gossip_from:`, "gossip_from %q: not a CIDR or address", s)
+				continue
+			}
+		}
+		cfg.gossipFrom = append(cfg.gossipFrom, p.Masked())
+	}
+	if cfg.Parallel < 1 || cfg.Parallel > 64 {
+		bad(`set parallel: between 1 and 64`, "parallel %d is out of range", cfg.Parallel)
+	}
+	if cfg.PollInterval < 0 || cfg.PollInterval > time.Minute {
+		bad(`set poll_interval: to a duration like 3s`, "poll_interval %s is out of range", cfg.PollInterval)
+	}
+	if cfg.AgentURLTTL < time.Minute {
+		bad(`set agent_url_ttl: to at least the time a node takes to boot, e.g. 24h`, "agent_url_ttl %s is too short", cfg.AgentURLTTL)
+	}
+	if cfg.SecurityGroup == "default" {
+		bad(`use a group of clusterctl's own; it is created and deleted with the cluster`, `security_group "default" cannot be used`)
+	}
+	return cfg, errors.Join(errs...)
+}

@@ -1,0 +1,703 @@
+package openstack
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gcos "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/utils"
+
+	"github.com/clusterctl/clusterctl/provider"
+)
+
+// Name is the provider's registry name.
+const Name = "openstack"
+
+func init() {
+	provider.Register(Name, func(env provider.Env) (provider.Provider, error) { return New(env) })
+}
+
+// Server metadata keys clusterctl sets on every server it makes.
+const (
+	MetaCluster   = "clusterctl.cluster"
+	MetaNode      = "clusterctl.node"
+	MetaManagedBy = "managed-by"
+	managedBy     = "clusterctl"
+	// fipDescription marks floating IPs clusterctl made (Delete removes
+	// only those).
+	fipDescription = "clusterctl"
+)
+
+// maxUserData is Nova's limit on the base64-encoded user_data.
+const maxUserData = 65535
+
+// Provider runs nodes as OpenStack servers. Make one with New.
+type Provider struct {
+	cfg Config
+	env provider.Env
+	// getenv reads the environment (a field so tests can give their own).
+	getenv func(string) string
+	sem    chan struct{}
+
+	mu   sync.Mutex
+	conn *conn
+	res  *resolved
+	sgID string
+
+	sgMu sync.Mutex // serialises making the security group
+}
+
+var (
+	_ provider.Provider       = (*Provider)(nil)
+	_ provider.ConsoleLogger  = (*Provider)(nil)
+	_ provider.Preflighter    = (*Provider)(nil)
+	_ provider.NodeNetwork    = (*Provider)(nil)
+	_ provider.ClusterCleaner = (*Provider)(nil)
+	_ provider.AgentPublisher = (*Provider)(nil)
+)
+
+// New makes the provider from its environment. It reads no file and uses
+// no network: credentials are found and checked on first use (Preflight).
+func New(env provider.Env) (*Provider, error) {
+	cfg, err := ParseConfig(env.Config, env.Cluster, env.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{cfg: cfg, env: env, getenv: os.Getenv, sem: make(chan struct{}, cfg.Parallel)}, nil
+}
+
+// SetGetenv replaces how the provider reads environment variables (tests).
+func (p *Provider) SetGetenv(f func(string) string) { p.getenv = f }
+
+// Name returns "openstack".
+func (p *Provider) Name() string { return Name }
+
+// Config returns the configuration with defaults filled in.
+func (p *Provider) Config() Config { return p.cfg }
+
+// conn is an authenticated session with the service clients.
+type conn struct {
+	creds   credentials
+	compute *gophercloud.ServiceClient
+	network *gophercloud.ServiceClient
+	image   *gophercloud.ServiceClient
+	object  *gophercloud.ServiceClient // nil when the cloud has no Swift
+}
+
+// connect authenticates once; a failure is retried on the next call.
+func (p *Provider) connect(ctx context.Context) (*conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		return p.conn, nil
+	}
+	creds, err := loadCredentials(p.cfg, p.getenv)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := creds.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := gcos.NewClient(creds.AuthURL)
+	if err != nil {
+		return nil, provider.BadInput("set auth_url to the Keystone URL, e.g. https://keystone.example.org:5000/v3", "openstack: auth_url %q: %v", creds.AuthURL, err)
+	}
+	pc.HTTPClient = *hc
+	pc.UserAgent.Prepend("clusterctl")
+	if err := gcos.Authenticate(ctx, pc, creds.authOptions()); err != nil {
+		return nil, authError(creds, err)
+	}
+	eo := gophercloud.EndpointOpts{Region: creds.Region, Availability: availability(creds.Interface)}
+	c := &conn{creds: creds}
+	var errs []error
+	if c.compute, err = gcos.NewComputeV2(pc, eo); err != nil {
+		errs = append(errs, err)
+	}
+	if c.network, err = gcos.NewNetworkV2(pc, eo); err != nil {
+		errs = append(errs, err)
+	}
+	if c.image, err = gcos.NewImageV2(pc, eo); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		region := creds.Region
+		if region == "" {
+			region = "(any)"
+		}
+		return nil, provider.BadInput("check region_name / OS_REGION_NAME and interface; clusterctl needs compute (Nova), network (Neutron) and image (Glance)",
+			"openstack: %s: the service catalog lacks a service in region %s: %v", creds.Source, region, err)
+	}
+	compute, err := utils.RequireMicroversion(ctx, *c.compute, ComputeMicroversion)
+	if err != nil {
+		return nil, provider.WithHint(fmt.Errorf("openstack: compute API at %s: %w", c.compute.Endpoint, err),
+			"clusterctl needs compute microversion "+ComputeMicroversion+" (OpenStack Pike or later)")
+	}
+	c.compute = &compute
+	if oc, err := gcos.NewObjectStorageV1(pc, eo); err == nil {
+		c.object = oc
+	}
+	p.conn = c
+	return c, nil
+}
+
+func availability(iface string) gophercloud.Availability {
+	switch strings.TrimSuffix(iface, "URL") {
+	case "internal":
+		return gophercloud.AvailabilityInternal
+	case "admin":
+		return gophercloud.AvailabilityAdmin
+	}
+	return gophercloud.AvailabilityPublic
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// apiError wraps a failed API call with what was being done and the
+// service's own message.
+func apiError(doing string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("openstack: %s: %w", doing, err)
+	}
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &ue) {
+		msg := serviceMessage(ue.Body, ue.Actual)
+		e := fmt.Errorf("openstack: %s: %s (HTTP %d)", doing, msg, ue.Actual)
+		switch {
+		case ue.Actual == http.StatusForbidden && strings.Contains(strings.ToLower(msg), "quota"):
+			return provider.WithHint(e, "the project's quota is used up: remove nodes or ask the cloud's operators for more (`openstack quota show`)")
+		case ue.Actual == http.StatusUnauthorized:
+			return provider.WithHint(e, "the token was refused; check the credentials")
+		case ue.Actual == http.StatusNotAcceptable:
+			return provider.WithHint(e, "this cloud's compute API is older than microversion "+ComputeMicroversion+" (OpenStack Pike)")
+		}
+		return e
+	}
+	return fmt.Errorf("openstack: %s: %w", doing, err)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Preflight authenticates and resolves flavor, image, network, floating IP
+// pool and key pair, and checks each node's user-data fits; every problem
+// is an *InputError, reported together. It creates nothing.
+func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
+	var errs []error
+	for _, s := range specs {
+		if !nameRE.MatchString(s.Name) {
+			errs = append(errs, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
+		}
+		if n := base64.StdEncoding.EncodedLen(len(s.Seed.UserData)); n > maxUserData {
+			errs = append(errs, provider.BadInput("shorten cloudinit.extra (the agent is downloaded, not embedded)",
+				"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", s.Name, n, maxUserData))
+		}
+	}
+	c, err := p.connect(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if _, err := p.resolve(ctx, c); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// NodeCIDR is the IPv4 subnet of the cluster network; each agent
+// advertises its fixed address in it.
+func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	r, err := p.resolve(ctx, c)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return r.CIDR, nil
+}
+
+// ensureGroup finds or makes the cluster's security group: TCP and UDP on
+// the gossip port from members of the group itself (and from gossip_from).
+func (p *Provider) ensureGroup(ctx context.Context, c *conn) (string, error) {
+	p.sgMu.Lock()
+	defer p.sgMu.Unlock()
+	if p.sgID != "" {
+		return p.sgID, nil
+	}
+	doing := fmt.Sprintf("security group %q", p.cfg.SecurityGroup)
+	pages, err := groups.List(c.network, groups.ListOpts{Name: p.cfg.SecurityGroup}).AllPages(ctx)
+	if err != nil {
+		return "", apiError("find "+doing, err)
+	}
+	found, err := groups.ExtractGroups(pages)
+	if err != nil {
+		return "", apiError("find "+doing, err)
+	}
+	var id string
+	switch {
+	case len(found) > 1:
+		return "", provider.BadInput("delete the extra groups, or set security_group: to another name",
+			"openstack: %d security groups are named %q", len(found), p.cfg.SecurityGroup)
+	case len(found) == 1:
+		id = found[0].ID
+	default:
+		g, err := groups.Create(ctx, c.network, groups.CreateOpts{Name: p.cfg.SecurityGroup,
+			Description: fmt.Sprintf("clusterctl cluster %s: gossip between nodes (made and removed by clusterctl)", p.env.Cluster)}).Extract()
+		if err != nil {
+			return "", apiError("create "+doing, err)
+		}
+		id = g.ID
+	}
+	// Make sure every rule exists (a rule that exists answers 409).
+	want := []rules.CreateOpts{}
+	for _, proto := range []rules.RuleProtocol{rules.ProtocolTCP, rules.ProtocolUDP} {
+		base := rules.CreateOpts{Direction: rules.DirIngress, EtherType: rules.EtherType4, SecGroupID: id, Protocol: proto,
+			PortRangeMin: p.cfg.GossipPort, PortRangeMax: p.cfg.GossipPort, Description: "clusterctl gossip"}
+		self := base
+		self.RemoteGroupID = id
+		want = append(want, self)
+		for _, from := range p.cfg.gossipFrom {
+			r := base
+			r.RemoteIPPrefix = from.String()
+			if from.Addr().Is6() {
+				r.EtherType = rules.EtherType6
+			}
+			want = append(want, r)
+		}
+	}
+	for _, r := range want {
+		if _, err := rules.Create(ctx, c.network, r).Extract(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+			return "", apiError("add a rule to "+doing, err)
+		}
+	}
+	p.sgID = id
+	return id, nil
+}
+
+// Create makes the server and waits until Nova reports it ACTIVE (failing
+// at once on ERROR with the server's fault), then attaches a floating IP
+// when a pool is configured. The returned Instance's Address is the fixed
+// address on the cluster network. On failure after Nova accepted the
+// server its id is returned with the error, so Delete can clean up.
+func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
+	if !nameRE.MatchString(spec.Name) {
+		return provider.Instance{}, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", spec.Name)
+	}
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	case <-ctx.Done():
+		return provider.Instance{}, ctx.Err()
+	}
+	c, err := p.connect(ctx)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	r, err := p.resolve(ctx, c)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	sg, err := p.ensureGroup(ctx, c)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	// Encode once ourselves: gophercloud passes what is already base64
+	// through unchanged, so the guest sees exactly spec.Seed.UserData.
+	ud := base64.StdEncoding.EncodeToString(spec.Seed.UserData)
+	if len(ud) > maxUserData {
+		return provider.Instance{}, provider.BadInput("shorten cloudinit.extra",
+			"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", spec.Name, len(ud), maxUserData)
+	}
+	md := map[string]string{}
+	for k, v := range spec.Tags {
+		if len(k) <= 255 && len(v) <= 255 {
+			md[k] = v
+		}
+	}
+	md[MetaCluster], md[MetaNode], md[MetaManagedBy] = p.env.Cluster, spec.Name, managedBy
+	opts := servers.CreateOpts{
+		Name: spec.Name, FlavorRef: r.FlavorID, ImageRef: r.ImageID,
+		Networks:       []servers.Network{{UUID: r.NetworkID}},
+		SecurityGroups: []string{sg},
+		UserData:       []byte(ud),
+		Metadata:       md,
+	}
+	if p.cfg.ConfigDrive {
+		t := true
+		opts.ConfigDrive = &t
+	}
+	var builder servers.CreateOptsBuilder = opts
+	if p.cfg.KeyName != "" {
+		builder = keypairs.CreateOptsExt{CreateOptsBuilder: opts, KeyName: p.cfg.KeyName}
+	}
+	created, err := servers.Create(ctx, c.compute, builder, nil).Extract()
+	if err != nil {
+		return provider.Instance{}, apiError(fmt.Sprintf("create server %q", spec.Name), err)
+	}
+	inst := provider.Instance{ID: created.ID, Name: spec.Name, State: provider.StatePending}
+
+	srv, err := p.waitActive(ctx, c, created.ID, spec.Name)
+	if err != nil {
+		inst.State = provider.StateError
+		return inst, err
+	}
+	inst = p.instance(srv, r)
+	port, addr, err := p.clusterPort(ctx, c, srv.ID, r)
+	if err != nil {
+		return inst, err
+	}
+	inst.Address = addr
+	if r.PoolID != "" {
+		fip, err := floatingips.Create(ctx, c.network, floatingips.CreateOpts{FloatingNetworkID: r.PoolID, PortID: port,
+			Description: fipDescription + " " + p.env.Cluster + "/" + spec.Name}).Extract()
+		if err != nil {
+			return inst, apiError(fmt.Sprintf("floating IP from pool %q for %q", r.PoolName, spec.Name), err)
+		}
+		inst.Detail = joinDetail(inst.Detail, "floating IP "+fip.FloatingIP)
+	}
+	return inst, nil
+}
+
+func joinDetail(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + ", " + b
+}
+
+// waitActive polls the server until it is ACTIVE. ERROR ends the wait at
+// once with the server's fault message; so does the server vanishing.
+func (p *Provider) waitActive(ctx context.Context, c *conn, id, name string) (*servers.Server, error) {
+	last := "BUILD"
+	for {
+		s, err := servers.Get(ctx, c.compute, id).Extract()
+		switch {
+		case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
+			return nil, fmt.Errorf("openstack: server %q (%s) disappeared while it was being built", name, id)
+		case err != nil && ctx.Err() == nil:
+			return nil, apiError(fmt.Sprintf("get server %q (%s)", name, id), err)
+		case err == nil:
+			last = s.Status
+			if s.TaskState != "" {
+				last += " (" + s.TaskState + ")"
+			}
+			switch s.Status {
+			case "ACTIVE":
+				return s, nil
+			case "ERROR":
+				return nil, faultError(s, name)
+			case "DELETED", "SOFT_DELETED", "SHUTOFF":
+				return nil, fmt.Errorf("openstack: server %q (%s) is %s instead of ACTIVE", name, id, s.Status)
+			}
+		}
+		t := time.NewTimer(p.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("openstack: server %q (%s) still %s: %w", name, id, last, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func faultError(s *servers.Server, name string) error {
+	msg := strings.TrimSpace(s.Fault.Message)
+	if msg == "" {
+		msg = "Nova gave no fault message"
+	}
+	err := fmt.Errorf("openstack: server %q (%s) went to ERROR: %s", name, s.ID, msg)
+	if s.Fault.Code != 0 {
+		err = fmt.Errorf("%w (fault code %d)", err, s.Fault.Code)
+	}
+	if strings.Contains(msg, "No valid host") {
+		return provider.WithHint(err, "no compute host can take this flavor now: try a smaller flavor, or another time; `clusterctl down "+name+"` removes the failed server")
+	}
+	return provider.WithHint(err, "`clusterctl down "+name+"` removes the failed server")
+}
+
+// clusterPort returns the server's port on the cluster network and its
+// fixed IPv4 address there.
+func (p *Provider) clusterPort(ctx context.Context, c *conn, serverID string, r *resolved) (portID, addr string, err error) {
+	pages, err := ports.List(c.network, ports.ListOpts{DeviceID: serverID, NetworkID: r.NetworkID}).AllPages(ctx)
+	if err != nil {
+		return "", "", apiError("list the ports of server "+serverID, err)
+	}
+	list, err := ports.ExtractPorts(pages)
+	if err != nil {
+		return "", "", apiError("list the ports of server "+serverID, err)
+	}
+	for _, pt := range list {
+		for _, ip := range pt.FixedIPs {
+			if a, err := netip.ParseAddr(ip.IPAddress); err == nil && r.CIDR.Contains(a) {
+				return pt.ID, a.String(), nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("openstack: server %s is ACTIVE but has no address in %s on network %q", serverID, r.CIDR, r.NetworkName)
+}
+
+// mapState maps Nova's status (and task state) onto provider.State.
+func mapState(status, task string) provider.State {
+	if task == "deleting" {
+		return provider.StateStopping
+	}
+	switch status {
+	case "BUILD", "REBUILD":
+		return provider.StatePending
+	case "ACTIVE", "REBOOT", "HARD_REBOOT", "PASSWORD", "MIGRATING", "RESIZE", "VERIFY_RESIZE", "REVERT_RESIZE", "RESCUE":
+		return provider.StateRunning
+	case "SHUTOFF", "STOPPED", "SUSPENDED", "PAUSED", "SHELVED", "SHELVED_OFFLOADED":
+		return provider.StateStopped
+	case "DELETED", "SOFT_DELETED":
+		return provider.StateTerminated
+	case "ERROR":
+		return provider.StateError
+	}
+	return provider.StateUnknown
+}
+
+// instance describes a server; r (may be nil) says which network is the
+// cluster's.
+func (p *Provider) instance(s *servers.Server, r *resolved) provider.Instance {
+	in := provider.Instance{ID: s.ID, Name: s.Name, State: mapState(s.Status, s.TaskState)}
+	if n := s.Metadata[MetaNode]; n != "" {
+		in.Name = n
+	}
+	fixed, floating := addresses(s.Addresses, r)
+	in.Address = fixed
+	var detail []string
+	if s.Status != "" {
+		detail = append(detail, "nova "+s.Status)
+	}
+	if fl, ok := s.Flavor["original_name"].(string); ok && fl != "" {
+		detail = append(detail, "flavor "+fl)
+	}
+	if floating != "" {
+		detail = append(detail, "floating IP "+floating)
+	}
+	if s.Status == "ERROR" && s.Fault.Message != "" {
+		detail = append(detail, "fault: "+s.Fault.Message)
+	}
+	in.Detail = strings.Join(detail, ", ")
+	return in
+}
+
+// addresses picks the fixed IPv4 address on the cluster network (within
+// r.CIDR when known) and a floating address from Nova's addresses field.
+func addresses(all map[string]any, r *resolved) (fixed, floating string) {
+	names := make([]string, 0, len(all))
+	for n := range all {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		list, _ := all[n].([]any)
+		for _, e := range list {
+			m, _ := e.(map[string]any)
+			a, err := netip.ParseAddr(fmt.Sprint(m["addr"]))
+			if err != nil || !a.Is4() {
+				continue
+			}
+			switch m["OS-EXT-IPS:type"] {
+			case "floating":
+				if floating == "" {
+					floating = a.String()
+				}
+			default:
+				inCluster := r == nil || !r.CIDR.IsValid() || r.CIDR.Contains(a)
+				if inCluster && fixed == "" {
+					fixed = a.String()
+				}
+			}
+		}
+	}
+	return fixed, floating
+}
+
+// Status reports one server. An id Nova does not know is StateNotFound.
+func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, error) {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	s, err := servers.Get(ctx, c.compute, id).Extract()
+	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return provider.Instance{ID: id, State: provider.StateNotFound}, nil
+	}
+	if err != nil {
+		return provider.Instance{}, apiError("get server "+id, err)
+	}
+	p.mu.Lock()
+	r := p.res
+	p.mu.Unlock()
+	return p.instance(s, r), nil
+}
+
+// List returns the servers whose metadata says they belong to cluster.
+func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instance, error) {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pages, err := servers.List(c.compute, servers.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return nil, apiError("list servers", err)
+	}
+	all, err := servers.ExtractServers(pages)
+	if err != nil {
+		return nil, apiError("list servers", err)
+	}
+	p.mu.Lock()
+	r := p.res
+	p.mu.Unlock()
+	var out []provider.Instance
+	for i := range all {
+		s := &all[i]
+		if s.Metadata[MetaManagedBy] == managedBy && s.Metadata[MetaCluster] == cluster {
+			out = append(out, p.instance(s, r))
+		}
+	}
+	return out, nil
+}
+
+// Delete removes the floating IPs clusterctl attached to the server, then
+// the server, and waits until Nova no longer shows it. A server that does
+// not exist is not an error.
+func (p *Provider) Delete(ctx context.Context, id string) error {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := servers.Get(ctx, c.compute, id).Extract(); gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return nil
+	} else if err != nil {
+		return apiError("get server "+id, err)
+	}
+	if err := p.deleteFloatingIPs(ctx, c, id); err != nil {
+		return err
+	}
+	if err := servers.Delete(ctx, c.compute, id).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return apiError("delete server "+id, err)
+	}
+	for {
+		s, err := servers.Get(ctx, c.compute, id).Extract()
+		if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+			return nil
+		}
+		if err == nil && (s.Status == "DELETED" || s.Status == "SOFT_DELETED") {
+			return nil
+		}
+		if err == nil && s.Status == "ERROR" && s.TaskState == "" {
+			// A delete that failed leaves the server in ERROR; ask again.
+			_ = servers.Delete(ctx, c.compute, id).ExtractErr()
+		}
+		t := time.NewTimer(p.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("openstack: server %s is still being deleted: %w", id, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Provider) deleteFloatingIPs(ctx context.Context, c *conn, serverID string) error {
+	pages, err := ports.List(c.network, ports.ListOpts{DeviceID: serverID}).AllPages(ctx)
+	if err != nil {
+		return apiError("list the ports of server "+serverID, err)
+	}
+	list, err := ports.ExtractPorts(pages)
+	if err != nil {
+		return apiError("list the ports of server "+serverID, err)
+	}
+	for _, pt := range list {
+		fpages, err := floatingips.List(c.network, floatingips.ListOpts{PortID: pt.ID}).AllPages(ctx)
+		if err != nil {
+			return apiError("list floating IPs", err)
+		}
+		fips, err := floatingips.ExtractFloatingIPs(fpages)
+		if err != nil {
+			return apiError("list floating IPs", err)
+		}
+		for _, f := range fips {
+			if !strings.HasPrefix(f.Description, fipDescription) {
+				continue // not ours: Neutron disassociates it with the port
+			}
+			if err := floatingips.Delete(ctx, c.network, f.ID).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+				return apiError("delete floating IP "+f.FloatingIP, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ConsoleLog returns the server's console output (os-getConsoleOutput),
+// the last 500 lines.
+func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := servers.ShowConsoleOutput(ctx, c.compute, id, servers.ShowConsoleOutputOpts{Length: 500}).Extract()
+	if err != nil {
+		return nil, apiError("console output of server "+id, err)
+	}
+	return []byte(out), nil
+}
+
+// CleanupCluster removes the cluster's security group and its Swift
+// container (with the published agent), once no server is left.
+func (p *Provider) CleanupCluster(ctx context.Context, cluster string) error {
+	c, err := p.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	pages, err := groups.List(c.network, groups.ListOpts{Name: p.cfg.SecurityGroup}).AllPages(ctx)
+	if err != nil {
+		return apiError("find security group "+p.cfg.SecurityGroup, err)
+	}
+	found, err := groups.ExtractGroups(pages)
+	if err != nil {
+		return apiError("find security group "+p.cfg.SecurityGroup, err)
+	}
+	for _, g := range found {
+		if err := groups.Delete(ctx, c.network, g.ID).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+			e := apiError(fmt.Sprintf("delete security group %q", g.Name), err)
+			if gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+				e = provider.WithHint(e, "a server or port outside clusterctl's state still uses it: see `clusterctl status` for strays")
+			}
+			errs = append(errs, e)
+		}
+	}
+	p.sgMu.Lock()
+	p.sgID = ""
+	p.sgMu.Unlock()
+	if c.object != nil {
+		if err := p.deleteContainer(ctx, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
