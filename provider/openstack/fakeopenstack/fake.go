@@ -25,6 +25,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -145,7 +147,10 @@ func New(tlsServer bool) *Cloud {
 	if err != nil {
 		panic(fmt.Sprintf("fakeopenstack: listen on loopback: %v", err))
 	}
-	c.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: h}}
+	// Clients that reject the test certificate are expected; keep their
+	// handshake errors out of the test log.
+	quiet := log.New(io.Discard, "", 0)
+	c.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: quiet}}
 	if tlsServer {
 		c.srv.StartTLS()
 	} else {
