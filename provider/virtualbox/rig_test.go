@@ -1,0 +1,221 @@
+package virtualbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
+)
+
+// TestMain lets the test binary be the fake VBoxManage: the tests run the
+// provider with a symlink named VBoxManage that points at this binary.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "VBoxManage" {
+		os.Exit(fakevbox.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// secret stands for the gossip key inside the user-data.
+const secret = "gossip-key-c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+
+// rig is a provider wired to the fake VBoxManage in temporary directories.
+type rig struct {
+	t     *testing.T
+	root  string // every path of the test is under it
+	home  string // VBOX_USER_HOME of the fake
+	state string // the cluster's state directory
+	image string
+	vbm   string // the VBoxManage symlink
+	conf  string // networks.conf path (absent unless a test writes it)
+	agent string
+	p     *Provider
+}
+
+func newRig(t *testing.T, extraConfig string) *rig {
+	t.Helper()
+	root := t.TempDir()
+	r := &rig{t: t, root: root, home: filepath.Join(root, "vbox-home"), state: filepath.Join(root, "state"),
+		image: filepath.Join(root, "images", "base.vdi"), vbm: filepath.Join(root, "bin", "VBoxManage"),
+		conf: filepath.Join(root, "etc-vbox", "networks.conf"), agent: filepath.Join(root, "agent")}
+	for _, d := range []string{r.home, r.state, filepath.Dir(r.image), filepath.Dir(r.vbm), filepath.Dir(r.conf)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(exe, r.vbm); err != nil {
+		t.Fatal(err)
+	}
+	if err := fakevbox.WriteVDI(r.image, "", 2<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.agent, []byte("#!/bin/sh\necho agent\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VBOX_USER_HOME", r.home)
+	t.Setenv(EnvVBoxManage, "")
+	r.setFaults(fakevbox.Faults{})
+	r.p = r.provider(extraConfig)
+	return r
+}
+
+// provider makes a provider from a virtualbox: section (the image and
+// VBoxManage keys are filled in) with the rig's host facts.
+func (r *rig) provider(extraConfig string) *Provider {
+	r.t.Helper()
+	p, err := r.tryProvider(extraConfig)
+	if err != nil {
+		r.t.Fatalf("New: %v", err)
+	}
+	return p
+}
+
+func (r *rig) tryProvider(extraConfig string) (*Provider, error) {
+	text := fmt.Sprintf("image: %s\npowerdown_timeout: 200ms\n%s", r.image, extraConfig)
+	if !strings.Contains(extraConfig, "vboxmanage:") {
+		text += "vboxmanage: " + r.vbm + "\n"
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		r.t.Fatal(err)
+	}
+	p, err := New(provider.Env{Cluster: "lab", Dir: r.state, Config: &doc})
+	if err != nil {
+		return nil, err
+	}
+	p.goos = "linux"
+	p.networksConf = r.conf
+	p.routes = func() ([]hostRoute, error) { return nil, nil }
+	p.pollInterval = 10 * time.Millisecond
+	p.retryBackoff = 5 * time.Millisecond
+	return p, nil
+}
+
+func (r *rig) setFaults(f fakevbox.Faults) {
+	r.t.Helper()
+	f.NetworksConf = r.conf
+	if err := fakevbox.SetFaults(r.home, f); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) registry() *fakevbox.Registry {
+	r.t.Helper()
+	reg, err := fakevbox.Load(r.home)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return reg
+}
+
+// vbox runs the fake VBoxManage directly, as a user at a shell would.
+func (r *rig) vbox(args ...string) (string, error) {
+	run := &runner{path: r.vbm, timeout: time.Minute}
+	return run.run(context.Background(), args...)
+}
+
+func (r *rig) calls() [][]string {
+	r.t.Helper()
+	c, err := fakevbox.Calls(r.home)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// transcript renders calls one per line with the rig's paths and UUIDs
+// replaced, for golden files.
+func (r *rig) transcript(calls [][]string) string {
+	var b strings.Builder
+	for _, c := range calls {
+		line := "VBoxManage " + strings.Join(c, " ")
+		line = strings.ReplaceAll(line, r.root, "$TMP")
+		line = uuidRE.ReplaceAllString(line, "<uuid>")
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+func (r *rig) spec(name string, i int) provider.NodeSpec {
+	return provider.NodeSpec{
+		Cluster: "lab", Name: name, Nonce: fmt.Sprintf("nonce-%s", name),
+		Address:   netip.AddrFrom4([4]byte{192, 168, 56, byte(11 + i)}),
+		MAC:       fmt.Sprintf("52:54:00:aa:00:%02x", 10+i),
+		CPUs:      1,
+		MemoryMiB: 512,
+		Seed: provider.Seed{
+			UserData:      []byte("#cloud-config\nwrite_files:\n  - path: /etc/clusterctl/agent.json\n    content: '{\"key\": \"" + secret + "\"}'\n"),
+			MetaData:      []byte("instance-id: lab-" + name + "\nlocal-hostname: " + name + "\n"),
+			NetworkConfig: []byte("version: 2\n"),
+		},
+		AgentBinary: r.agent,
+		Dir:         filepath.Join(r.state, "nodes", name),
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// inputError asserts err is (or joins) an *InputError whose message
+// contains msg, and whose fix contains fix; it returns that error.
+func inputError(t *testing.T, err error, msg, fix string) *provider.InputError {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want an input error containing %q", msg)
+	}
+	for _, e := range flatten(err) {
+		var ie *provider.InputError
+		if errors.As(e, &ie) && strings.Contains(ie.Error(), msg) {
+			if !strings.Contains(ie.Fix, fix) {
+				t.Errorf("error %q: fix %q does not contain %q", ie.Error(), ie.Fix, fix)
+			}
+			return ie
+		}
+	}
+	t.Fatalf("no input error containing %q in:\n%v", msg, err)
+	return nil
+}
+
+// hintError asserts err carries a *HintError whose message contains msg
+// and whose hint contains hint.
+func hintError(t *testing.T, err error, msg, hint string) {
+	t.Helper()
+	var he *provider.HintError
+	if !errors.As(err, &he) {
+		t.Fatalf("error %v: not a *provider.HintError", err)
+	}
+	if !strings.Contains(err.Error(), msg) || !strings.Contains(he.Hint, hint) {
+		t.Fatalf("error %q with hint %q: want message containing %q and hint containing %q", err, he.Hint, msg, hint)
+	}
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
