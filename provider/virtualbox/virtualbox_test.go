@@ -333,7 +333,7 @@ func TestEnvVBoxManageWins(t *testing.T) {
 }
 
 func TestExampleConfig(t *testing.T) {
-	b, err := os.ReadFile("../../examples/virtualbox.yaml")
+	b, err := os.ReadFile("testdata/example-virtualbox.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
