@@ -1,0 +1,471 @@
+//go:build e2e
+
+package e2e
+
+// TestOpenStackLifecycle runs the real clusterctl binary against the fake
+// OpenStack cloud (provider/openstack/fakeopenstack) served by this test
+// process on loopback. A harness plays the part of the servers' cloud-init:
+// for every server that turns ACTIVE it reads the user-data the fake Nova
+// received, downloads the agent from the URL in it (the Swift temporary URL
+// `up` published), checks its SHA-256, and starts the real clusterctl-agent
+// with the agent.json from the user-data, bound to the server's fixed
+// address. The fake's cluster network is 127.0.80.0/24, so every "server"
+// is a loopback address and nothing leaves this machine. It needs no root.
+//
+// It checks what a user sees: `up` returns when both agents joined, status
+// shows them alive at their fixed addresses, bad input exits 2 with a near
+// match and creates nothing, `down` deletes the server (and its floating IP),
+// `down --all` leaves nothing at the cloud, and no secret shows in output or
+// state.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/provider/openstack/fakeopenstack"
+)
+
+const osClusterCIDR = "127.0.80.0/24"
+
+type osEnv struct {
+	t      *testing.T
+	root   string
+	bin    string
+	home   string
+	config string
+	cloud  *fakeopenstack.Cloud
+}
+
+// freePort finds a TCP and UDP port free on 127.0.0.1 for gossip.
+func freePort(t *testing.T) int {
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for gossip")
+	return 0
+}
+
+func osSetup(t *testing.T) *osEnv {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &osEnv{t: t, root: root, bin: t.TempDir(), home: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, b := range []struct{ out, pkg string }{{"clusterctl", "./cmd/clusterctl"}, {"clusterctl-agent", "./cmd/clusterctl-agent"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(e.bin, b.out), b.pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+
+	e.cloud = fakeopenstack.New(false)
+	t.Cleanup(e.cloud.Close)
+	e.cloud.AddNetwork("cluster", osClusterCIDR)
+
+	// The password lives in secure.yaml, as it should.
+	cdir := t.TempDir()
+	clouds := fmt.Sprintf(`clouds:
+  e2e:
+    auth:
+      auth_url: %s
+      username: %s
+      project_name: %s
+      user_domain_name: %s
+      project_domain_name: %s
+    region_name: %s
+`, e.cloud.AuthURL(), fakeopenstack.UserName, fakeopenstack.ProjectName, fakeopenstack.DomainName, fakeopenstack.DomainName, fakeopenstack.Region)
+	secure := fmt.Sprintf("clouds:\n  e2e:\n    auth:\n      password: %q\n", fakeopenstack.Password)
+	writeFile(t, filepath.Join(cdir, "clouds.yaml"), clouds)
+	writeFile(t, filepath.Join(cdir, "secure.yaml"), secure)
+
+	e.config = filepath.Join(t.TempDir(), "cluster.yaml")
+	writeFile(t, e.config, fmt.Sprintf(`cluster: e2e
+provider: openstack
+gossip:
+  port: %d
+  observer: 127.0.0.1
+timeouts:
+  create: 1m
+  join: 1m
+  leave: 10s
+openstack:
+  cloud: e2e
+  clouds_file: %s
+  flavor: m1.small
+  image: debian-12-genericcloud-amd64
+  network: cluster
+  floating_ip_pool: public
+  poll_interval: 100ms
+  gossip_from: [127.0.0.1/32]
+`, freePort(t), filepath.Join(cdir, "clouds.yaml")))
+	return e
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cli runs clusterctl; it returns stdout, stderr and the exit code.
+func (e *osEnv) cli(ctx context.Context, args ...string) (string, string, int) {
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "clusterctl"), append([]string{"--config", e.config}, args...)...)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OS_") { // only the config decides which cloud
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "CLUSTERCTL_HOME="+e.home, "CLUSTERCTL_AGENT="+filepath.Join(e.bin, "clusterctl-agent"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("clusterctl %v: %v", args, err)
+	}
+	e.t.Logf("clusterctl %s → exit %d\n%s", strings.Join(args, " "), code, errb.String())
+	return out.String(), errb.String(), code
+}
+
+// ---- the harness that plays cloud-init -------------------------------------
+
+type guestHarness struct {
+	t     *testing.T
+	cloud *fakeopenstack.Cloud
+	dir   string
+
+	mu     sync.Mutex
+	agents map[string]*exec.Cmd // by server id
+	errs   []error
+}
+
+func startHarness(ctx context.Context, t *testing.T, cloud *fakeopenstack.Cloud) *guestHarness {
+	h := &guestHarness{t: t, cloud: cloud, dir: t.TempDir(), agents: map[string]*exec.Cmd{}}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			h.step()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, cmd := range h.agents {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return h
+}
+
+// step boots every new ACTIVE server and powers off every deleted one.
+func (h *guestHarness) step() {
+	live := map[string]bool{}
+	for _, s := range h.cloud.Servers() {
+		live[s.ID] = true
+		h.mu.Lock()
+		_, running := h.agents[s.ID]
+		h.mu.Unlock()
+		if running || s.Status != "ACTIVE" || s.FixedIP == "" {
+			continue
+		}
+		cmd, err := h.boot(s)
+		h.mu.Lock()
+		if err != nil {
+			h.errs = append(h.errs, fmt.Errorf("boot %s: %w", s.Name, err))
+			h.agents[s.ID] = exec.Command("true") // do not retry
+		} else {
+			h.agents[s.ID] = cmd
+		}
+		h.mu.Unlock()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, cmd := range h.agents {
+		if !live[id] && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			delete(h.agents, id)
+		}
+	}
+}
+
+type userData struct {
+	WriteFiles []struct {
+		Path    string `yaml:"path"`
+		Content string `yaml:"content"`
+	} `yaml:"write_files"`
+	Runcmd []any `yaml:"runcmd"`
+}
+
+// boot does what cloud-init and the install script would do on the server.
+func (h *guestHarness) boot(s fakeopenstack.Server) (*exec.Cmd, error) {
+	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
+		return nil, fmt.Errorf("user-data does not start with #cloud-config: %.40q", s.UserData)
+	}
+	var ud userData
+	if err := yaml.Unmarshal(s.UserData, &ud); err != nil {
+		return nil, fmt.Errorf("user-data: %w", err)
+	}
+	var agentJSON []byte
+	for _, f := range ud.WriteFiles {
+		if f.Path == "/etc/clusterctl/agent.json" {
+			agentJSON = []byte(f.Content)
+		}
+	}
+	if agentJSON == nil {
+		return nil, errors.New("user-data writes no /etc/clusterctl/agent.json")
+	}
+	var url, sum string
+	for _, c := range ud.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		return nil, errors.New("user-data has no agent install from a URL")
+	}
+	dir := filepath.Join(h.dir, s.Name+"-"+s.ID[:8])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	// Download and verify, like install-agent.sh (no credentials: the
+	// temporary URL alone must be enough).
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil {
+		return nil, fmt.Errorf("download %s: HTTP %d %v", url, resp.StatusCode, err)
+	}
+	if got := sha256.Sum256(bin); hex.EncodeToString(got[:]) != sum {
+		return nil, fmt.Errorf("agent from %s has SHA-256 %x, user-data says %s", url, got, sum)
+	}
+	agentPath := filepath.Join(dir, "clusterctl-agent")
+	if err := os.WriteFile(agentPath, bin, 0o755); err != nil {
+		return nil, err
+	}
+	// The guest's view: its NIC has the fixed address (so advertise it),
+	// cloud-init's instance data holds the server id, /etc/hosts is its own.
+	var cfg map[string]any
+	if err := json.Unmarshal(agentJSON, &cfg); err != nil {
+		return nil, fmt.Errorf("agent.json: %w", err)
+	}
+	if cfg["advertise_cidr"] != osClusterCIDR {
+		return nil, fmt.Errorf("agent.json advertise_cidr = %v, want the cluster subnet %s", cfg["advertise_cidr"], osClusterCIDR)
+	}
+	delete(cfg, "advertise_cidr")
+	cfg["advertise_addr"] = s.FixedIP
+	cfg["bind_addr"] = s.FixedIP
+	cfg["hosts_file"] = filepath.Join(dir, "hosts")
+	writeFile(h.t, filepath.Join(dir, "hosts"), "127.0.0.1 localhost\n")
+	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")
+	writeFile(h.t, filepath.Join(dir, "instance-data.json"), fmt.Sprintf(`{"v1": {"instance_id": %q}}`, s.ID))
+	b, _ := json.Marshal(cfg)
+	writeFile(h.t, filepath.Join(dir, "agent.json"), string(b))
+	cmd := exec.Command(agentPath, "-config", filepath.Join(dir, "agent.json"))
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+func (h *guestHarness) check() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, err := range h.errs {
+		h.t.Error(err)
+	}
+	h.errs = nil
+}
+
+func (h *guestHarness) logs() string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(h.dir, "*", "agent.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		fmt.Fprintf(&b, "== %s\n%s\n", f, tailLines(string(data), 20))
+	}
+	return b.String()
+}
+
+func TestOpenStackLifecycle(t *testing.T) {
+	e := osSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h := startHarness(ctx, t, e.cloud)
+	secrets := []string{fakeopenstack.Password, "AdminPass-"}
+	var outputs []string
+
+	// Bad input: exit 2, a near match, nothing created at the cloud.
+	bad := strings.Replace(readFile(t, e.config), "flavor: m1.small", "flavor: m1.smal", 1)
+	good := readFile(t, e.config)
+	writeFile(t, e.config, bad)
+	out, errOut, code := e.cli(ctx, "up", "red")
+	outputs = append(outputs, out, errOut)
+	if code != 2 || !strings.Contains(errOut, `did you mean "m1.small"`) {
+		t.Errorf("up with flavor m1.smal: exit %d, stderr %q; want exit 2 naming m1.small", code, errOut)
+	}
+	if n := len(e.cloud.Servers()); n != 0 {
+		t.Fatalf("bad input created %d servers", n)
+	}
+	writeFile(t, e.config, good)
+
+	// up returns when both agents joined.
+	out, errOut, code = e.cli(ctx, "up", "red", "blue", "-o", "json")
+	outputs = append(outputs, out, errOut)
+	h.check()
+	if code != 0 {
+		t.Fatalf("up red blue: exit %d\n%s\nagents:\n%s", code, errOut, h.logs())
+	}
+	var up struct {
+		Nodes []struct {
+			Name, Address, Phase string
+			InstanceID           string `json:"instance_id"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up -o json: %v\n%s", err, out)
+	}
+	addr := map[string]string{}
+	for _, n := range up.Nodes {
+		if n.Phase != "joined" || !strings.HasPrefix(n.Address, "127.0.80.") || n.InstanceID == "" {
+			t.Errorf("up: %+v, want joined at a fixed address in %s with an instance id", n, osClusterCIDR)
+		}
+		addr[n.Name] = n.Address
+	}
+	if len(addr) != 2 {
+		t.Fatalf("up: %s", out)
+	}
+	if fips := e.cloud.FloatingIPs(); len(fips) != 2 {
+		t.Errorf("floating IPs after up: %+v, want one per node", fips)
+	}
+
+	out, errOut, code = e.cli(ctx, "status", "-o", "json")
+	outputs = append(outputs, out, errOut)
+	var st struct {
+		Nodes []struct {
+			Name, Address, Gossip string
+			ProviderState         string `json:"provider_state"`
+		} `json:"nodes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 2 {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+	for _, n := range st.Nodes {
+		if n.Gossip != "alive" || n.ProviderState != "running" || n.Address != addr[n.Name] {
+			t.Errorf("status row %+v: want alive, running at %s", n, addr[n.Name])
+		}
+	}
+
+	out, errOut, code = e.cli(ctx, "down", "blue")
+	outputs = append(outputs, out, errOut)
+	if code != 0 {
+		t.Fatalf("down blue: exit %d", code)
+	}
+	servers := e.cloud.Servers()
+	if len(servers) != 1 || servers[0].Name != "red" {
+		t.Errorf("servers after down blue: %+v, want only red", servers)
+	}
+	if fips := e.cloud.FloatingIPs(); len(fips) != 1 {
+		t.Errorf("floating IPs after down blue: %+v, want red's only", fips)
+	}
+
+	out, errOut, code = e.cli(ctx, "down", "--all")
+	outputs = append(outputs, out, errOut)
+	if code != 0 {
+		t.Fatalf("down --all: exit %d", code)
+	}
+	if s := e.cloud.Servers(); len(s) != 0 {
+		t.Errorf("servers after down --all: %+v", s)
+	}
+	if f := e.cloud.FloatingIPs(); len(f) != 0 {
+		t.Errorf("floating IPs after down --all: %+v", f)
+	}
+	for _, g := range e.cloud.SecurityGroups() {
+		if g.Name != "default" {
+			t.Errorf("security group %q left after down --all", g.Name)
+		}
+	}
+	if o := e.cloud.Objects(); len(o) != 0 {
+		t.Errorf("Swift objects left after down --all: %v", o)
+	}
+
+	// No secret in anything clusterctl printed or kept.
+	_ = filepath.Walk(e.home, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			data, _ := os.ReadFile(p)
+			outputs = append(outputs, string(data))
+		}
+		return nil
+	})
+	for _, s := range outputs {
+		for _, secret := range secrets {
+			if strings.Contains(s, secret) {
+				t.Errorf("a secret shows in clusterctl's output or state: %.200s", s)
+			}
+		}
+	}
+	h.check()
+}
+
+func readFile(t *testing.T, p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
