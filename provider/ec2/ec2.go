@@ -73,6 +73,9 @@ type Provider struct {
 	group     string // the security group the nodes are in
 
 	calls callCounter
+
+	// localAddrs lists this machine's addresses (a field for tests).
+	localAddrs func() ([]netip.Addr, error)
 }
 
 var (
@@ -103,7 +106,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 	if env.Cluster == "" {
 		return nil, errors.New("ec2 provider: the cluster name is not set")
 	}
-	p := &Provider{cfg: cfg, env: env}
+	p := &Provider{cfg: cfg, env: env, localAddrs: interfaceAddrs}
 	for _, o := range opts {
 		o(p)
 	}

@@ -229,11 +229,19 @@ func credErrSummary(err error) string {
 
 // checkRegion makes sure the region exists and is enabled for the account.
 func (p *Provider) checkRegion(ctx context.Context) error {
-	out, err := p.ec2.DescribeRegions(ctx, &awsec2.DescribeRegionsInput{AllRegions: aws.Bool(true)})
-	var dns *net.DNSError
-	if errors.As(err, &dns) && strings.Contains(dns.Name, p.region) {
-		return provider.BadInput("set ec2.region (or AWS_REGION) to a region such as eu-west-1", "ec2: region %q does not exist (%s does not resolve)", p.region, dns.Name)
+	// Ask a region that always exists and is enabled in the partition: the
+	// configured one may not exist (its endpoint would not resolve).
+	anchor := "us-east-1"
+	switch {
+	case strings.HasPrefix(p.region, "cn-"):
+		anchor = "cn-north-1"
+	case strings.HasPrefix(p.region, "us-gov-"):
+		anchor = "us-gov-west-1"
 	}
+	out, err := p.ec2.DescribeRegions(ctx, &awsec2.DescribeRegionsInput{AllRegions: aws.Bool(true)}, func(o *awsec2.Options) {
+		o.Region = anchor
+		o.RetryMaxAttempts = 3
+	})
 	if err != nil {
 		return mapErr("describe regions", err)
 	}
@@ -258,20 +266,11 @@ func (p *Provider) checkRegion(ctx context.Context) error {
 // the security group lets in on the gossip port.
 func (p *Provider) checkObserverReach() error {
 	nets := append([]netip.Prefix{p.vpcCIDR}, p.cfg.observer...)
-	addrs, err := net.InterfaceAddrs()
+	addrs, err := p.localAddrs()
 	if err != nil {
 		return fmt.Errorf("ec2: list this machine's addresses: %w", err)
 	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
+	for _, ip := range addrs {
 		for _, n := range nets {
 			if n.IsValid() && n.Contains(ip) {
 				return nil
@@ -369,4 +368,21 @@ func (p *Provider) authorizeGossip(ctx context.Context, id string) error {
 		return mapErr(fmt.Sprintf("allow gossip in security group %q", id), err)
 	}
 	return nil
+}
+
+// interfaceAddrs returns this machine's interface addresses.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }

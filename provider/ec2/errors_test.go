@@ -1,0 +1,396 @@
+package ec2_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/ec2"
+)
+
+// faultProxy sits between the provider and moto and answers chosen EC2
+// actions with an AWS error, the way AWS words it, for the errors moto
+// cannot produce (capacity, quotas, permissions, throttling).
+type faultProxy struct {
+	*httptest.Server
+	mu     sync.Mutex
+	faults map[string][]fault // action -> errors to answer, in order
+	tokens []string           // ClientToken of every RunInstances attempt
+}
+
+type fault struct {
+	status  int
+	code    string
+	message string
+}
+
+func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
+	t.Helper()
+	target, _ := url.Parse(motoURL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	fp := &faultProxy{faults: map[string][]fault{}}
+	fp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		action := form.Get("Action")
+		fp.mu.Lock()
+		if action == "RunInstances" {
+			fp.tokens = append(fp.tokens, form.Get("ClientToken"))
+		}
+		var f *fault
+		if q := fp.faults[action]; len(q) > 0 {
+			f = &q[0]
+			fp.faults[action] = q[1:]
+		}
+		fp.mu.Unlock()
+		if f != nil {
+			w.Header().Set("Content-Type", "text/xml")
+			w.WriteHeader(f.status)
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>00000000-test</RequestID></Response>`, f.code, f.message)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(fp.Close)
+	return fp
+}
+
+func (fp *faultProxy) inject(action string, fs ...fault) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.faults[action] = append(fp.faults[action], fs...)
+}
+
+func (fp *faultProxy) runTokens() []string {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return append([]string(nil), fp.tokens...)
+}
+
+// TestThrottlingRetriedBySDK: RequestLimitExceeded twice, then moto answers.
+// The SDK retries with the same ClientToken and one instance exists.
+func TestThrottlingRetriedBySDK(t *testing.T) {
+	srv := moto(t)
+	fp := newFaultProxy(t, srv.URL)
+	f := newProvider(t, fp.URL, "thr", "")
+	throttle := fault{503, "RequestLimitExceeded", "Request limit exceeded."}
+	fp.inject("RunInstances", throttle, throttle)
+	inst, err := f.p.Create(context.Background(), spec(t, "thr", "one"))
+	if err != nil {
+		t.Fatalf("Create with two throttled attempts: %v", err)
+	}
+	toks := fp.runTokens()
+	if len(toks) != 3 {
+		t.Fatalf("RunInstances attempts %d, want 3 (two throttled, retried by the SDK)", len(toks))
+	}
+	if toks[0] == "" || toks[0] != toks[1] || toks[1] != toks[2] {
+		t.Errorf("ClientTokens of the attempts %q: want one non-empty token", toks)
+	}
+	if n := f.p.Calls()["EC2:RunInstances"]; n != 1 {
+		t.Errorf("RunInstances operations %d, want 1 (retries are the SDK's)", n)
+	}
+	list, err := f.p.List(context.Background(), "thr")
+	if err != nil || len(list) != 1 || list[0].ID != inst.ID {
+		t.Errorf("List: %v %+v, want just %s", err, list, inst.ID)
+	}
+}
+
+// TestErrorMapping: each AWS error that RunInstances can give becomes a
+// message that says what to do, with the right kind (bad input: exit 2),
+// and nothing is left behind.
+func TestErrorMapping(t *testing.T) {
+	srv := moto(t)
+	fp := newFaultProxy(t, srv.URL)
+	f := newProvider(t, fp.URL, "errs", "")
+	tests := []struct {
+		code, msg string
+		input     bool   // *provider.InputError rather than *provider.HintError
+		want      string // in the hint or fix
+	}{
+		{"UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: abc", false, "ec2:RunInstances"},
+		{"AuthFailure", "AWS was not able to validate the provided access credentials", false, "aws sts get-caller-identity"},
+		{"InvalidAMIID.NotFound", "The image id '[ami-0badbadbad]' does not exist", true, "ec2.ami"},
+		{"InsufficientInstanceCapacity", "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested", false, "another ec2.instance_type"},
+		{"InstanceLimitExceeded", "You have requested more instances than your current instance limit allows", false, "Service Quotas"},
+		{"VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit", false, "Service Quotas"},
+		{"OptInRequired", "In order to use this AWS Marketplace product you need to accept terms", false, "Marketplace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			fp.inject("RunInstances", fault{400, tt.code, tt.msg})
+			_, err := f.p.Create(context.Background(), spec(t, "errs", "n-"+strings.ToLower(strings.ReplaceAll(tt.code, ".", "-"))))
+			if err == nil {
+				t.Fatal("Create succeeded")
+			}
+			var ie *provider.InputError
+			var he *provider.HintError
+			switch {
+			case tt.input && errors.As(err, &ie):
+				if !strings.Contains(ie.Fix, tt.want) {
+					t.Errorf("fix %q does not mention %q", ie.Fix, tt.want)
+				}
+			case !tt.input && errors.As(err, &he):
+				if !strings.Contains(he.Hint, tt.want) {
+					t.Errorf("hint %q does not mention %q", he.Hint, tt.want)
+				}
+			default:
+				t.Fatalf("error %T %v: want input=%v", err, err, tt.input)
+			}
+			if !strings.Contains(err.Error(), tt.code) {
+				t.Errorf("error %q does not name AWS's code", err)
+			}
+			if strings.Contains(err.Error(), testSecret) {
+				t.Error("error shows the secret key")
+			}
+		})
+	}
+	list, err := f.p.List(context.Background(), "errs")
+	if err != nil || len(list) != 0 {
+		t.Errorf("after failed Creates: %v %+v, want no instances", err, list)
+	}
+}
+
+// nothingMade fails t if moto holds any instance, clusterctl security
+// group or bucket.
+func nothingMade(t *testing.T, endpoint string) {
+	t.Helper()
+	ctx := context.Background()
+	c := ec2Client(t, endpoint)
+	out, err := c.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Reservations) != 0 {
+		t.Errorf("%d reservations exist, want none", len(out.Reservations))
+	}
+	g, err := c.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.SecurityGroups) != 0 {
+		t.Errorf("%d clusterctl security groups exist, want none", len(g.SecurityGroups))
+	}
+	b, err := s3Client(t, endpoint).ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Buckets) != 0 {
+		t.Errorf("%d buckets exist, want none", len(b.Buckets))
+	}
+}
+
+// TestPreflightBadInput: each bad input of the issue is an *InputError
+// with a clear message before anything is made.
+func TestPreflightBadInput(t *testing.T) {
+	srv := moto(t)
+	ctx := context.Background()
+	c := ec2Client(t, srv.URL)
+	// A VPC and a security group that are not the default VPC's.
+	vpc, err := c.CreateVpc(ctx, &awsec2.CreateVpcInput{CidrBlock: aws.String("10.77.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := c.CreateSecurityGroup(ctx, &awsec2.CreateSecurityGroupInput{GroupName: aws.String("elsewhere"), Description: aws.String("x"), VpcId: vpc.Vpc.VpcId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 24000)
+	_, _ = rand.Read(big)
+
+	tests := []struct {
+		name   string
+		config string
+		specUD []byte
+		want   []string
+	}{
+		{"unknown region", "region: xx-nowhere-9\n", nil, []string{`region "xx-nowhere-9" does not exist`}},
+		{"instance type", "instance_type: t9.gigantic\n", nil, []string{`instance type "t9.gigantic" does not exist`}},
+		{"subnet in another VPC than the group", "security_group_id: " + aws.ToString(sg.GroupId) + "\n", nil,
+			[]string{"security group " + `"` + aws.ToString(sg.GroupId) + `" is in VPC "` + aws.ToString(vpc.Vpc.VpcId) + `"`}},
+		{"AMI", "ami: ami-0badbadbadbadbad0\n", nil, []string{`AMI "ami-0badbadbadbadbad0" does not exist`}},
+		{"subnet", "subnet_id: subnet-0badbadbadbadbad0\n", nil, []string{`subnet "subnet-0badbadbadbadbad0" does not exist`}},
+		{"user-data over the limit", "", big, []string{"user-data is ", "bytes gzipped", "over EC2's limit of 16384 bytes"}},
+		{"observer unreachable", "", nil, []string{"gossip observer", "observer_cidrs"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, param := someAMI(t, srv.URL)
+			text := fmt.Sprintf("endpoint_url: %s\ndelete_timeout: 1m\n", srv.URL)
+			if !strings.Contains(tt.config, "region:") {
+				text += "region: " + testRegion + "\n"
+			}
+			if !strings.Contains(tt.config, "ami:") {
+				text += "ami_parameter: " + param + "\n"
+			}
+			if tt.name != "observer unreachable" {
+				text += "observer_cidrs: [127.0.0.0/8]\n" // this machine "is on a VPN"
+			}
+			p, err := ec2.New(provider.Env{Cluster: "bad", Dir: t.TempDir(), Config: yamlNode(t, text+tt.config)}, staticCreds())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// This machine is on a VPN (127.0.0.0/8 in observer_cidrs), or
+			// nowhere near the VPC.
+			ec2.SetLocalAddrs(p, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.10"))
+			s := spec(t, "bad", "one")
+			if tt.specUD != nil {
+				s.Seed.UserData = tt.specUD
+			}
+			err = p.Preflight(ctx, []provider.NodeSpec{s})
+			if err == nil {
+				t.Fatal("Preflight accepted it")
+			}
+			var ie *provider.InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %T %v is not an *InputError (exit 2)", err, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if ie.Fix == "" {
+				t.Error("no fix suggested")
+			}
+			if tt.specUD != nil {
+				// Create refuses it too, before it asks AWS for anything.
+				if _, err := p.Create(ctx, s); !errors.As(err, &ie) {
+					t.Errorf("Create of oversized user-data: %v", err)
+				}
+			}
+			nothingMade(t, srv.URL)
+		})
+	}
+
+	t.Run("good config passes", func(t *testing.T) {
+		f := newProvider(t, srv.URL, "good", "observer_cidrs: [127.0.0.0/8]\n")
+		if err := f.p.Preflight(ctx, []provider.NodeSpec{spec(t, "good", "one")}); err != nil {
+			t.Fatalf("Preflight of a good config: %v", err)
+		}
+		nothingMade(t, srv.URL)
+	})
+}
+
+func TestNoDefaultVPC(t *testing.T) {
+	srv := moto(t)
+	ctx := context.Background()
+	c := ec2Client(t, srv.URL)
+	subs, err := c.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{Filters: []types.Filter{{Name: aws.String("default-for-az"), Values: []string{"true"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs.Subnets {
+		if _, err := c.DeleteSubnet(ctx, &awsec2.DeleteSubnetInput{SubnetId: s.SubnetId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newProvider(t, srv.URL, "novpc", "observer_cidrs: [127.0.0.0/8]\n")
+	err = f.p.Preflight(ctx, nil)
+	var ie *provider.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "has no default VPC") || !strings.Contains(ie.Fix, "subnet_id") {
+		t.Fatalf("Preflight without a default VPC: %v", err)
+	}
+	if _, err := f.p.Create(ctx, spec(t, "novpc", "one")); !errors.As(err, &ie) {
+		t.Errorf("Create without a default VPC: %v", err)
+	}
+	nothingMade(t, srv.URL)
+}
+
+// TestNoCredentials: with nothing in the default chain the user is told
+// how to configure credentials, and nothing is made.
+func TestNoCredentials(t *testing.T) {
+	srv := moto(t)
+	text := fmt.Sprintf("region: %s\nendpoint_url: %s\nami: ami-03cf127a\n", testRegion, srv.URL)
+	p, err := ec2.New(provider.Env{Cluster: "nocreds", Dir: t.TempDir(), Config: yamlNode(t, text)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Preflight(context.Background(), nil)
+	var ie *provider.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no AWS credentials found") || !strings.Contains(ie.Fix, "aws configure") {
+		t.Fatalf("Preflight without credentials: %T %v", err, err)
+	}
+	_, err = p.Create(context.Background(), spec(t, "nocreds", "one"))
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no AWS credentials found") {
+		t.Fatalf("Create without credentials: %T %v", err, err)
+	}
+	nothingMade(t, srv.URL)
+}
+
+// TestNoRegion: no region anywhere is a clear bad-input error.
+func TestNoRegion(t *testing.T) {
+	moto(t)
+	p, err := ec2.New(provider.Env{Cluster: "noregion", Dir: t.TempDir()}, staticCreds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Preflight(context.Background(), nil)
+	var ie *provider.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no AWS region") {
+		t.Fatalf("%T %v", err, err)
+	}
+}
+
+// TestCredentialsNeverShown runs every operation, successful and failing,
+// and checks that the secret key appears in no error, no instance, and no
+// file the provider wrote.
+func TestCredentialsNeverShown(t *testing.T) {
+	srv := moto(t)
+	fp := newFaultProxy(t, srv.URL)
+	ctx := context.Background()
+	f := newProvider(t, fp.URL, "leak", "observer_cidrs: [127.0.0.0/8]\n")
+	var seen []string
+	note := func(v ...any) { seen = append(seen, fmt.Sprint(v...)) }
+	note(f.p.Config())
+	note(fmt.Sprintf("%+v %#v", f.p.Config(), f.p.Config()))
+	note(f.p.Preflight(ctx, nil))
+	bin := filepath.Join(t.TempDir(), "agent")
+	_ = os.WriteFile(bin, []byte("agent"), 0o755)
+	u, sum, err := f.p.PublishAgent(ctx, "leak", bin)
+	note(u, sum, err)
+	inst, err := f.p.Create(ctx, spec(t, "leak", "one"))
+	note(inst, err)
+	fp.inject("RunInstances", fault{401, "AuthFailure", "AWS was not able to validate the provided access credentials"})
+	note(f.p.Create(ctx, spec(t, "leak", "two")))
+	fp.inject("DescribeInstances", fault{403, "UnauthorizedOperation", "You are not authorized to perform this operation."})
+	note(f.p.Status(ctx, inst.ID))
+	note(f.p.List(ctx, "leak"))
+	note(f.p.ConsoleLog(ctx, inst.ID))
+	note(f.p.Delete(ctx, inst.ID))
+	note(f.p.CleanupCluster(ctx, "leak"))
+	_ = filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(path)
+			seen = append(seen, string(b))
+		}
+		return nil
+	})
+	if len(seen) < 10 {
+		t.Fatalf("collected only %d outputs", len(seen))
+	}
+	for _, s := range seen {
+		if strings.Contains(s, testSecret) {
+			t.Errorf("the secret key shows in: %.200s", s)
+		}
+	}
+}
