@@ -56,6 +56,7 @@ func TestAuthSources(t *testing.T) {
 			"OS_PROJECT_ID": fakeopenstack.ProjectID, "OS_USER_DOMAIN_NAME": f}},
 		{name: "OS_* application credential by id", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_AUTH_TYPE": "v3applicationcredential",
 			"OS_APPLICATION_CREDENTIAL_ID": fakeopenstack.AppCredID, "OS_APPLICATION_CREDENTIAL_SECRET": fakeopenstack.AppCredSecret}},
+		{name: "OS_TOKEN scoped to a project", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_TOKEN": c.IssueToken(), "OS_PROJECT_ID": fakeopenstack.ProjectID}},
 		{name: "OS_* application credential by name", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": fakeopenstack.UserName, "OS_USER_DOMAIN_NAME": f,
 			"OS_APPLICATION_CREDENTIAL_NAME": fakeopenstack.AppCredName, "OS_APPLICATION_CREDENTIAL_SECRET": fakeopenstack.AppCredSecret}},
 	}

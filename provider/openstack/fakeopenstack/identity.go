@@ -252,3 +252,15 @@ func (c *Cloud) catalog() []any {
 	}
 	return out
 }
+
+// IssueToken returns a new valid, unscoped token for the demo user (as
+// `openstack token issue` would give), for tests of token auth.
+func (c *Cloud) IssueToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	t := token{ID: "gAAAAA" + hex.EncodeToString(b), Methods: []string{"password"}, Expires: time.Now().Add(time.Hour)}
+	c.mu.Lock()
+	c.tokens[t.ID] = t
+	c.mu.Unlock()
+	return t.ID
+}
