@@ -28,7 +28,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
-	"github.com/clusterctl/clusterctl/provider/ec2/internal/mototest"
+	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
 	"github.com/clusterctl/clusterctl/provider/providertest"
 )
 

@@ -1,0 +1,465 @@
+//go:build e2e
+
+package e2e
+
+// TestEC2Agents is the EC2 provider's end-to-end test. The real clusterctl
+// talks to moto's EC2/S3 emulator; a harness plays each booted instance:
+// for every instance moto reports it reads the user-data back from moto,
+// checks it with `cloud-init schema`, downloads the agent exactly as the
+// user-data says (presigned URL from moto's S3, SHA-256 check), writes the
+// agent config from the user-data's write_files and starts the real agent
+// in a network namespace of its own that holds the instance's private
+// address. So `clusterctl up --provider ec2 red blue` returns because those
+// agents joined; status shows them alive; down --all leaves nothing.
+//
+// Everything runs inside namespaces the test makes: the test re-executes
+// itself inside a "world" namespace holding moto (on its loopback), the
+// CLI, and a bridge in the default VPC's range to which each instance's
+// namespace is attached by a veth pair.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/provider/ec2"
+	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
+)
+
+const (
+	ec2InnerEnv  = "CLUSTERCTL_EC2_E2E_INNER"
+	ec2Bridge    = "cctlec2br0"
+	ec2Observer  = "172.31.255.254" // inside moto's default VPC 172.31.0.0/16
+	ec2KeyID     = "AKIDCLUSTERCTLE2E001"
+	ec2Secret    = "e2e-secret-not-to-be-printed-51c2"
+	ec2Region    = "eu-west-1"
+	ec2ClusterNm = "e2e-ec2"
+)
+
+func TestEC2Agents(t *testing.T) {
+	if os.Getenv(ec2InnerEnv) == "" {
+		ec2Outer(t)
+		return
+	}
+	ec2Inner(t)
+}
+
+// ec2Outer builds the binaries, makes the world namespace and runs the test
+// again inside it.
+func ec2Outer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the EC2 e2e test needs root (network namespaces)")
+	}
+	mototest.Require(t)
+	if _, err := exec.LookPath("cloud-init"); err != nil && os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") != "" {
+		t.Fatal("cloud-init is missing (its schema check validates the user-data): apt-get install cloud-init")
+	}
+	root, _ := filepath.Abs("../..")
+	bin := t.TempDir()
+	for _, b := range []struct{ out, pkg string }{{"clusterctl", "./cmd/clusterctl"}, {"clusterctl-agent", "./cmd/clusterctl-agent"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b.out), b.pkg)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	prefix := fmt.Sprintf("cctl-ec2-%d", os.Getpid())
+	world := prefix + "-w"
+	if out, err := exec.Command("ip", "netns", "add", world).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		// Every namespace this test made (the world and one per instance).
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+				_ = exec.Command("ip", "netns", "delete", f[0]).Run()
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", world, os.Args[0], "-test.run", "^TestEC2Agents$", "-test.v")
+	cmd.Env = append(os.Environ(), ec2InnerEnv+"=1", "CCTL_EC2_BIN="+bin, "CCTL_EC2_NS_PREFIX="+prefix)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Log(out.String())
+	if err != nil {
+		t.Fatalf("inside namespace %s: %v", world, err)
+	}
+}
+
+type ec2World struct {
+	t        *testing.T
+	bin      string
+	prefix   string
+	home     string
+	config   string
+	moto     *mototest.Server
+	ec2      *awsec2.Client
+	s3       *s3.Client
+	dir      string
+	mu       sync.Mutex
+	booted   map[string]*exec.Cmd // instance id -> its agent
+	failures []string
+	n        int
+}
+
+func ec2Sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v %s", args, err, out)
+	}
+}
+
+func ec2Inner(t *testing.T) {
+	w := &ec2World{t: t, bin: os.Getenv("CCTL_EC2_BIN"), prefix: os.Getenv("CCTL_EC2_NS_PREFIX"), home: t.TempDir(), dir: t.TempDir(), booted: map[string]*exec.Cmd{}}
+	ec2Sh(t, "ip", "link", "set", "lo", "up")
+	ec2Sh(t, "ip", "link", "add", ec2Bridge, "type", "bridge")
+	ec2Sh(t, "ip", "addr", "add", ec2Observer+"/16", "dev", ec2Bridge)
+	ec2Sh(t, "ip", "link", "set", ec2Bridge, "up")
+
+	mototest.IsolateAWSEnv(t)
+	w.moto = mototest.Start(t)
+	t.Cleanup(w.moto.Stop)
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(ec2Region), config.WithBaseEndpoint(w.moto.URL),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ec2 = awsec2.NewFromConfig(cfg)
+	w.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	imgs, err := w.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto images: %v", err)
+	}
+
+	w.config = filepath.Join(w.dir, "cluster.yaml")
+	text := fmt.Sprintf(`cluster: %s
+provider: ec2
+gossip:
+  observer: %s
+timeouts:
+  join: 90s
+ec2:
+  region: %s
+  endpoint_url: %s
+  ami: %s
+  delete_timeout: 1m
+`, ec2ClusterNm, ec2Observer, ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
+	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.playInstances(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, c := range w.booted {
+			if c.Process != nil {
+				_ = c.Process.Kill()
+				_, _ = c.Process.Wait()
+			}
+		}
+	})
+
+	out, err := w.cli(3*time.Minute, "up", "--provider", "ec2", "red", "blue", "-o", "json")
+	w.checkFailures()
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var up struct {
+		Nodes []struct {
+			Name, Address, Phase string
+			InstanceID           string `json:"instance_id"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up output: %v\n%s", err, out)
+	}
+	if len(up.Nodes) != 2 {
+		t.Fatalf("up made %d nodes: %s", len(up.Nodes), out)
+	}
+	for _, n := range up.Nodes {
+		if n.Phase != "joined" || !strings.HasPrefix(n.InstanceID, "i-") || !strings.HasPrefix(n.Address, "172.31.") {
+			t.Errorf("up: node %+v, want joined with an instance id and a private address", n)
+		}
+	}
+
+	out, err = w.cli(time.Minute, "status", "-o", "json")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var st struct {
+		Nodes []struct {
+			Name, Address, Phase, Gossip string
+			ProviderState                string `json:"provider_state"`
+			Stray                        bool
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+	if len(st.Nodes) != 2 {
+		t.Fatalf("status shows %d nodes: %s", len(st.Nodes), out)
+	}
+	for _, n := range st.Nodes {
+		if n.Gossip != "alive" || n.ProviderState != "running" || n.Stray {
+			t.Errorf("status: %+v, want alive and running", n)
+		}
+	}
+
+	if _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
+		t.Fatalf("down --all: %v", err)
+	}
+	w.checkNothingLeft()
+	w.checkFailures()
+}
+
+// cli runs clusterctl here (in the world namespace) with the test's AWS
+// credentials in its environment. Neither output may show the secret.
+func (w *ec2World) cli(d time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(w.bin, "clusterctl"), append([]string{"--config", w.config}, args...)...)
+	cmd.Env = append(os.Environ(), "CLUSTERCTL_HOME="+w.home, "CLUSTERCTL_AGENT="+filepath.Join(w.bin, "clusterctl-agent"),
+		"AWS_ACCESS_KEY_ID="+ec2KeyID, "AWS_SECRET_ACCESS_KEY="+ec2Secret)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	w.t.Logf("clusterctl %s\n%s%s", strings.Join(args, " "), out.String(), errb.String())
+	if strings.Contains(out.String()+errb.String(), ec2Secret) {
+		w.t.Errorf("clusterctl %v printed the secret key", args)
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, errb.String())
+	}
+	// Nor may the state directory hold it.
+	_ = filepath.Walk(w.home, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(ec2Secret)) {
+				w.t.Errorf("%s holds the secret key", p)
+			}
+		}
+		return nil
+	})
+	return out.String(), nil
+}
+
+func (w *ec2World) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = append(w.failures, fmt.Sprintf(format, args...))
+}
+
+func (w *ec2World) checkFailures() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.failures {
+		w.t.Error("instance harness: " + f)
+	}
+	w.failures = nil
+}
+
+// playInstances boots every new instance moto reports, and powers off the
+// agents of instances moto has terminated.
+func (w *ec2World) playInstances(ctx context.Context) {
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
+		if err == nil {
+			for _, r := range out.Reservations {
+				for _, in := range r.Instances {
+					id := aws.ToString(in.InstanceId)
+					w.mu.Lock()
+					cmd, seen := w.booted[id]
+					w.mu.Unlock()
+					switch {
+					case !seen && in.State.Name == types.InstanceStateNameRunning:
+						w.boot(ctx, in)
+					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil && cmd.ProcessState == nil:
+						_ = cmd.Process.Kill()
+						_, _ = cmd.Process.Wait()
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// boot does what cloud-init and the instance would do with the user-data.
+func (w *ec2World) boot(ctx context.Context, in types.Instance) {
+	id := aws.ToString(in.InstanceId)
+	w.mu.Lock()
+	w.booted[id] = nil
+	w.n++
+	n := w.n
+	w.mu.Unlock()
+	dir := filepath.Join(w.dir, id)
+	_ = os.MkdirAll(dir, 0o700)
+
+	attr, err := w.ec2.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
+	if err != nil {
+		w.fail("%s: read user-data: %v", id, err)
+		return
+	}
+	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+	if err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	udPath := filepath.Join(dir, "user-data")
+	_ = os.WriteFile(udPath, ud, 0o600)
+	if _, err := exec.LookPath("cloud-init"); err == nil {
+		if out, err := exec.Command("cloud-init", "schema", "-c", udPath).CombinedOutput(); err != nil {
+			w.fail("%s: cloud-init schema rejects the user-data: %v\n%s", id, err, out)
+			return
+		}
+	} else {
+		w.t.Logf("cloud-init not installed: schema check of %s skipped", id)
+	}
+	var doc struct {
+		WriteFiles []struct{ Path, Content, Permissions string } `yaml:"write_files"`
+		Runcmd     []any                                          `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal(ud, &doc); err != nil {
+		w.fail("%s: user-data YAML: %v", id, err)
+		return
+	}
+	files := map[string]string{}
+	for _, f := range doc.WriteFiles {
+		files[f.Path] = f.Content
+	}
+
+	// The agent download, exactly as the install command in runcmd says.
+	var url, sum string
+	for _, c := range doc.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) >= 7 && argv[3] == "clusterctl-agent-install" {
+			if argv[4] != "url" {
+				w.fail("%s: agent source %v, want url", id, argv[4])
+				return
+			}
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		w.fail("%s: no agent install command in runcmd", id)
+		return
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		w.fail("%s: download agent: %v", id, err)
+		return
+	}
+	bin, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	h := sha256.Sum256(bin)
+	if resp.StatusCode != 200 || hex.EncodeToString(h[:]) != sum {
+		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", id, resp.Status, len(bin), h, sum)
+		return
+	}
+	agentPath := filepath.Join(dir, "clusterctl-agent")
+	_ = os.WriteFile(agentPath, bin, 0o755)
+
+	// write_files, with the paths moved into the instance's directory, and
+	// the instance data cloud-init would have written.
+	var acfg map[string]any
+	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &acfg); err != nil {
+		w.fail("%s: agent.json from write_files: %v", id, err)
+		return
+	}
+	hosts := filepath.Join(dir, "hosts")
+	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
+	idata := filepath.Join(dir, "instance-data.json")
+	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
+	acfg["hosts_file"], acfg["instance_data_path"] = hosts, idata
+	b, _ := json.Marshal(acfg)
+	cfgPath := filepath.Join(dir, "agent.json")
+	_ = os.WriteFile(cfgPath, b, 0o600)
+
+	// The instance's network: its own namespace with its private address.
+	ns := fmt.Sprintf("%s-i%d", w.prefix, n)
+	veth := fmt.Sprintf("cctlv%d", n)
+	addr := aws.ToString(in.PrivateIpAddress)
+	for _, args := range [][]string{
+		{"netns", "add", ns},
+		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"link", "set", veth, "master", ec2Bridge, "up"},
+		{"-n", ns, "addr", "add", addr + "/16", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			w.fail("%s: ip %v: %v %s", id, args, err, out)
+			return
+		}
+	}
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd := exec.Command("ip", "netns", "exec", ns, agentPath, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		w.fail("%s: start agent: %v", id, err)
+		return
+	}
+	w.mu.Lock()
+	w.booted[id] = cmd
+	w.mu.Unlock()
+	w.t.Logf("instance %s booted: agent in namespace %s at %s", id, ns, addr)
+}
+
+func (w *ec2World) checkNothingLeft() {
+	ctx := context.Background()
+	out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if in.State.Name != types.InstanceStateNameTerminated {
+				w.t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
+			}
+		}
+	}
+	g, err := w.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil || len(g.SecurityGroups) != 0 {
+		w.t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
+	}
+	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil || len(b.Buckets) != 0 {
+		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
+	}
+}
