@@ -47,6 +47,8 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime 60s ./cloudinit/
+	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s ./cluster/
+	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s ./provider/openstack/
 
 demo: deps build
 	sh scripts/demo.sh up

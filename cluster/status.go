@@ -28,6 +28,9 @@ type NodeStatus struct {
 	Gossip        string `json:"gossip"`
 	Hostname      string `json:"hostname,omitempty"`
 	Error         string `json:"error,omitempty"`
+	// Detail is the provider's note on the machine (a fault message, a
+	// floating IP).
+	Detail string `json:"detail,omitempty"`
 	// Stray is true for a machine the provider lists for this cluster that
 	// clusterctl's state does not know.
 	Stray bool `json:"stray,omitempty"`
@@ -76,6 +79,7 @@ func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
 				ns.ProviderState = "error: " + err.Error()
 			} else {
 				ns.ProviderState = string(inst.State)
+				ns.Detail = inst.Detail
 			}
 		} else if n.InstanceID == "" {
 			ns.ProviderState = string(provider.StateNotFound)
@@ -101,7 +105,7 @@ func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
 			if st.Node(in.Name) != nil && st.Node(in.Name).InstanceID == "" {
 				continue // create was interrupted; the row above shows it
 			}
-			rep.Nodes = append(rep.Nodes, NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: "stray", ProviderState: string(in.State), Gossip: GossipUnknown, Stray: true})
+			rep.Nodes = append(rep.Nodes, NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: "stray", ProviderState: string(in.State), Gossip: GossipUnknown, Detail: in.Detail, Stray: true})
 		}
 	}
 	sort.SliceStable(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })

@@ -56,9 +56,9 @@ func printStatus(g *globals, r cluster.StatusReport) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME")
+	fmt.Fprintln(tw, "NAME\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME\tDETAIL")
 	for _, n := range r.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), n.Phase, n.ProviderState, n.Gossip, dash(n.Hostname))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), n.Phase, n.ProviderState, n.Gossip, dash(n.Hostname), dash(n.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -67,6 +67,7 @@ func printStatus(g *globals, r cluster.StatusReport) error {
 		if n.Error != "" {
 			fmt.Fprintf(g.stdout, "%s: %s\n", n.Name, n.Error)
 		}
+
 	}
 	return nil
 }
