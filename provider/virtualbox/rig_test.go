@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,13 +19,27 @@ import (
 	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
 )
 
-// TestMain lets the test binary be the fake VBoxManage: the tests run the
-// provider with a symlink named VBoxManage that points at this binary.
+// fakeBinary is the fake VBoxManage TestMain builds. It is built without
+// the test's flags (-race makes every one of the many short calls slow).
+var fakeBinary string
+
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == "VBoxManage" {
-		os.Exit(fakevbox.Main(os.Args[1:], os.Stdout, os.Stderr))
+	dir, err := os.MkdirTemp("", "fakevbox-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	fakeBinary = filepath.Join(dir, "VBoxManage")
+	build := exec.Command("go", "build", "-o", fakeBinary, "./internal/fakevbox/cmd/VBoxManage")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build the fake VBoxManage:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // secret stands for the gossip key inside the user-data.
@@ -54,11 +69,7 @@ func newRig(t *testing.T, extraConfig string) *rig {
 			t.Fatal(err)
 		}
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(exe, r.vbm); err != nil {
+	if err := os.Symlink(fakeBinary, r.vbm); err != nil {
 		t.Fatal(err)
 	}
 	if err := fakevbox.WriteVDI(r.image, "", 2<<30); err != nil {
@@ -86,7 +97,10 @@ func (r *rig) provider(extraConfig string) *Provider {
 }
 
 func (r *rig) tryProvider(extraConfig string) (*Provider, error) {
-	text := fmt.Sprintf("image: %s\npowerdown_timeout: 200ms\n%s", r.image, extraConfig)
+	text := "powerdown_timeout: 200ms\n" + extraConfig
+	if !strings.Contains(extraConfig, "image:") {
+		text += "image: " + r.image + "\n"
+	}
 	if !strings.Contains(extraConfig, "vboxmanage:") {
 		text += "vboxmanage: " + r.vbm + "\n"
 	}
@@ -219,3 +233,6 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
+
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -643,53 +643,52 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 
 	r, err := p.vbox()
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		add(err)
+		add(p.checkAllowedRange())
+		add(p.checkRoutes("", false))
+		return errors.Join(errs...)
 	}
 	// The Linux wrapper script warns about a missing kernel driver on every
 	// call; --version is the cheapest one.
 	if out, err := r.run(ctx, "--version"); err != nil {
 		add(asInput(err))
-	} else if ve := driverWarning(out); ve != "" {
-		add(provider.BadInput(fixDriver, "virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %s", ve))
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	} else if w := driverWarning(out); w != "" {
+		add(provider.BadInput(fixDriver, "virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %s", w))
 	}
 
-	vms, err := r.run(ctx, "list", "vms")
-	if err != nil {
-		return asInput(err)
-	}
-	names := map[string]bool{}
-	for _, e := range parseVMList(vms) {
-		names[e.Name] = true
-	}
-	for _, s := range specs {
-		vm := p.vmName(s.Name)
-		if !names[vm] {
-			continue
+	if vms, err := r.run(ctx, "list", "vms"); err != nil {
+		add(asInput(err))
+	} else {
+		names := map[string]bool{}
+		for _, e := range parseVMList(vms) {
+			names[e.Name] = true
 		}
-		info, err := p.showVM(ctx, r, vm)
-		if err != nil {
-			add(err)
-			continue
-		}
-		if info == nil {
-			continue
-		}
-		if p.ours(info, s.Name) {
-			add(provider.BadInput("remove it first with `clusterctl down "+s.Name+"` (clusterctl's state lost it)", "virtualbox: node %q: its VM %q is still registered", s.Name, vm))
-		} else {
-			add(errForeignVM(vm, info))
+		for _, s := range specs {
+			vm := p.vmName(s.Name)
+			if !names[vm] {
+				continue
+			}
+			info, err := p.showVM(ctx, r, vm)
+			switch {
+			case err != nil:
+				add(asInput(err))
+			case info == nil:
+			case p.ours(info, s.Name):
+				add(provider.BadInput("remove it first with `clusterctl down "+s.Name+"` (clusterctl's state lost it)", "virtualbox: node %q: its VM %q is still registered", s.Name, vm))
+			default:
+				add(errForeignVM(vm, info))
+			}
 		}
 	}
 
-	kind, err := p.hostOnlyKind(ctx, r)
-	if err != nil {
-		return errors.Join(append(errs, asInput(err))...)
+	var h hostOnly
+	found := false
+	if kind, err := p.hostOnlyKind(ctx, r); err != nil {
+		add(asInput(err))
+	} else {
+		h, found, err = p.findHostOnly(ctx, r, kind)
+		add(asInput(err))
 	}
-	h, found, err := p.findHostOnly(ctx, r, kind)
-	add(err)
 	if !found {
 		add(p.checkAllowedRange())
 	}
