@@ -47,7 +47,7 @@ const secret = "gossip-key-c2VjcmV0LXNlY3JldC1zZWNyZXQ="
 
 // rig is a provider wired to the fake VBoxManage in temporary directories.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	root  string // every path of the test is under it
 	home  string // VBOX_USER_HOME of the fake
 	state string // the cluster's state directory
@@ -58,7 +58,7 @@ type rig struct {
 	p     *Provider
 }
 
-func newRig(t *testing.T, extraConfig string) *rig {
+func newRig(t testing.TB, extraConfig string) *rig {
 	t.Helper()
 	root := t.TempDir()
 	r := &rig{t: t, root: root, home: filepath.Join(root, "vbox-home"), state: filepath.Join(root, "state"),

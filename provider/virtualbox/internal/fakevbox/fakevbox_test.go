@@ -1,0 +1,72 @@
+package fakevbox
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = Main(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestRejectsWhatVBoxManageRejects(t *testing.T) {
+	t.Setenv("VBOX_USER_HOME", t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"frobnicate"}, 2, "VBoxManage: error: Invalid command 'frobnicate'"},
+		{[]string{"createvm", "--name", "a", "--colour", "red"}, 2, "Unknown option: --colour"},
+		{[]string{"modifyvm", "nope", "--memory", "512"}, 1, "Could not find a registered machine named 'nope'"},
+		{[]string{"list", "everything"}, 2, "Unknown subcommand"},
+		{[]string{"createmedium", "disk", "--filename", "/x.vdi"}, 2, "--size is required"},
+	} {
+		code, _, stderr := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestStatePersistsAcrossCalls(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("VBOX_USER_HOME", home)
+	base := filepath.Join(t.TempDir(), "base.vdi")
+	if err := WriteVDI(base, "", 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, e := run(t, "createvm", "--name", `we"ird`, "--basefolder", t.TempDir(), "--register"); code != 0 || !strings.Contains(out, `Virtual machine 'we"ird' is created and registered.`) {
+		t.Fatalf("createvm: %d %q %q", code, out, e)
+	}
+	if code, _, e := run(t, "modifyvm", `we"ird`, "--memory", "999", "--macaddress2", "nothex"); code != 1 || !strings.Contains(e, "Invalid MAC address format") {
+		t.Errorf("bad MAC: %d %q", code, e)
+	}
+	// A failed modifyvm saves nothing; a good one does.
+	if code, _, e := run(t, "modifyvm", `we"ird`, "--memory", "768"); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := run(t, "storagectl", `we"ird`, "--name", "SATA", "--add", "sata"); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := run(t, "storageattach", `we"ird`, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd", "--medium", base); code != 0 {
+		t.Fatal(e)
+	}
+	_, out, _ := run(t, "showvminfo", `we"ird`, "--machinereadable")
+	for _, want := range []string{`name="we\"ird"`, "memory=768", `VMState="poweroff"`, `"SATA-0-0"="` + base + `"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("showvminfo lacks %s:\n%s", want, out)
+		}
+	}
+	if code, _, e := run(t, "closemedium", "disk", base); code != 1 || !strings.Contains(e, "still attached to 1 virtual machines") {
+		t.Errorf("closemedium of an attached disk: %d %q", code, e)
+	}
+	if code, _, e := run(t, "controlvm", `we"ird`, "poweroff"); code != 1 || !strings.Contains(e, "is not currently running") {
+		t.Errorf("poweroff of a stopped VM: %d %q", code, e)
+	}
+}
