@@ -161,13 +161,13 @@ provider: ec2
 gossip:
   observer: %s
 timeouts:
-  join: 90s
+  join: %s
 ec2:
   region: %s
   endpoint_url: %s
   ami: %s
   delete_timeout: 1m
-`, ec2ClusterNm, ec2Observer, ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
+`, ec2ClusterNm, ec2Observer, ec2JoinTimeout(), ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
 	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -189,11 +189,22 @@ ec2:
 		}
 	})
 
-	out, err := w.cli(3*time.Minute, "up", "--provider", "ec2", "red", "blue", "-o", "json")
+	// CLUSTERCTL_EC2_E2E_COUNT=N makes it `up --count N` (the benchmark of
+	// docs/benchmarks.md); by default two named nodes.
+	upArgs := []string{"up", "--provider", "ec2", "red", "blue", "-o", "json"}
+	want := 2
+	if c := os.Getenv("CLUSTERCTL_EC2_E2E_COUNT"); c != "" {
+		fmt.Sscan(c, &want)
+		upArgs = []string{"up", "--provider", "ec2", "--count", c, "-o", "json"}
+	}
+	start := time.Now()
+	out, err := w.cli(10*time.Minute, upArgs...)
+	elapsed := time.Since(start)
 	w.checkFailures()
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
+	t.Logf("MEASURE up of %d node(s): %.1fs wall", want, elapsed.Seconds())
 	var up struct {
 		Nodes []struct {
 			Name, Address, Phase string
@@ -203,8 +214,8 @@ ec2:
 	if err := json.Unmarshal([]byte(out), &up); err != nil {
 		t.Fatalf("up output: %v\n%s", err, out)
 	}
-	if len(up.Nodes) != 2 {
-		t.Fatalf("up made %d nodes: %s", len(up.Nodes), out)
+	if len(up.Nodes) != want {
+		t.Fatalf("up made %d nodes, want %d: %s", len(up.Nodes), want, out)
 	}
 	for _, n := range up.Nodes {
 		if n.Phase != "joined" || !strings.HasPrefix(n.InstanceID, "i-") || !strings.HasPrefix(n.Address, "172.31.") {
@@ -226,7 +237,7 @@ ec2:
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status output: %v\n%s", err, out)
 	}
-	if len(st.Nodes) != 2 {
+	if len(st.Nodes) != want {
 		t.Fatalf("status shows %d nodes: %s", len(st.Nodes), out)
 	}
 	for _, n := range st.Nodes {
@@ -353,7 +364,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	}
 	var doc struct {
 		WriteFiles []struct{ Path, Content, Permissions string } `yaml:"write_files"`
-		Runcmd     []any                                          `yaml:"runcmd"`
+		Runcmd     []any                                         `yaml:"runcmd"`
 	}
 	if err := yaml.Unmarshal(ud, &doc); err != nil {
 		w.fail("%s: user-data YAML: %v", id, err)
@@ -462,4 +473,12 @@ func (w *ec2World) checkNothingLeft() {
 	if err != nil || len(b.Buckets) != 0 {
 		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
 	}
+}
+
+// ec2JoinTimeout is timeouts.join: CLUSTERCTL_EC2_E2E_JOIN, else 90s.
+func ec2JoinTimeout() string {
+	if d := os.Getenv("CLUSTERCTL_EC2_E2E_JOIN"); d != "" {
+		return d
+	}
+	return "90s"
 }
