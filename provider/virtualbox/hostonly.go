@@ -153,9 +153,9 @@ func (p *Provider) ensureHostOnly(ctx context.Context, r *runner) (hostOnly, err
 				h.Name = defaultNetName
 			}
 			// The host takes the lowest address of the range; nodes get
-			// static addresses from .11 up, outside VirtualBox's DHCP range.
+			// static addresses from .10 up (cluster.allocate), outside VirtualBox's DHCP range.
 			upper := c.Host()
-			for i := 0; i < 9 && c.Prefix().Contains(upper.Next()); i++ {
+			for i := 0; i < 8 && c.Prefix().Contains(upper.Next()); i++ {
 				upper = upper.Next()
 			}
 			if _, err := r.run(ctx, "hostonlynet", "add", "--name="+h.Name, "--netmask="+mask,
