@@ -54,13 +54,16 @@ const fixConfig = `edit the "qemu:" section of the cluster config`
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Every problem is reported at once, each
 // as a *provider.InputError.
-func ParseConfig(node *yaml.Node) (Config, error) {
+//
+// Relative paths (image, kernel, initrd) are taken relative to baseDir, the
+// config file's directory, or to the working directory when it is "".
+func ParseConfig(node *yaml.Node, baseDir string) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
 		return Config{}, &provider.InputError{Err: fmt.Errorf("qemu config: %w", err), Fix: fixConfig}
 	}
 	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(baseDir); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -92,7 +95,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func (c *Config) validate() error {
+func (c *Config) validate(baseDir string) error {
 	var errs []error
 	bad := func(fix, format string, args ...any) {
 		errs = append(errs, provider.BadInput(fix, "qemu config: "+format, args...))
@@ -100,6 +103,9 @@ func (c *Config) validate() error {
 	abs := func(key string, p *string) {
 		if *p == "" {
 			return
+		}
+		if !filepath.IsAbs(*p) && baseDir != "" {
+			*p = filepath.Join(baseDir, *p)
 		}
 		a, err := filepath.Abs(*p)
 		if err != nil {

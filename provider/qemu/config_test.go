@@ -18,9 +18,9 @@ func parse(t *testing.T, text string) (Config, error) {
 		t.Fatalf("test YAML: %v", err)
 	}
 	if doc.Kind == 0 {
-		return ParseConfig(nil)
+		return ParseConfig(nil, "")
 	}
-	return ParseConfig(&doc)
+	return ParseConfig(&doc, "")
 }
 
 // inputErrors unjoins err and checks every part is an *InputError with a Fix.
@@ -189,7 +189,7 @@ func FuzzParseConfig(f *testing.F) {
 		if yaml.Unmarshal([]byte(text), &doc) != nil || doc.Kind == 0 {
 			return
 		}
-		cfg, err := ParseConfig(&doc)
+		cfg, err := ParseConfig(&doc, "")
 		if err != nil {
 			for _, e := range unjoin(err) {
 				var ie *provider.InputError
@@ -211,4 +211,18 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+func TestRelativePathsFollowTheConfigFile(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("image: img/disk.raw\nkernel: /abs/vmlinuz\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(&doc, "/etc/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Image != "/etc/clusters/img/disk.raw" || cfg.Kernel != "/abs/vmlinuz" {
+		t.Errorf("image %q, kernel %q: want the image relative to the config's directory and the kernel unchanged", cfg.Image, cfg.Kernel)
+	}
 }

@@ -62,18 +62,12 @@ var (
 
 // New makes the provider from its environment; it creates nothing.
 func New(env provider.Env) (*Provider, error) {
-	cfg, err := ParseConfig(env.Config)
+	cfg, err := ParseConfig(env.Config, env.ConfigDir)
 	if err != nil {
 		return nil, err
 	}
 	if env.Dir == "" {
 		return nil, errors.New("qemu provider: the cluster state directory is not set")
-	}
-	// Relative paths in the config are relative to the config file.
-	for _, path := range []*string{&cfg.Image, &cfg.Kernel, &cfg.Initrd} {
-		if *path != "" && !filepath.IsAbs(*path) && env.ConfigDir != "" {
-			*path = filepath.Join(env.ConfigDir, *path)
-		}
 	}
 	return &Provider{cfg: cfg, env: env, kvmUsable: kvmOpens}, nil
 }
