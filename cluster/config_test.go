@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/clusterctl/clusterctl/provider/openstack"
 	_ "github.com/clusterctl/clusterctl/provider/qemu"
+	_ "github.com/clusterctl/clusterctl/provider/virtualbox"
 )
 
 func writeConfig(t *testing.T, text string) string {

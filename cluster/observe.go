@@ -21,9 +21,12 @@ func encodeKey(key []byte) string { return base64.StdEncoding.EncodeToString(key
 // joinInterval is how often the observer retries nodes it has not reached.
 const joinInterval = 2 * time.Second
 
-// observer starts the short-lived gossip member the CLI watches through. On
-// providers where clusterctl chose the network it binds to the host's
-// address on that network, so the nodes can reach it.
+// observer starts the short-lived gossip member the CLI watches through. It
+// listens on all of this machine's addresses and advertises the host's
+// address on the cluster network (providers where clusterctl chose the
+// network) or gossip.observer, which the nodes can reach. Binding to all
+// addresses matters where the host's interface appears only once a VM uses
+// it (VirtualBox 7 host-only networks on macOS).
 func (m *Manager) observer(ctx context.Context, p provider.Provider, key []byte) (*agent.Observer, error) {
 	cfg := agent.ObserverConfig{Cluster: m.Cluster, Key: key, BindAddr: "0.0.0.0", Logger: m.Log}
 	if ac, ok := p.(provider.AddressChooser); ok {
@@ -31,10 +34,9 @@ func (m *Manager) observer(ctx context.Context, p provider.Provider, key []byte)
 		if err != nil {
 			return nil, err
 		}
-		cfg.BindAddr = host.String()
 		cfg.AdvertiseAddr = host.String()
 	} else if a := m.Cfg.Gossip.Observer; a != "" {
-		cfg.BindAddr, cfg.AdvertiseAddr = a, a
+		cfg.AdvertiseAddr = a
 	} else {
 		return nil, errNoObserverAddr(p.Name())
 	}

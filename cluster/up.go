@@ -72,8 +72,14 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 		return nil, err
 	}
 
+	if np, ok := p.(provider.NetworkPreparer); ok {
+		if err := np.PrepareNetwork(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	// Write-ahead: the key and every node are recorded before the provider
-	// is asked for anything.
+	// is asked to make any of them.
 	if err := m.record(provName, key, plans); err != nil {
 		return nil, err
 	}

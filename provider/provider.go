@@ -152,3 +152,11 @@ type ClusterCleaner interface {
 type DryRunner interface {
 	DryRun(ctx context.Context, spec NodeSpec) ([]string, error)
 }
+
+// NetworkPreparer is implemented by providers that may have to make the
+// cluster network on the host (a VirtualBox host-only network). `up` calls
+// PrepareNetwork after Preflight succeeded and before anything else is made,
+// so Preflight itself stays a pure check.
+type NetworkPreparer interface {
+	PrepareNetwork(ctx context.Context) error
+}

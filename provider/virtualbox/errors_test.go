@@ -34,7 +34,7 @@ func TestNotInstalled(t *testing.T) {
 	}
 	p := r.provider("vboxmanage: ''\n")
 	p.cfg.VBoxManage = ""
-	err := p.Preflight(ctx(t), []provider.NodeSpec{r.spec("red", 0)})
+	err := preflight(ctx(t), p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, "VirtualBox is not installed: VBoxManage not found", "install VirtualBox")
 
 	p = r.provider("vboxmanage: " + filepath.Join(r.root, "no", "VBoxManage") + "\n")
@@ -45,7 +45,7 @@ func TestNotInstalled(t *testing.T) {
 func TestKernelDriverMissing(t *testing.T) {
 	r := newRig(t, "")
 	r.setFaults(fakevbox.Faults{NoDriver: true})
-	err := r.p.Preflight(ctx(t), []provider.NodeSpec{r.spec("red", 0)})
+	err := preflight(ctx(t), r.p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, "kernel driver is not loaded (/dev/vboxdrv)", "sudo /sbin/vboxconfig")
 	r.nothingMade(t)
 
@@ -77,14 +77,14 @@ func TestNoVTx(t *testing.T) {
 func TestHostOnlyDriverMissing(t *testing.T) {
 	r := newRig(t, "")
 	r.setFaults(fakevbox.Faults{NoNetCtl: true})
-	err := r.p.Preflight(ctx(t), []provider.NodeSpec{r.spec("red", 0)})
+	err := preflight(ctx(t), r.p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, "host-only network driver is not loaded (/dev/vboxnetctl)", "hostonlynet")
 }
 
 func TestHostOnlyRange(t *testing.T) {
 	t.Run("refused-before-asking", func(t *testing.T) {
 		r := newRig(t, "cidr: 10.10.0.0/24\n")
-		err := r.p.Preflight(ctx(t), []provider.NodeSpec{})
+		err := preflight(ctx(t), r.p, []provider.NodeSpec{})
 		inputError(t, err, "cidr 10.10.0.0/24 is outside the ranges VirtualBox allows", "/etc/vbox/networks.conf")
 		r.nothingMade(t)
 	})
@@ -93,7 +93,7 @@ func TestHostOnlyRange(t *testing.T) {
 		if err := os.WriteFile(r.conf, []byte("* 10.0.0.0/8 192.168.0.0/16\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.p.Preflight(ctx(t), nil); err != nil {
+		if err := preflight(ctx(t), r.p, nil); err != nil {
 			t.Fatalf("Preflight: %v", err)
 		}
 		if reg := r.registry(); len(reg.HostOnlyIfs) != 1 || reg.HostOnlyIfs[0].IP != "10.10.0.1" {
@@ -109,7 +109,7 @@ func TestHostOnlyRange(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.p.networksConf = other
-		err := r.p.Preflight(ctx(t), nil)
+		err := preflight(ctx(t), r.p, nil)
 		ie := inputError(t, err, "VirtualBox refused the host-only address", "/etc/vbox/networks.conf")
 		if !strings.Contains(ie.Error(), "E_ACCESSDENIED") {
 			t.Errorf("the error hides VirtualBox's own words: %v", ie)
@@ -123,7 +123,7 @@ func TestNameTakenByForeignVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ctx(t)
-	err := r.p.Preflight(c, []provider.NodeSpec{r.spec("red", 0)})
+	err := preflight(c, r.p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, `a VirtualBox VM named "red.lab" already exists and was not made by clusterctl`, "choose another node name")
 	_, err = r.p.Create(c, r.spec("red", 0))
 	inputError(t, err, "was not made by clusterctl", "choose another node name")
@@ -163,7 +163,7 @@ func TestBaseImage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := r.provider("image: " + tc.path + "\n")
-			inputError(t, p.Preflight(c, []provider.NodeSpec{r.spec("red", 0)}), tc.msg, tc.fix)
+			inputError(t, preflight(c, p, []provider.NodeSpec{r.spec("red", 0)}), tc.msg, tc.fix)
 		})
 	}
 	// When the image goes bad after preflight, VirtualBox's own refusal
@@ -198,7 +198,7 @@ func TestBadInput(t *testing.T) {
 	r.p.routes = func() ([]hostRoute, error) {
 		return []hostRoute{{Dev: "wlan0", Prefix: mustPrefix("192.168.0.0/16")}, {Dev: "eth0", Prefix: mustPrefix("0.0.0.0/0")}}, nil
 	}
-	err := r.p.Preflight(c, []provider.NodeSpec{big, clash, outside})
+	err := preflight(c, r.p, []provider.NodeSpec{big, clash, outside})
 	inputError(t, err, `node "big": memory 100 MiB is out of range`, "between 256")
 	inputError(t, err, `node "big": cpus 99 is out of range`, "64")
 	inputError(t, err, `node "clash": address 192.168.56.1 is the host's own address`, "choose another address")
@@ -208,20 +208,20 @@ func TestBadInput(t *testing.T) {
 
 	// Once the host-only interface exists, its own route is no collision.
 	r.p.routes = func() ([]hostRoute, error) { return nil, nil }
-	if err := r.p.Preflight(c, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
+	if err := preflight(c, r.p, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
 		t.Fatalf("Preflight: %v", err)
 	}
 	r.p.routes = func() ([]hostRoute, error) {
 		return []hostRoute{{Dev: "vboxnet0", Prefix: mustPrefix("192.168.56.0/24")}}, nil
 	}
-	if err := r.p.Preflight(c, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
+	if err := preflight(c, r.p, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
 		t.Fatalf("second Preflight (vboxnet0 exists and has the route): %v", err)
 	}
 	// A route of the same network through another interface is.
 	r.p.routes = func() ([]hostRoute, error) {
 		return []hostRoute{{Dev: "vboxnet0", Prefix: mustPrefix("192.168.56.0/24")}, {Dev: "tun0", Prefix: mustPrefix("192.168.56.128/25")}}, nil
 	}
-	inputError(t, r.p.Preflight(c, nil), "collides with the host's network 192.168.56.128/25 on tun0", "choose another cidr")
+	inputError(t, preflight(c, r.p, nil), "collides with the host's network 192.168.56.128/25 on tun0", "choose another cidr")
 }
 
 func TestParseProcRoute(t *testing.T) {

@@ -14,7 +14,7 @@ func TestMacOSHostOnlyNetwork(t *testing.T) {
 	r := newRig(t, "")
 	r.p.goos = "darwin"
 	c := ctx(t)
-	if err := r.p.Preflight(c, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
+	if err := preflight(c, r.p, []provider.NodeSpec{r.spec("red", 0)}); err != nil {
 		t.Fatal(err)
 	}
 	reg := r.registry()
@@ -36,7 +36,7 @@ func TestMacOSHostOnlyNetwork(t *testing.T) {
 	r6 := newRig(t, "")
 	r6.p.goos = "darwin"
 	r6.setFaults(fakevbox.Faults{Version: "6.1.50r161033"})
-	if err := r6.p.Preflight(c, nil); err != nil {
+	if err := preflight(c, r6.p, nil); err != nil {
 		t.Fatal(err)
 	}
 	if reg := r6.registry(); len(reg.HostOnlyIfs) != 1 {
@@ -54,7 +54,7 @@ func TestExistingInterfaceElsewhere(t *testing.T) {
 	if _, err := r.vbox("hostonlyif", "ipconfig", "vboxnet0", "--ip", "192.168.57.1", "--netmask", "255.255.255.0"); err != nil {
 		t.Fatal(err)
 	}
-	err := r.p.Preflight(ctx(t), nil)
+	err := preflight(ctx(t), r.p, nil)
 	ie := inputError(t, err, `host-only interface "vboxnet0" has address 192.168.57.1`, "hostonlyif ipconfig vboxnet0 --ip 192.168.56.1")
 	if !strings.Contains(ie.Fix, "set cidr:") {
 		t.Errorf("fix %q does not offer changing the config", ie.Fix)

@@ -236,3 +236,12 @@ func flatten(err error) []error {
 
 func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// preflight does what up does before it makes anything: Preflight, then
+// PrepareNetwork.
+func preflight(ctx context.Context, p *Provider, specs []provider.NodeSpec) error {
+	if err := p.Preflight(ctx, specs); err != nil {
+		return err
+	}
+	return p.PrepareNetwork(ctx)
+}

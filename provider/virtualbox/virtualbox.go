@@ -628,9 +628,8 @@ func (p *Provider) ClusterNetwork(ctx context.Context) (netip.Prefix, netip.Addr
 // and reports every problem at once: VBoxManage is there and the kernel
 // driver loaded, the base image is a VDI (VMDK, VHD), each node's size is
 // in range, its address is usable, no VM has its name, cidr is in the
-// ranges VirtualBox allows and collides with no network of the host. When
-// all is well it finds or creates the host-only network (the CLI's
-// observer binds to the host's address on it right after).
+// ranges VirtualBox allows and collides with no network of the host.
+// It changes nothing: PrepareNetwork makes the host-only network.
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
 	add := func(err error) {
@@ -695,6 +694,17 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	add(p.checkRoutes(h.Name, found))
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// PrepareNetwork finds or creates the host-only network (the CLI's
+// observer binds to the host's address on it right after). up calls it
+// once Preflight found nothing wrong.
+func (p *Provider) PrepareNetwork(ctx context.Context) error {
+	r, err := p.vbox()
+	if err != nil {
+		return err
 	}
 	if _, err := p.ensureHostOnly(ctx, r); err != nil {
 		return asInput(err)

@@ -58,7 +58,7 @@ func TestCreateDelete(t *testing.T) {
 			r := newRig(t, "clone: "+clone+"\n")
 			c := ctx(t)
 			spec := r.spec("red", 0)
-			if err := r.p.Preflight(c, []provider.NodeSpec{spec}); err != nil {
+			if err := preflight(c, r.p, []provider.NodeSpec{spec}); err != nil {
 				t.Fatalf("Preflight: %v", err)
 			}
 			inst, err := r.p.Create(c, spec)
@@ -329,11 +329,11 @@ func TestEnvVBoxManageWins(t *testing.T) {
 	}
 	t.Setenv(EnvVBoxManage, filepath.Join(r.root, "nope"))
 	p = r.provider("")
-	inputError(t, p.Preflight(ctx(t), nil), EnvVBoxManage, EnvVBoxManage)
+	inputError(t, preflight(ctx(t), p, nil), EnvVBoxManage, EnvVBoxManage)
 }
 
 func TestExampleConfig(t *testing.T) {
-	b, err := os.ReadFile("testdata/example-virtualbox.yaml")
+	b, err := os.ReadFile("../../examples/virtualbox.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
