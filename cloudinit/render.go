@@ -57,7 +57,11 @@ type Input struct {
 	InstanceID string       // meta-data instance-id
 	Address    netip.Prefix // cluster address and prefix length; invalid when the provider assigns addresses
 	MAC        string       // MAC of the cluster NIC (network-config matches it); needed when Address is valid
-	Peers      []Peer       // other known nodes of the cluster
+	// OutboundMAC, when set, is the MAC of a NAT NIC that network-config
+	// gives DHCP (only with a valid Address: otherwise there is no
+	// network-config and the image's default applies).
+	OutboundMAC string
+	Peers       []Peer // other known nodes of the cluster
 	// AgentConfig is the agent's JSON configuration. It holds the gossip
 	// key: it is written to the node with mode 0600 and never appears in
 	// an error message.
@@ -162,8 +166,12 @@ func renderMetaData(in Input) ([]byte, error) {
 	return out, nil
 }
 
-// ClusterInterface is the name network-config gives the cluster NIC.
-const ClusterInterface = "cluster0"
+// ClusterInterface is the name network-config gives the cluster NIC, and
+// OutboundInterface the one it gives the outbound (NAT) NIC, if any.
+const (
+	ClusterInterface  = "cluster0"
+	OutboundInterface = "nat0"
+)
 
 type networkConfig struct {
 	Version   int                 `yaml:"version"`
@@ -173,7 +181,8 @@ type networkConfig struct {
 type ethernet struct {
 	Match     macMatch `yaml:"match"`
 	SetName   string   `yaml:"set-name"`
-	Addresses []string `yaml:"addresses"`
+	Addresses []string `yaml:"addresses,omitempty"`
+	DHCP4     bool     `yaml:"dhcp4,omitempty"`
 }
 
 type macMatch struct {
@@ -198,6 +207,13 @@ func renderNetworkConfig(in Input) ([]byte, error) {
 			SetName:   ClusterInterface,
 			Addresses: []string{in.Address.String()},
 		}},
+	}
+	if in.OutboundMAC != "" {
+		out, err := net.ParseMAC(in.OutboundMAC)
+		if err != nil {
+			return nil, fmt.Errorf("outbound MAC %q: %w", in.OutboundMAC, err)
+		}
+		cfg.Ethernets[OutboundInterface] = ethernet{Match: macMatch{MACAddress: out.String()}, SetName: OutboundInterface, DHCP4: true}
 	}
 	out, err := marshalYAML(cfg)
 	if err != nil {

@@ -148,7 +148,9 @@ func cloudInitPython(t *testing.T) string {
 // and the test checks the .network file it would write.
 func TestNetworkConfigWithCloudInit(t *testing.T) {
 	python := cloudInitPython(t)
-	r, err := Render(sampleInput())
+	in := sampleInput()
+	in.OutboundMAC = "52:54:00:bb:00:0b" // a NAT NIC (VirtualBox's NIC1) gets DHCP
+	r, err := Render(in)
 	if err != nil {
 		t.Fatalf("Render: %v", err)
 	}
@@ -175,6 +177,18 @@ func TestNetworkConfigWithCloudInit(t *testing.T) {
 		if !strings.Contains(unit, want) {
 			t.Errorf(".network file lacks %q:\n%s", want, unit)
 		}
+	}
+	nat, ok := files["10-cloud-init-nat0.network"]
+	if !ok {
+		t.Fatalf("no .network file for the outbound NIC nat0; got files %v", files)
+	}
+	for _, want := range []string{"MACAddress=52:54:00:bb:00:0b", "Name=nat0", "DHCP=ipv4"} {
+		if !strings.Contains(nat, want) {
+			t.Errorf("nat0 .network file lacks %q:\n%s", want, nat)
+		}
+	}
+	if strings.Contains(unit, "DHCP=ipv4") || strings.Contains(unit, "DHCP=yes") {
+		t.Errorf("the cluster NIC must keep its static address only:\n%s", unit)
 	}
 }
 

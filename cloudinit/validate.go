@@ -29,6 +29,12 @@ func (in Input) Validate() error {
 		errs = append(errs, fmt.Errorf("fqdn %q is longer than 253 characters", in.Name+"."+in.Domain))
 	}
 	add(checkAddress(in))
+	if in.OutboundMAC != "" {
+		add(checkMAC(in.OutboundMAC))
+		if in.OutboundMAC == in.MAC {
+			errs = append(errs, fmt.Errorf("outbound MAC %q is the cluster NIC's MAC", in.OutboundMAC))
+		}
+	}
 	errs = append(errs, checkPeers(in)...)
 	add(checkAgentConfig(in.AgentConfig))
 	add(in.Agent.validate())

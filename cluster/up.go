@@ -263,6 +263,9 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 			pl.node.Address = addrs[i].String()
 			pl.node.MAC = newMAC()
 			pl.spec.Address, pl.spec.MAC = addrs[i], pl.node.MAC
+			if on, ok := p.(provider.OutboundNIC); ok && on.HasOutboundNIC() {
+				pl.spec.OutboundMAC = newMAC()
+			}
 			peers = append(peers, cloudinit.Peer{Name: name, Address: addrs[i]})
 			seeds = append(seeds, gossipAddr(pl.node.Address, m.Cfg.Gossip.Port))
 		}
@@ -295,6 +298,7 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 			errs = append(errs, err)
 			continue
 		}
+		in.OutboundMAC = pl.spec.OutboundMAC
 		r, err := cloudinit.Render(in)
 		if err != nil {
 			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", pl.node.Name, err))

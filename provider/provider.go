@@ -51,6 +51,10 @@ type NodeSpec struct {
 	// MAC is the MAC address of the node's cluster NIC when clusterctl chose
 	// it (local providers); network-config matches the NIC by this address.
 	MAC string
+	// OutboundMAC is the MAC address of the node's outbound (NAT) NIC, for
+	// providers that implement OutboundNIC; network-config gives that NIC
+	// DHCP so the node can reach package mirrors and the like.
+	OutboundMAC string
 
 	CPUs      int
 	MemoryMiB int
@@ -159,4 +163,12 @@ type DryRunner interface {
 // so Preflight itself stays a pure check.
 type NetworkPreparer interface {
 	PrepareNetwork(ctx context.Context) error
+}
+
+// OutboundNIC is implemented by providers whose machines have, besides the
+// cluster NIC, a NIC for outbound traffic (VirtualBox's NAT adapter). Since
+// network-config then exists, cloud-init configures only the NICs it names:
+// clusterctl chooses that NIC's MAC (NodeSpec.OutboundMAC) and gives it DHCP.
+type OutboundNIC interface {
+	HasOutboundNIC() bool
 }

@@ -170,10 +170,11 @@ func (r *rig) transcript(calls [][]string) string {
 func (r *rig) spec(name string, i int) provider.NodeSpec {
 	return provider.NodeSpec{
 		Cluster: "lab", Name: name, Nonce: fmt.Sprintf("nonce-%s", name),
-		Address:   netip.AddrFrom4([4]byte{192, 168, 56, byte(11 + i)}),
-		MAC:       fmt.Sprintf("52:54:00:aa:00:%02x", 10+i),
-		CPUs:      1,
-		MemoryMiB: 512,
+		Address:     netip.AddrFrom4([4]byte{192, 168, 56, byte(11 + i)}),
+		MAC:         fmt.Sprintf("52:54:00:aa:00:%02x", 10+i),
+		OutboundMAC: fmt.Sprintf("52:54:00:bb:00:%02x", 10+i),
+		CPUs:        1,
+		MemoryMiB:   512,
 		Seed: provider.Seed{
 			UserData:      []byte("#cloud-config\nwrite_files:\n  - path: /etc/clusterctl/agent.json\n    content: '{\"key\": \"" + secret + "\"}'\n"),
 			MetaData:      []byte("instance-id: lab-" + name + "\nlocal-hostname: " + name + "\n"),

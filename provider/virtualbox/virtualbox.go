@@ -179,6 +179,7 @@ type createPlan struct {
 	Controller     string
 	Net            hostOnly
 	MAC            string // as modifyvm wants it
+	OutboundMAC    string // NIC1 (NAT), as modifyvm wants it; "" = VirtualBox picks
 	Dir            string // --basefolder
 	Disk, Seed     string
 	Console        string
@@ -200,6 +201,9 @@ func (c createPlan) commands() [][]string {
 		"--ioapic", "on", "--rtcuseutc", "on",
 		"--boot1", "disk", "--boot2", "none", "--boot3", "none", "--boot4", "none",
 		"--nic1", "nat", "--nictype1", "virtio"}
+	if c.OutboundMAC != "" {
+		modify = append(modify, "--macaddress1", c.OutboundMAC)
+	}
 	modify = append(modify, c.Net.modifyvmArgs(2)...)
 	modify = append(modify, "--nictype2", "virtio", "--macaddress2", c.MAC,
 		"--uart1", "0x3F8", "4", "--uartmode1", "file", c.Console)
@@ -231,6 +235,12 @@ func (p *Provider) plan(spec provider.NodeSpec, net hostOnly) (createPlan, error
 	if err != nil {
 		return createPlan{}, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: %v", spec.Name, err)
 	}
+	var outbound string
+	if spec.OutboundMAC != "" {
+		if outbound, err = vboxMAC(spec.OutboundMAC); err != nil {
+			return createPlan{}, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: outbound NIC: %v", spec.Name, err)
+		}
+	}
 	cpus, mem := spec.CPUs, spec.MemoryMiB
 	if cpus <= 0 {
 		cpus = p.cfg.CPUs
@@ -245,7 +255,7 @@ func (p *Provider) plan(spec provider.NodeSpec, net hostOnly) (createPlan, error
 	return createPlan{
 		VM: p.vmName(spec.Name), Cluster: p.env.Cluster, OSType: p.cfg.OSType,
 		Memory: mem, CPUs: cpus, Base: p.cfg.Image, Clone: p.cfg.Clone,
-		Controller: p.cfg.Controller, ControllerName: ctlName, Net: net, MAC: vm,
+		Controller: p.cfg.Controller, ControllerName: ctlName, Net: net, MAC: vm, OutboundMAC: outbound,
 		Dir: np.Dir, Disk: np.Disk, Seed: np.Seed, Console: np.Console,
 	}, nil
 }
@@ -697,6 +707,10 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	}
 	return nil
 }
+
+// HasOutboundNIC implements provider.OutboundNIC: NIC1 is VirtualBox's
+// NAT adapter, which network-config must give DHCP.
+func (p *Provider) HasOutboundNIC() bool { return true }
 
 // PrepareNetwork finds or creates the host-only network (the CLI's
 // observer binds to the host's address on it right after). up calls it
