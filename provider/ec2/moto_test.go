@@ -47,7 +47,7 @@ var (
 
 // moto returns the package's moto server (started once) after resetting it,
 // and isolates the SDK from this machine's AWS configuration.
-func moto(t *testing.T) *mototest.Server {
+func moto(t testing.TB) *mototest.Server {
 	t.Helper()
 	mototest.Require(t)
 	motoOnce.Do(func() { motoSrv = mototest.Start(t) })
@@ -72,7 +72,7 @@ func staticCreds() ec2.Option {
 }
 
 // awsConfig is an SDK config for the test's own look at moto.
-func awsConfig(t *testing.T, endpoint string) aws.Config {
+func awsConfig(t testing.TB, endpoint string) aws.Config {
 	t.Helper()
 	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(testRegion), config.WithBaseEndpoint(endpoint),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(testKeyID, testSecret, "")))
@@ -82,17 +82,17 @@ func awsConfig(t *testing.T, endpoint string) aws.Config {
 	return cfg
 }
 
-func ec2Client(t *testing.T, endpoint string) *awsec2.Client {
+func ec2Client(t testing.TB, endpoint string) *awsec2.Client {
 	return awsec2.NewFromConfig(awsConfig(t, endpoint))
 }
 
-func s3Client(t *testing.T, endpoint string) *s3.Client {
+func s3Client(t testing.TB, endpoint string) *s3.Client {
 	return s3.NewFromConfig(awsConfig(t, endpoint), func(o *s3.Options) { o.UsePathStyle = true })
 }
 
 // someAMI returns an AMI moto knows and publishes it under an SSM parameter
 // (moto, like AWS, reserves /aws/ names, so the test uses its own).
-func someAMI(t *testing.T, endpoint string) (ami, param string) {
+func someAMI(t testing.TB, endpoint string) (ami, param string) {
 	t.Helper()
 	ctx := context.Background()
 	out, err := ec2Client(t, endpoint).DescribeImages(ctx, &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
@@ -108,7 +108,7 @@ func someAMI(t *testing.T, endpoint string) (ami, param string) {
 	return ami, param
 }
 
-func yamlNode(t *testing.T, text string) *yaml.Node {
+func yamlNode(t testing.TB, text string) *yaml.Node {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -126,7 +126,7 @@ type fixture struct {
 
 // newProvider makes a provider of cluster on moto with the given extra
 // config lines.
-func newProvider(t *testing.T, endpoint, cluster, extra string) fixture {
+func newProvider(t testing.TB, endpoint, cluster, extra string) fixture {
 	t.Helper()
 	_, param := someAMI(t, endpoint)
 	text := fmt.Sprintf("region: %s\nendpoint_url: %s\nami_parameter: %s\ndelete_timeout: 1m\n%s", testRegion, endpoint, param, extra)
@@ -138,7 +138,7 @@ func newProvider(t *testing.T, endpoint, cluster, extra string) fixture {
 	return fixture{p: p, endpoint: endpoint, dir: dir, cluster: cluster}
 }
 
-func spec(t *testing.T, cluster, name string) provider.NodeSpec {
+func spec(t testing.TB, cluster, name string) provider.NodeSpec {
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
 	dir := filepath.Join(t.TempDir(), name)
