@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -69,30 +70,52 @@ func (m *Manager) keepJoining(ctx context.Context, obs *agent.Observer, p provid
 	return func() { cancel(); wg.Wait() }
 }
 
-// joinUnseen asks the observer to join every recorded node with an address
-// that it does not currently see alive. It returns how many joins worked.
-func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) int {
+// joinUnseen makes the observer join the cluster while it sees no node
+// alive: it tries a few of the recorded nodes that may be up. Once it sees
+// one node, gossip tells it about every other (new nodes join their seeds,
+// which are the nodes already known), so it stops knocking on machines
+// that are still booting. It returns whether the observer sees a node.
+func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) bool {
+	for _, mem := range obs.Members() {
+		if mem.State == agent.StateAlive {
+			return true
+		}
+	}
 	st, err := m.Store.Load()
 	if err != nil {
-		return 0
-	}
-	alive := map[string]bool{}
-	for _, mem := range obs.Members() {
-		if mem.State == "alive" {
-			alive[mem.Meta.Nonce] = true
-		}
+		return false
 	}
 	var addrs []string
 	for _, n := range st.Nodes {
-		if n.Address != "" && !alive[n.Nonce] && n.Phase != PhaseRecorded && n.Phase != PhaseCreating {
+		if n.Address != "" && n.Phase != PhaseRecorded && n.Phase != PhaseCreating {
 			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
 		}
 	}
-	if len(addrs) == 0 {
-		return 0
-	}
 	jctx, cancel := context.WithTimeout(ctx, joinInterval+time.Second)
 	defer cancel()
-	n, _ := obs.Join(jctx, addrs) // failures are expected while nodes boot
-	return n
+	return joinSome(jctx, obs, addrs) // failures are expected while nodes boot
+}
+
+// joinBatch is how many addresses one join attempt tries: one answering
+// member is enough, as the join's state exchange brings the whole
+// membership, and memberlist tries addresses one after the other.
+const joinBatch = 3
+
+// joinSome joins the observer through any of addrs, trying them in random
+// batches of joinBatch until one batch works or ctx ends. It returns
+// whether the observer reached a member.
+func joinSome(ctx context.Context, obs *agent.Observer, addrs []string) bool {
+	addrs = append([]string(nil), addrs...)
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	for len(addrs) > 0 && ctx.Err() == nil {
+		batch := addrs[:min(joinBatch, len(addrs))]
+		addrs = addrs[len(batch):]
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		n, err := obs.Join(bctx, batch)
+		cancel()
+		if err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -137,9 +137,9 @@ func (m *Manager) gossipView(ctx context.Context, p provider.Provider, nodes []N
 		return nil, false
 	}
 	defer obs.Close()
-	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if n, err := obs.Join(jctx, addrs); err != nil || n == 0 {
+	if !joinSome(jctx, obs, addrs) {
 		return nil, false
 	}
 	return obs.Members(), true
