@@ -10,6 +10,7 @@ import (
 	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/provider"
 
+	_ "github.com/clusterctl/clusterctl/provider/ec2"
 	_ "github.com/clusterctl/clusterctl/provider/openstack"
 	_ "github.com/clusterctl/clusterctl/provider/qemu"
 	_ "github.com/clusterctl/clusterctl/provider/virtualbox"

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,9 @@ type Manager struct {
 	NewProvider func(name string, env provider.Env) (provider.Provider, error)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Profile and Region are the --profile and --region flags, passed to
+	// providers through provider.Env.
+	Profile, Region string
 }
 
 // NewManager returns a manager for the cluster named cluster (the config's
@@ -64,7 +68,11 @@ func (m *Manager) now() time.Time {
 }
 
 func (m *Manager) provider(name string) (provider.Provider, error) {
-	env := provider.Env{Cluster: m.Cluster, Dir: m.Store.Dir, Config: m.Cfg.Providers[name]}
+	env := provider.Env{Cluster: m.Cluster, Dir: m.Store.Dir, Config: m.Cfg.Providers[name],
+		GossipPort: m.Cfg.Gossip.Port, Profile: m.Profile, Region: m.Region}
+	if a, err := netip.ParseAddr(m.Cfg.Gossip.Observer); err == nil {
+		env.Observer = a
+	}
 	if m.Cfg.Path != "" {
 		env.ConfigDir = filepath.Dir(m.Cfg.Path)
 	}

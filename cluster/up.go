@@ -305,6 +305,11 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 			continue
 		}
 		pl.spec.Seed = r.Seed()
+		if sc, ok := p.(provider.SeedChecker); ok {
+			if err := sc.CheckSeed(pl.spec); err != nil {
+				errs = append(errs, fmt.Errorf("node %q: %w", pl.node.Name, err))
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err

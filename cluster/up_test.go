@@ -410,3 +410,32 @@ func waitFor(t *testing.T, ctx context.Context, cond func() bool, what string) {
 		}
 	}
 }
+
+// limited is a provider that bounds the user-data size, like EC2.
+type limited struct{ *fake.Provider }
+
+func (l limited) CheckSeed(spec provider.NodeSpec) error {
+	if len(spec.Seed.UserData) > 1000 {
+		return provider.BadInput("make cloudinit.extra smaller", "user-data of %d bytes is over the limit", len(spec.Seed.UserData))
+	}
+	return nil
+}
+
+func TestSeedLimitIsBadInput(t *testing.T) {
+	p := fake.New()
+	m, _ := newManager(t, p, "")
+	m.NewProvider = func(string, provider.Env) (provider.Provider, error) { return limited{p}, nil }
+	_, err := m.Up(context.Background(), cluster.UpRequest{Names: []string{"red"}})
+	var in *provider.InputError
+	if !errors.As(err, &in) || !strings.Contains(err.Error(), `node "red": user-data of`) {
+		t.Fatalf("error %v: want an input error naming the node and the size", err)
+	}
+	for _, c := range p.Calls {
+		if strings.HasPrefix(c, "Create") {
+			t.Fatalf("the provider was asked to create: %v", p.Calls)
+		}
+	}
+	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the cluster directory was created")
+	}
+}

@@ -172,3 +172,10 @@ type NetworkPreparer interface {
 type OutboundNIC interface {
 	HasOutboundNIC() bool
 }
+
+// SeedChecker is implemented by providers that limit what a node's seed may
+// be (EC2's 16 KB user-data). up calls CheckSeed for every node once its
+// seed is rendered, before anything is made; a problem is an *InputError.
+type SeedChecker interface {
+	CheckSeed(spec NodeSpec) error
+}

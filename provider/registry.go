@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -22,6 +23,23 @@ type Env struct {
 	// ConfigDir is the directory of the cluster config file; relative paths
 	// in the provider's section are relative to it ("" = working directory).
 	ConfigDir string
+	// GossipPort is the cluster's gossip port (gossip.port), for providers
+	// that open it in a firewall. 0 means the default, 7946.
+	GossipPort int
+	// Observer is gossip.observer, the address the nodes reach the CLI at,
+	// or the zero value when it is not set.
+	Observer netip.Addr
+	// Profile and Region are the --profile and --region flags; they override
+	// the provider's config keys of the same meaning ("" = not given).
+	Profile, Region string
+}
+
+// Port returns GossipPort, or 7946 when it is 0.
+func (e Env) Port() int {
+	if e.GossipPort == 0 {
+		return 7946
+	}
+	return e.GossipPort
 }
 
 // Factory makes a provider from its environment. It must not create

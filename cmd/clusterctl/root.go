@@ -27,6 +27,8 @@ type globals struct {
 	cluster string
 	config  string
 	verbose bool
+	profile string
+	region  string
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -47,6 +49,8 @@ membership — never by polling SSH.`,
 	root.PersistentFlags().StringVar(&g.cluster, "cluster", "", "cluster name (default: the config's cluster:, else \"default\")")
 	root.PersistentFlags().StringVar(&g.config, "config", "", "cluster config file (default: ./cluster.yaml if it exists, or $CLUSTERCTL_CONFIG)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log details to stderr")
+	root.PersistentFlags().StringVar(&g.profile, "profile", "", "cloud credentials profile (ec2: shared config profile); overrides the config")
+	root.PersistentFlags().StringVar(&g.region, "region", "", "cloud region (ec2, openstack); overrides the config")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return provider.BadInput("see `"+c.CommandPath()+" --help`", "%w", err)
 	})
@@ -141,7 +145,12 @@ func (g *globals) manager(r cluster.Reporter) (*cluster.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cluster.NewManager(cfg, home, g.cluster, r, g.logger())
+	m, err := cluster.NewManager(cfg, home, g.cluster, r, g.logger())
+	if err != nil {
+		return nil, err
+	}
+	m.Profile, m.Region = g.profile, g.region
+	return m, nil
 }
 
 func (g *globals) logger() *slog.Logger {

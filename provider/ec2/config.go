@@ -46,7 +46,7 @@ type Config struct {
 	KeyName      string `yaml:"key_name"`
 
 	SecurityGroupID string   `yaml:"security_group_id"`
-	GossipPort      int      `yaml:"gossip_port"`
+	GossipPort      int      `yaml:"-"` // gossip.port, from provider.Env
 	ObserverCIDRs   []string `yaml:"observer_cidrs"`
 
 	Bucket     string        `yaml:"bucket"`
@@ -148,9 +148,6 @@ func (c *Config) validate() error {
 	}
 	if strings.ContainsAny(c.KeyName, "\n\x00") || len(c.KeyName) > 255 {
 		bad("use the name of an EC2 key pair", "key_name %q is not a key pair name", c.KeyName)
-	}
-	if c.GossipPort < 1 || c.GossipPort > 65535 {
-		bad("use the same port as gossip.port (default 7946)", "gossip_port %d is out of range", c.GossipPort)
 	}
 	c.observer = nil
 	for _, s := range c.ObserverCIDRs {

@@ -29,8 +29,8 @@ func TestParseConfigErrors(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key with line", "region: eu-west-1\ninstance_typ: t3.micro\n", []string{"instance_typ", "line 2", "instance_type"}},
-		{"all problems at once", "region: Europe\nami: ami-xyz\nimage: debian-12\ninstance_type: huge\nsubnet_id: net-1\nsecurity_group_id: group\nobserver_cidrs: [10.0.0.0/33, '::/0']\ngossip_port: 70000\npresign_ttl: 30s\nbucket: Bad_Bucket\nendpoint_url: ftp://x\n",
-			[]string{`region "Europe"`, `ami "ami-xyz"`, "more than one is set", `instance_type "huge"`, `subnet_id "net-1"`, `security_group_id "group"`, `"10.0.0.0/33"`, `"::/0" is not IPv4`, "gossip_port 70000", "presign_ttl 30s", `bucket "Bad_Bucket"`, `endpoint_url "ftp://x"`}},
+		{"all problems at once", "region: Europe\nami: ami-xyz\nimage: debian-12\ninstance_type: huge\nsubnet_id: net-1\nsecurity_group_id: group\nobserver_cidrs: [10.0.0.0/33, '::/0']\npresign_ttl: 30s\nbucket: Bad_Bucket\nendpoint_url: ftp://x\n",
+			[]string{`region "Europe"`, `ami "ami-xyz"`, "more than one is set", `instance_type "huge"`, `subnet_id "net-1"`, `security_group_id "group"`, `"10.0.0.0/33"`, `"::/0" is not IPv4`, "presign_ttl 30s", `bucket "Bad_Bucket"`, `endpoint_url "ftp://x"`}},
 		{"unknown image", "image: windows\n", []string{`image "windows" is not known`}},
 	}
 	for _, tt := range tests {
@@ -96,11 +96,27 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// examplePath is examples/ec2.yaml once cluster's TestExamplesLoad knows the
-// ec2 provider, else the copy in testdata waiting to move there.
-func examplePath(t *testing.T) string {
-	if _, err := os.Stat("../../examples/ec2.yaml"); err == nil {
-		return "../../examples/ec2.yaml"
+// examplePath is the example cluster config (also loaded by cluster's
+// TestExamplesLoad).
+func examplePath(t *testing.T) string { return "../../examples/ec2.yaml" }
+
+// The --profile and --region flags (provider.Env) win over the config keys,
+// and gossip.port decides the port the security group opens.
+func TestFlagsOverrideConfig(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("region: us-east-1\nprofile: work\n"), &doc); err != nil {
+		t.Fatal(err)
 	}
-	return "testdata/example-cluster.yaml"
+	p, err := ec2.New(provider.Env{Cluster: "c", Dir: t.TempDir(), Config: &doc, Region: "eu-west-1", Profile: "home", GossipPort: 8301})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Config(); c.Region != "eu-west-1" || c.Profile != "home" || c.GossipPort != 8301 {
+		t.Errorf("config %+v: want region eu-west-1, profile home, port 8301", c)
+	}
+	_, err = ec2.New(provider.Env{Cluster: "c", Dir: t.TempDir(), Region: "Mars"})
+	var in *provider.InputError
+	if !errors.As(err, &in) || !strings.Contains(err.Error(), `--region "Mars"`) {
+		t.Errorf("bad --region: %v", err)
+	}
 }

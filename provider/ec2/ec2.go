@@ -106,6 +106,16 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 	if env.Cluster == "" {
 		return nil, errors.New("ec2 provider: the cluster name is not set")
 	}
+	cfg.GossipPort = env.Port()
+	if env.Profile != "" {
+		cfg.Profile = env.Profile
+	}
+	if env.Region != "" {
+		if !regionRE.MatchString(env.Region) {
+			return nil, provider.BadInput("use a region name such as eu-west-1 or us-east-1", "--region %q is not a region name", env.Region)
+		}
+		cfg.Region = env.Region
+	}
 	p := &Provider{cfg: cfg, env: env, localAddrs: interfaceAddrs}
 	for _, o := range opts {
 		o(p)

@@ -52,3 +52,10 @@ func DecodeUserData(b64 string) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// CheckSeed implements provider.SeedChecker: the user-data must fit EC2's
+// limit once gzipped.
+func (p *Provider) CheckSeed(spec provider.NodeSpec) error {
+	_, err := EncodeUserData(spec.Seed.UserData)
+	return err
+}

@@ -44,7 +44,7 @@ type Config struct {
 	ConfigDrive    bool   `yaml:"config_drive"`
 
 	SecurityGroup string   `yaml:"security_group"`
-	GossipPort    int      `yaml:"gossip_port"`
+	GossipPort    int      `yaml:"-"` // gossip.port, from provider.Env
 	GossipFrom    []string `yaml:"gossip_from"`
 
 	AgentContainer string        `yaml:"agent_container"`
@@ -104,9 +104,6 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 	case "", "public", "internal", "admin", "publicURL", "internalURL", "adminURL":
 	default:
 		bad(`use interface: public, internal or admin`, "unknown interface %q", cfg.Interface)
-	}
-	if cfg.GossipPort < 1 || cfg.GossipPort > 65535 {
-		bad(`set gossip_port: to the cluster's gossip.port (default 7946)`, "gossip_port %d is out of range", cfg.GossipPort)
 	}
 	for _, s := range cfg.GossipFrom {
 		p, err := netip.ParsePrefix(s)

@@ -43,7 +43,6 @@
 //	  floating_ip_pool: ""    # external network to take a floating IP from
 //	  config_drive: false     # also pass the user-data on a config drive
 //	  security_group: ""      # default clusterctl-CLUSTER
-//	  gossip_port: 7946       # keep equal to gossip.port
 //	  gossip_from: []         # more CIDRs allowed on the gossip port (the CLI's observer)
 //	  agent_container: ""     # Swift container for the agent; default clusterctl-CLUSTER
 //	  agent_url_ttl: 24h      # lifetime of the agent's temporary URL

@@ -81,6 +81,10 @@ func New(env provider.Env) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.GossipPort = env.Port()
+	if env.Region != "" {
+		cfg.Region = env.Region
+	}
 	return &Provider{cfg: cfg, env: env, getenv: os.Getenv, sem: make(chan struct{}, cfg.Parallel)}, nil
 }
 
