@@ -1,6 +1,6 @@
-// Command clusterctl provisions cluster nodes on QEMU (and, through the same
-// interface, other providers) and reports a node ready when its agent has
-// joined the cluster's gossip membership.
+// Command clusterctl provisions cluster nodes on QEMU, VirtualBox, EC2 and
+// OpenStack through one interface, and reports a node ready when its agent
+// has joined the cluster's gossip membership.
 package main
 
 import (

@@ -40,9 +40,9 @@ func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "clusterctl",
 		Short: "Provision cluster nodes and know they are ready when their agent joins the gossip cluster",
-		Long: `clusterctl makes cluster nodes on a provider (qemu today) with cloud-init,
-and returns when each node's agent has joined the cluster's encrypted gossip
-membership — never by polling SSH.`,
+		Long: `clusterctl makes cluster nodes on a provider (qemu, virtualbox, ec2,
+openstack) with cloud-init, and returns when each node's agent has joined the
+cluster's encrypted gossip membership — never by polling SSH.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
