@@ -231,7 +231,7 @@ func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 	delay := a.opts.joinMin
 	for attempt := 1; ; attempt++ {
-		n, err := ml.Join(a.cfg.Seeds)
+		n, err := joinAny(ml, a.cfg.Seeds)
 		if err == nil {
 			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt)
 			if a.opts.onJoined != nil {
@@ -249,7 +249,7 @@ func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		if a.table.aliveOthers(a.cfg.Name) > 0 {
 			continue
 		}
-		n, err := ml.Join(a.cfg.Seeds)
+		n, err := joinAny(ml, a.cfg.Seeds)
 		if err != nil {
 			a.logger.Warn("alone in the cluster; rejoining the seeds failed", "err", err)
 			continue
@@ -259,6 +259,34 @@ func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 }
 
 // jitter returns d plus up to 20%, so that many nodes do not retry in step.
+// joinBatch is how many addresses one memberlist Join call gets.
+// memberlist tries the addresses of one call one after the other, each
+// bounded by its TCP timeout (10 s on a LAN), so a long seed list with
+// machines still booting would take minutes; and one answering member is
+// enough, since the join's state exchange brings the whole membership.
+const joinBatch = 3
+
+// joinAny joins through any of addrs: it tries them in random batches of
+// joinBatch and returns after the first batch that reached a member, or
+// with the errors of every batch.
+func joinAny(ml *memberlist.Memberlist, addrs []string) (int, error) {
+	addrs = append([]string(nil), addrs...)
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	var errs []error
+	for len(addrs) > 0 {
+		batch := addrs[:min(joinBatch, len(addrs))]
+		addrs = addrs[len(batch):]
+		n, err := ml.Join(batch)
+		if err == nil && n > 0 {
+			return n, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return 0, errors.Join(errs...)
+}
+
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/5+1))
 }

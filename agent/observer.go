@@ -106,6 +106,10 @@ func NewObserver(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.Port
 	mc.DeadNodeReclaimTime = defaultOptions().deadReclaim
+	// The observer lives for one command and knocks on machines that may
+	// still be booting or may be gone: give up on each sooner than the LAN
+	// default of 10 s so a join pass moves on to the next batch.
+	mc.TCPTimeout = 3 * time.Second
 	mc.Delegate = observerDelegate(meta)
 	mc.Events = o.table
 	mc.Logger = memberlistLogger(logger)
@@ -138,7 +142,7 @@ func (o *Observer) Join(ctx context.Context, addrs []string) (int, error) {
 	delay := 200 * time.Millisecond
 	for {
 		ch := make(chan result, 1)
-		go func() { n, err := o.ml.Join(addrs); ch <- result{n, err} }()
+		go func() { n, err := joinAny(o.ml, addrs); ch <- result{n, err} }()
 		var r result
 		select {
 		case r = <-ch:

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -96,26 +95,10 @@ func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) bool {
 	return joinSome(jctx, obs, addrs) // failures are expected while nodes boot
 }
 
-// joinBatch is how many addresses one join attempt tries: one answering
-// member is enough, as the join's state exchange brings the whole
-// membership, and memberlist tries addresses one after the other.
-const joinBatch = 3
-
-// joinSome joins the observer through any of addrs, trying them in random
-// batches of joinBatch until one batch works or ctx ends. It returns
-// whether the observer reached a member.
+// joinSome joins the observer through any of addrs (the observer tries
+// them in small random batches; one answering member brings the whole
+// membership). It returns whether the observer reached a member.
 func joinSome(ctx context.Context, obs *agent.Observer, addrs []string) bool {
-	addrs = append([]string(nil), addrs...)
-	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	for len(addrs) > 0 && ctx.Err() == nil {
-		batch := addrs[:min(joinBatch, len(addrs))]
-		addrs = addrs[len(batch):]
-		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		n, err := obs.Join(bctx, batch)
-		cancel()
-		if err == nil && n > 0 {
-			return true
-		}
-	}
-	return false
+	n, err := obs.Join(ctx, addrs)
+	return err == nil && n > 0
 }
