@@ -69,30 +69,45 @@ func (m *Manager) keepJoining(ctx context.Context, obs *agent.Observer, p provid
 	return func() { cancel(); wg.Wait() }
 }
 
-// joinUnseen makes the observer join the cluster while it sees no node
-// alive: it tries a few of the recorded nodes that may be up. Once it sees
-// one node, gossip tells it about every other (new nodes join their seeds,
-// which are the nodes already known), so it stops knocking on machines
-// that are still booting. It returns whether the observer sees a node.
-func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) bool {
-	for _, mem := range obs.Members() {
-		if mem.State == agent.StateAlive {
-			return true
-		}
-	}
+// joinParallel bounds the observer's concurrent joins.
+const joinParallel = 8
+
+// joinUnseen makes the observer join, each on its own, the recorded nodes
+// with an address that it does not see alive. The observer is the
+// introducer: nodes created in one batch on a cloud have no seeds (their
+// addresses were unknown when their user-data was rendered), so each starts
+// alone, and the observer's join of each merges them into one membership
+// (a join's state exchange gives the node every member the observer knows).
+// Machines still booting refuse or time out; the next tick tries again.
+func (m *Manager) joinUnseen(ctx context.Context, obs *agent.Observer) {
 	st, err := m.Store.Load()
 	if err != nil {
-		return false
+		return
 	}
-	var addrs []string
-	for _, n := range st.Nodes {
-		if n.Address != "" && n.Phase != PhaseRecorded && n.Phase != PhaseCreating {
-			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
+	alive := map[string]bool{}
+	for _, mem := range obs.Members() {
+		if mem.State == agent.StateAlive {
+			alive[mem.Meta.Nonce] = true
 		}
 	}
-	jctx, cancel := context.WithTimeout(ctx, joinInterval+time.Second)
-	defer cancel()
-	return joinSome(jctx, obs, addrs) // failures are expected while nodes boot
+	sem := make(chan struct{}, joinParallel)
+	var wg sync.WaitGroup
+	for _, n := range st.Nodes {
+		if n.Address == "" || alive[n.Nonce] || n.Phase == PhaseRecorded || n.Phase == PhaseCreating {
+			continue
+		}
+		addr := gossipAddr(n.Address, m.Cfg.Gossip.Port)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			jctx, cancel := context.WithTimeout(ctx, joinInterval)
+			defer cancel()
+			_, _ = obs.Join(jctx, []string{addr}) // failures are expected while nodes boot
+		}()
+	}
+	wg.Wait()
 }
 
 // joinSome joins the observer through any of addrs (the observer tries
