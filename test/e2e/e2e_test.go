@@ -31,46 +31,23 @@ const (
 )
 
 type env struct {
-	t       *testing.T
-	root    string // repository root
-	bin     string // built binaries
-	home    string // CLUSTERCTL_HOME
-	ns      string
-	config  string
-	image   string
-	timeout time.Duration
+	t        *testing.T
+	root     string // repository root
+	bin      string // built binaries
+	home     string // CLUSTERCTL_HOME
+	ns       string
+	config   string
+	image    string
+	cluster  string   // the config's cluster: name
+	extraEnv []string // more environment for clusterctl (e.g. the fake VBoxManage)
+	timeout  time.Duration
 }
 
+// setup is TestClusterLifecycle's environment: binaries, image, a
+// namespace with bridge clusterbr0 and a qemu config.
 func setup(t *testing.T) *env {
-	if os.Geteuid() != 0 {
-		t.Fatal("the e2e test needs root (network namespaces, taps, mmdebstrap); run it with sudo or as root")
-	}
-	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "ip", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing: run `make deps` (it installs qemu-system-x86 qemu-utils mmdebstrap iproute2 e2fsprogs)", tool)
-		}
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, root: root, bin: t.TempDir(), home: t.TempDir(), ns: fmt.Sprintf("cctl-e2e-%d", os.Getpid()), timeout: 20 * time.Minute}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	e.run(ctx, nil, "go", "build", "-o", filepath.Join(e.bin, "clusterctl"), "./cmd/clusterctl")
-	e.run(ctx, []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(e.bin, "clusterctl-agent"), "./cmd/clusterctl-agent")
-	e.image = strings.TrimSpace(e.run(ctx, nil, "sh", filepath.Join(root, "test/e2e/build-image.sh")))
-	t.Logf("image: %s", e.image)
-
-	e.run(ctx, nil, "sh", filepath.Join(root, "test/e2e/netns.sh"), "up", e.ns, bridge, hostCIDR)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		// Whatever the test left, take it down, then the namespace.
-		_, _ = e.cli(ctx, "down", "--all")
-		_ = exec.Command("sh", filepath.Join(root, "test/e2e/netns.sh"), "down", e.ns).Run()
-	})
+	e := newEnv(t, "e2e")
+	e.netnsUp(fmt.Sprintf("cctl-e2e-%d", os.Getpid()), bridge, hostCIDR)
 
 	e.config = filepath.Join(t.TempDir(), "cluster.yaml")
 	cfg := fmt.Sprintf(`cluster: e2e
@@ -98,6 +75,53 @@ qemu:
 	return e
 }
 
+// newEnv checks root and the tools, builds clusterctl and clusterctl-agent
+// and builds (or reuses) the Debian 12 test image. cluster is the name the
+// test's config will give its cluster.
+func newEnv(t *testing.T, cluster string) *env {
+	if os.Geteuid() != 0 {
+		t.Fatal("the e2e test needs root (network namespaces, taps, mmdebstrap); run it with sudo or as root")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mmdebstrap", "ip", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: run `make deps` (it installs qemu-system-x86 qemu-utils mmdebstrap iproute2 e2fsprogs)", tool)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, root: root, bin: t.TempDir(), home: t.TempDir(), cluster: cluster, timeout: 20 * time.Minute}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	e.run(ctx, nil, "go", "build", "-o", filepath.Join(e.bin, "clusterctl"), "./cmd/clusterctl")
+	e.run(ctx, []string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(e.bin, "clusterctl-agent"), "./cmd/clusterctl-agent")
+	e.image = strings.TrimSpace(e.run(ctx, nil, "sh", filepath.Join(root, "test/e2e/build-image.sh")))
+	t.Logf("image: %s", e.image)
+	return e
+}
+
+// netnsUp makes network namespace ns with bridge br carrying addr
+// (netns.sh). At cleanup it runs `down --all` (whatever the test left) and
+// deletes the namespace, and with it every tap and bridge in it.
+func (e *env) netnsUp(ns, br, addr string) {
+	e.t.Helper()
+	e.ns = ns
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		// Whatever the test left, take it down, then the namespace.
+		if e.config != "" {
+			_, _ = e.cli(ctx, "down", "--all")
+		}
+		_ = exec.Command("sh", filepath.Join(e.root, "test/e2e/netns.sh"), "down", ns).Run()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e.run(ctx, nil, "sh", filepath.Join(e.root, "test/e2e/netns.sh"), "up", ns, br, addr)
+}
+
 // run runs a command in the repository root and returns its stdout; it
 // fails the test on a non-zero exit.
 func (e *env) run(ctx context.Context, envv []string, name string, args ...string) string {
@@ -113,12 +137,20 @@ func (e *env) run(ctx context.Context, envv []string, name string, args ...strin
 	return out.String()
 }
 
-// cli runs clusterctl inside the test's network namespace. It returns
-// stdout and the error (with stderr in it) instead of failing.
-func (e *env) cli(ctx context.Context, args ...string) (string, error) {
+// command is clusterctl with args, to be run inside the test's network
+// namespace with the test's CLUSTERCTL_HOME, agent binary and extraEnv.
+func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"netns", "exec", e.ns, filepath.Join(e.bin, "clusterctl"), "--config", e.config}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
 	cmd.Env = append(os.Environ(), "CLUSTERCTL_HOME="+e.home, "CLUSTERCTL_AGENT="+filepath.Join(e.bin, "clusterctl-agent"))
+	cmd.Env = append(cmd.Env, e.extraEnv...)
+	return cmd
+}
+
+// cli runs clusterctl inside the test's network namespace. It returns
+// stdout and the error (with stderr in it) instead of failing.
+func (e *env) cli(ctx context.Context, args ...string) (string, error) {
+	cmd := e.command(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -159,7 +191,7 @@ func (e *env) status(ctx context.Context) statusDoc {
 }
 
 func (e *env) console(name string) string {
-	data, _ := os.ReadFile(filepath.Join(e.home, "clusters", "e2e", "nodes", name, "console.log"))
+	data, _ := os.ReadFile(filepath.Join(e.home, "clusters", e.cluster, "nodes", name, "console.log"))
 	return string(data)
 }
 
