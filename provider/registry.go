@@ -3,6 +3,7 @@ package provider
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"sync"
 
@@ -90,4 +91,17 @@ func New(name string, env Env) (Provider, error) {
 		return nil, BadInput(fmt.Sprintf("use one of: %v", Names()), "unknown provider %q", name)
 	}
 	return f(env)
+}
+
+// ResolvePath makes path absolute, taking a relative path relative to
+// baseDir (the config file's directory; "" = the working directory). An
+// empty path stays empty.
+func ResolvePath(baseDir, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(path) && baseDir != "" {
+		path = filepath.Join(baseDir, path)
+	}
+	return filepath.Abs(path)
 }

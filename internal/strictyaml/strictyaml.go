@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/textdist"
 )
 
 // Unmarshal parses data and decodes it strictly into v. name is used in
@@ -206,30 +208,9 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 func nearest(s string, fields map[string]reflect.Type) string {
 	best, bestD := "", 3
 	for _, k := range keys(fields) {
-		if d := distance(strings.ToLower(s), k); d < bestD {
+		if d := textdist.Distance(strings.ToLower(s), k); d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
-}
-
-// distance is the Levenshtein edit distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

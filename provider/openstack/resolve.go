@@ -17,6 +17,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
+	"github.com/clusterctl/clusterctl/internal/textdist"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -109,7 +110,7 @@ func nearMatches(s string, candidates []string) []string {
 	var out []scored
 	for _, c := range candidates {
 		lc := strings.ToLower(c)
-		d := distance(ls, lc)
+		d := textdist.Distance(ls, lc)
 		limit := max(2, len(s)/4)
 		switch {
 		case lc == ls:
@@ -132,27 +133,6 @@ func nearMatches(s string, candidates []string) []string {
 		names = append(names, out[i].name)
 	}
 	return names
-}
-
-// distance is the Levenshtein edit distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // resolve looks up everything the config names, collecting every problem.

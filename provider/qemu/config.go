@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -101,13 +100,7 @@ func (c *Config) validate(baseDir string) error {
 		errs = append(errs, provider.BadInput(fix, "qemu config: "+format, args...))
 	}
 	abs := func(key string, p *string) {
-		if *p == "" {
-			return
-		}
-		if !filepath.IsAbs(*p) && baseDir != "" {
-			*p = filepath.Join(baseDir, *p)
-		}
-		a, err := filepath.Abs(*p)
+		a, err := provider.ResolvePath(baseDir, *p)
 		if err != nil {
 			bad(fixConfig, "%s %q: %v", key, *p, err)
 			return

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -119,13 +118,7 @@ func (c *Config) validate(configDir string) error {
 		errs = append(errs, provider.BadInput(fix, "virtualbox config: "+format, args...))
 	}
 	abs := func(key string, p *string) {
-		if *p == "" {
-			return
-		}
-		if !filepath.IsAbs(*p) && configDir != "" {
-			*p = filepath.Join(configDir, *p)
-		}
-		a, err := filepath.Abs(*p)
+		a, err := provider.ResolvePath(configDir, *p)
 		if err != nil {
 			bad(fixConfig, "%s %q: %v", key, *p, err)
 			return
