@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,7 +85,14 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	t := b.t
+	go func() {
+		err := a.Run(ctx)
+		if err != nil && ctx.Err() == nil {
+			t.Logf("agent of %s stopped: %v", spec.Name, err) // shows why a join never came
+		}
+		done <- err
+	}()
 	b.mu.Lock()
 	b.cancels[id], b.done[id], b.hosts[spec.Name] = cancel, done, hosts
 	b.mu.Unlock()
@@ -158,9 +167,11 @@ func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manage
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "cluster.yaml")
-	base := "cluster: test\nprovider: fake\ngossip: {port: 17946}\nagent: {binary: " + agentBin + "}\n"
+	// A gossip port of its own per test, so no agent or socket of another
+	// test (or package running in parallel) can answer.
+	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\nagent: {binary: %s}\n", freePort(t), agentBin)
 	if !strings.Contains(cfgText, "timeouts:") {
-		cfgText += "timeouts: {join: 20s, leave: 10s}\n"
+		cfgText += "timeouts: {join: 60s, leave: 10s}\n"
 	}
 	if err := os.WriteFile(cfgPath, []byte(base+cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -438,4 +449,24 @@ func TestSeedLimitIsBadInput(t *testing.T) {
 	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the cluster directory was created")
 	}
+}
+
+// freePort returns a TCP and UDP port that is free on the fake's network.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.77.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.77.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }
