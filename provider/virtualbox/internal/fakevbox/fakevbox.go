@@ -312,6 +312,27 @@ type parsed struct {
 	ord  []string // options in the order given
 }
 
+// machineOpts parses "VM --option value ...": the machine named first, then
+// options only (no positional arguments), as storagectl and storageattach
+// take them.
+func machineOpts(r *Registry, args []string, spec map[string]int) (*Machine, parsed, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return nil, parsed{}, syntaxErr("Not enough parameters")
+	}
+	m, err := r.machine(args[0])
+	if err != nil {
+		return nil, parsed{}, err
+	}
+	p, err := parseOpts(args[1:], spec)
+	if err != nil {
+		return nil, parsed{}, err
+	}
+	if len(p.pos) > 0 {
+		return nil, parsed{}, syntaxErr("Invalid parameter '%s'", p.pos[0])
+	}
+	return m, p, nil
+}
+
 func parseOpts(args []string, spec map[string]int) (parsed, error) {
 	p := parsed{vals: map[string][]string{}}
 	for i := 0; i < len(args); i++ {
@@ -643,19 +664,9 @@ var buses = map[string]string{"ide": "PIIX4", "sata": "IntelAhci", "scsi": "LsiL
 var ctlTypes = map[string]string{"PIIX3": "ide", "PIIX4": "ide", "ICH6": "ide", "IntelAhci": "sata", "LSILogic": "scsi", "LsiLogic": "scsi", "BusLogic": "scsi", "LSILogicSAS": "sas", "LsiLogicSas": "sas", "I82078": "floppy", "USB": "usb", "NVMe": "pcie", "VirtIO": "virtio"}
 
 func cmdStorageCtl(r *Registry, args []string) (string, error) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return "", syntaxErr("Not enough parameters")
-	}
-	m, err := r.machine(args[0])
+	m, p, err := machineOpts(r, args, map[string]int{"--name": 1, "--add": 1, "--controller": 1, "--portcount": 1, "--hostiocache": 1, "--bootable": 1, "--remove": 0, "--rename": 1})
 	if err != nil {
 		return "", err
-	}
-	p, err := parseOpts(args[1:], map[string]int{"--name": 1, "--add": 1, "--controller": 1, "--portcount": 1, "--hostiocache": 1, "--bootable": 1, "--remove": 0, "--rename": 1})
-	if err != nil {
-		return "", err
-	}
-	if len(p.pos) > 0 {
-		return "", syntaxErr("Invalid parameter '%s'", p.pos[0])
 	}
 	name := p.get("--name")
 	if name == "" {
@@ -710,19 +721,9 @@ func cmdStorageCtl(r *Registry, args []string) (string, error) {
 }
 
 func cmdStorageAttach(r *Registry, args []string) (string, error) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return "", syntaxErr("Not enough parameters")
-	}
-	m, err := r.machine(args[0])
+	m, p, err := machineOpts(r, args, map[string]int{"--storagectl": 1, "--port": 1, "--device": 1, "--type": 1, "--medium": 1, "--mtype": 1, "--nonrotational": 1, "--discard": 1})
 	if err != nil {
 		return "", err
-	}
-	p, err := parseOpts(args[1:], map[string]int{"--storagectl": 1, "--port": 1, "--device": 1, "--type": 1, "--medium": 1, "--mtype": 1, "--nonrotational": 1, "--discard": 1})
-	if err != nil {
-		return "", err
-	}
-	if len(p.pos) > 0 {
-		return "", syntaxErr("Invalid parameter '%s'", p.pos[0])
 	}
 	if running(m) {
 		return "", errLocked(m)
