@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -150,28 +149,6 @@ func (s *Store) Update(fn func(*State) error) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	return WriteFileAtomic(s.statePath(), append(data, '\n'), 0o600)
-}
-
-// Key returns the cluster's 32-byte gossip key, creating it on first use.
-func (s *Store) Key() ([]byte, error) {
-	if k, err := s.ReadKey(); err == nil {
-		return k, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	var key []byte
-	err := s.Update(func(*State) error { // under the lock: one key per cluster
-		if k, err := s.ReadKey(); err == nil {
-			key = k
-			return nil
-		}
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return fmt.Errorf("make gossip key: %w", err)
-		}
-		return WriteFileAtomic(s.keyPath(), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
-	})
-	return key, err
 }
 
 // ReadKey returns the gossip key if it exists (os.ErrNotExist otherwise).

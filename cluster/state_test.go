@@ -43,27 +43,17 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	}
 }
 
-func TestStateAndKeyFilesArePrivate(t *testing.T) {
+func TestStateFileIsPrivate(t *testing.T) {
 	s := cluster.OpenStore(t.TempDir(), "c")
-	key, err := s.Key()
+	if err := s.Update(func(st *cluster.State) error { st.Provider = "fake"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.Dir + "/state.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(key) != 32 {
-		t.Fatalf("key of %d bytes, want 32", len(key))
-	}
-	again, err := s.Key()
-	if err != nil || string(again) != string(key) {
-		t.Fatal("a second Key call made a new key")
-	}
-	for _, f := range []string{"state.json", "gossip.key"} {
-		fi, err := os.Stat(s.Dir + "/" + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
-		}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state.json has mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 

@@ -314,6 +314,17 @@ func TestUpJoinTimeoutKeepsNode(t *testing.T) {
 	if n := st.Node("red"); n == nil || n.InstanceID == "" || n.Phase != cluster.PhaseFailed {
 		t.Fatalf("state after a failed join: %+v, want red kept with its instance id", st.Nodes)
 	}
+	for _, f := range []string{"state.json", "gossip.key"} {
+		fi, err := os.Stat(filepath.Join(m.Store.Dir, f))
+		if err != nil {
+			t.Errorf("%s after up: %v", f, err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	if key, err := m.Store.ReadKey(); err != nil || len(key) != 32 {
+		t.Errorf("gossip key after up: %d bytes, %v; want 32 bytes", len(key), err)
+	}
 	rep, _ := m.Status(ctx)
 	if len(rep.Nodes) != 1 || rep.Nodes[0].Gossip == "alive" {
 		t.Errorf("status: %+v", rep.Nodes)

@@ -143,23 +143,3 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 func (p *Provider) ClusterNetwork(ctx context.Context) (netip.Prefix, netip.Addr, error) {
 	return p.Prefix, p.Host, nil
 }
-
-// Spec returns the NodeSpec a node was created from.
-func (p *Provider) Spec(id string) (provider.NodeSpec, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n, ok := p.nodes[id]
-	if !ok {
-		return provider.NodeSpec{}, false
-	}
-	return n.spec, true
-}
-
-// SetState changes the state a node reports.
-func (p *Provider) SetState(id string, s provider.State) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n, ok := p.nodes[id]; ok {
-		n.inst.State = s
-	}
-}
