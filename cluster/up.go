@@ -201,23 +201,9 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 		cidr = prefix
 	}
 
-	source := m.Cfg.Agent.Source
-	publisher, publishes := p.(provider.AgentPublisher)
-	switch {
-	case source == "" && publishes:
-		source = cloudinit.AgentURL
-	case source == "":
-		source = cloudinit.AgentSeed
-	case source == cloudinit.AgentSeed && publishes:
-		return nil, nil, provider.BadInput(`use agent.source "url" (or leave it unset) for provider `+p.Name(),
-			"agent.source \"seed\" needs a provider that boots from a seed ISO; %q does not", p.Name())
-	}
-	var agentBin string
-	if source == cloudinit.AgentSeed || (source == cloudinit.AgentURL && m.Cfg.Agent.URL == "") {
-		var err error
-		if agentBin, err = m.agentBinary(); err != nil {
-			return nil, nil, err
-		}
+	source, agentBin, publisher, err := m.agentSource(p)
+	if err != nil {
+		return nil, nil, err
 	}
 
 	key, err := m.Store.ReadKey()
@@ -230,14 +216,9 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 		return nil, nil, err
 	}
 
-	var extra, tmpl []byte
-	if m.Cfg.CloudInit.Extra != "" {
-		extra = []byte(m.Cfg.CloudInit.Extra)
-	}
-	if m.Cfg.CloudInit.Template != "" {
-		if tmpl, err = os.ReadFile(m.Cfg.CloudInit.Template); err != nil {
-			return nil, nil, provider.BadInput("point cloudinit.template at a readable file", "cloudinit.template: %w", err)
-		}
+	extra, tmpl, err := m.userCloudInit()
+	if err != nil {
+		return nil, nil, err
 	}
 
 	plans := make([]plan, len(names))
@@ -315,6 +296,43 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 		return nil, nil, err
 	}
 	return plans, key, nil
+}
+
+// agentSource decides how nodes get the agent: agent.source, else the URL
+// a publishing provider gives, else the seed ISO. It returns the local
+// agent binary when one must be shipped or published.
+func (m *Manager) agentSource(p provider.Provider) (source, bin string, pub provider.AgentPublisher, err error) {
+	source = m.Cfg.Agent.Source
+	pub, publishes := p.(provider.AgentPublisher)
+	switch {
+	case source == "" && publishes:
+		source = cloudinit.AgentURL
+	case source == "":
+		source = cloudinit.AgentSeed
+	case source == cloudinit.AgentSeed && publishes:
+		return "", "", nil, provider.BadInput(`use agent.source "url" (or leave it unset) for provider `+p.Name(),
+			"agent.source \"seed\" needs a provider that boots from a seed ISO; %q does not", p.Name())
+	}
+	if source == cloudinit.AgentSeed || (source == cloudinit.AgentURL && m.Cfg.Agent.URL == "") {
+		if bin, err = m.agentBinary(); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return source, bin, pub, nil
+}
+
+// userCloudInit returns the user's extra cloud-config and replacement
+// template (nil when not configured).
+func (m *Manager) userCloudInit() (extra, tmpl []byte, err error) {
+	if m.Cfg.CloudInit.Extra != "" {
+		extra = []byte(m.Cfg.CloudInit.Extra)
+	}
+	if m.Cfg.CloudInit.Template != "" {
+		if tmpl, err = os.ReadFile(m.Cfg.CloudInit.Template); err != nil {
+			return nil, nil, provider.BadInput("point cloudinit.template at a readable file", "cloudinit.template: %w", err)
+		}
+	}
+	return extra, tmpl, nil
 }
 
 // publishAgent makes the agent binary downloadable through the provider.
