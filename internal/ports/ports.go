@@ -1,0 +1,11 @@
+// Package ports holds the one default of each port clusterctl's agents
+// listen on, so that a firewall rule, an agent and the CLI never disagree.
+package ports
+
+const (
+	// Gossip is the agents' default gossip port, TCP and UDP.
+	Gossip = 7946
+	// API is the default port of the agents' mutually authenticated API
+	// (TCP), the one port the CLI dials.
+	API = 7947
+)
