@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provider"
-	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
+	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/vboxtest"
 )
 
 // nothingMade asserts that no VBoxManage call changed anything and no node
@@ -44,7 +44,7 @@ func TestNotInstalled(t *testing.T) {
 
 func TestKernelDriverMissing(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{NoDriver: true})
+	r.setFaults(vboxtest.Faults{NoDriver: true})
 	err := preflight(ctx(t), r.p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, "kernel driver is not loaded (/dev/vboxdrv)", "sudo /sbin/vboxconfig")
 	r.nothingMade(t)
@@ -56,7 +56,7 @@ func TestKernelDriverMissing(t *testing.T) {
 
 func TestNoVTx(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{NoVTx: true})
+	r.setFaults(vboxtest.Faults{NoVTx: true})
 	c := ctx(t)
 	inst, err := r.p.Create(c, r.spec("red", 0))
 	hintError(t, err, "hardware virtualization (VT-x/AMD-V) is not available", "BIOS/UEFI")
@@ -76,7 +76,7 @@ func TestNoVTx(t *testing.T) {
 
 func TestHostOnlyDriverMissing(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{NoNetCtl: true})
+	r.setFaults(vboxtest.Faults{NoNetCtl: true})
 	err := preflight(ctx(t), r.p, []provider.NodeSpec{r.spec("red", 0)})
 	inputError(t, err, "host-only network driver is not loaded (/dev/vboxnetctl)", "hostonlynet")
 }

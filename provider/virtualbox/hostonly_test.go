@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provider"
-	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
+	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/vboxtest"
 )
 
 // TestMacOSHostOnlyNetwork: VirtualBox 7 on macOS has host-only networks
@@ -35,7 +35,7 @@ func TestMacOSHostOnlyNetwork(t *testing.T) {
 	// VirtualBox 6 on macOS still has host-only interfaces.
 	r6 := newRig(t, "")
 	r6.p.goos = "darwin"
-	r6.setFaults(fakevbox.Faults{Version: "6.1.50r161033"})
+	r6.setFaults(vboxtest.Faults{Version: "6.1.50r161033"})
 	if err := preflight(c, r6.p, nil); err != nil {
 		t.Fatal(err)
 	}

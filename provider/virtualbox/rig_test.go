@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider"
-	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
+	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/vboxtest"
 )
 
 // fakeBinary is the fake VBoxManage TestMain builds. It is built without
@@ -24,13 +24,13 @@ import (
 var fakeBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fakevbox-")
+	dir, err := os.MkdirTemp("", "vboxtest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	fakeBinary = filepath.Join(dir, "VBoxManage")
-	build := exec.Command("go", "build", "-o", fakeBinary, "./internal/fakevbox/cmd/VBoxManage")
+	build := exec.Command("go", "build", "-o", fakeBinary, "./internal/vboxtest/cmd/VBoxManage")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build the fake VBoxManage:", err)
@@ -72,7 +72,7 @@ func newRig(t testing.TB, extraConfig string) *rig {
 	if err := os.Symlink(fakeBinary, r.vbm); err != nil {
 		t.Fatal(err)
 	}
-	if err := fakevbox.WriteVDI(r.image, "", 2<<30); err != nil {
+	if err := vboxtest.WriteVDI(r.image, "", 2<<30); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(r.agent, []byte("#!/bin/sh\necho agent\n"), 0o755); err != nil {
@@ -80,7 +80,7 @@ func newRig(t testing.TB, extraConfig string) *rig {
 	}
 	t.Setenv("VBOX_USER_HOME", r.home)
 	t.Setenv(EnvVBoxManage, "")
-	r.setFaults(fakevbox.Faults{})
+	r.setFaults(vboxtest.Faults{})
 	r.p = r.provider(extraConfig)
 	return r
 }
@@ -120,17 +120,17 @@ func (r *rig) tryProvider(extraConfig string) (*Provider, error) {
 	return p, nil
 }
 
-func (r *rig) setFaults(f fakevbox.Faults) {
+func (r *rig) setFaults(f vboxtest.Faults) {
 	r.t.Helper()
 	f.NetworksConf = r.conf
-	if err := fakevbox.SetFaults(r.home, f); err != nil {
+	if err := vboxtest.SetFaults(r.home, f); err != nil {
 		r.t.Fatal(err)
 	}
 }
 
-func (r *rig) registry() *fakevbox.Registry {
+func (r *rig) registry() *vboxtest.Registry {
 	r.t.Helper()
-	reg, err := fakevbox.Load(r.home)
+	reg, err := vboxtest.Load(r.home)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func (r *rig) vbox(args ...string) (string, error) {
 
 func (r *rig) calls() [][]string {
 	r.t.Helper()
-	c, err := fakevbox.Calls(r.home)
+	c, err := vboxtest.Calls(r.home)
 	if err != nil {
 		r.t.Fatal(err)
 	}

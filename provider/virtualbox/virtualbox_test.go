@@ -10,7 +10,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/providertest"
-	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/fakevbox"
+	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/vboxtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -167,7 +167,7 @@ func TestStatus(t *testing.T) {
 // powered off hard after powerdown_timeout.
 func TestPowerOffFallback(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{ACPIIgnored: true})
+	r.setFaults(vboxtest.Faults{ACPIIgnored: true})
 	c := ctx(t)
 	inst, err := r.p.Create(c, r.spec("red", 0))
 	if err != nil {
@@ -233,7 +233,7 @@ func TestDryRunWithoutVirtualBox(t *testing.T) {
 
 func TestTransientRetried(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{Transient: map[string]int{"modifyvm": 2, "createvm": 1}})
+	r.setFaults(vboxtest.Faults{Transient: map[string]int{"modifyvm": 2, "createvm": 1}})
 	c := ctx(t)
 	if _, err := r.p.Create(c, r.spec("red", 0)); err != nil {
 		t.Fatalf("Create with transient failures: %v", err)
@@ -249,7 +249,7 @@ func TestTransientRetried(t *testing.T) {
 	}
 
 	r2 := newRig(t, "")
-	r2.setFaults(fakevbox.Faults{Transient: map[string]int{"startvm": 10}})
+	r2.setFaults(vboxtest.Faults{Transient: map[string]int{"startvm": 10}})
 	_, err := r2.p.Create(c, r2.spec("red", 0))
 	if err == nil || !strings.Contains(err.Error(), "The object is not ready") {
 		t.Fatalf("Create when startvm stays busy: %v; want the object-not-ready error", err)
@@ -259,7 +259,7 @@ func TestTransientRetried(t *testing.T) {
 // TestErrorLineExitZero: an error: line fails the call even with exit 0.
 func TestErrorLineExitZero(t *testing.T) {
 	r := newRig(t, "")
-	r.setFaults(fakevbox.Faults{ErrorExitZero: map[string]string{"storagectl": "Could not add the storage controller"}})
+	r.setFaults(vboxtest.Faults{ErrorExitZero: map[string]string{"storagectl": "Could not add the storage controller"}})
 	_, err := r.p.Create(ctx(t), r.spec("red", 0))
 	if err == nil || !strings.Contains(err.Error(), "Could not add the storage controller") {
 		t.Fatalf("Create: %v; want the error line as the failure", err)
@@ -287,7 +287,7 @@ func TestCrashMidCreate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, "")
 			c := ctx(t)
-			r.setFaults(fakevbox.Faults{Kill: tc.kill})
+			r.setFaults(vboxtest.Faults{Kill: tc.kill})
 			if _, err := r.p.Create(c, r.spec("red", 0)); err == nil {
 				t.Fatal("Create succeeded; the fault did not fire")
 			}

@@ -139,7 +139,7 @@ func TestVirtualBoxSeed(t *testing.T) {
 	defer cancel()
 
 	vb := &fakeVBox{t: t, bin: filepath.Join(e.bin, "VBoxManage"), home: t.TempDir()}
-	e.run(ctx, nil, "go", "build", "-o", vb.bin, "./provider/virtualbox/internal/fakevbox/cmd/VBoxManage")
+	e.run(ctx, nil, "go", "build", "-o", vb.bin, "./provider/virtualbox/internal/vboxtest/cmd/VBoxManage")
 	e.extraEnv = []string{"CLUSTERCTL_VBOXMANAGE=" + vb.bin, "VBOX_USER_HOME=" + vb.home}
 
 	// The host-only interface, in the fake and, under the same name, as a

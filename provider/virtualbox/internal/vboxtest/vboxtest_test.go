@@ -1,4 +1,4 @@
-package fakevbox
+package vboxtest
 
 import (
 	"bytes"
