@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -73,11 +75,11 @@ func TestTapName(t *testing.T) {
 }
 
 func TestDefaultMAC(t *testing.T) {
-	m := defaultMAC("red", "n1")
+	m := localvm.DefaultMAC("red", "n1")
 	if err := checkMAC(m); err != nil || !strings.HasPrefix(m, "52:54:00:") {
 		t.Errorf("default MAC %q: %v", m, err)
 	}
-	if m == defaultMAC("red", "n2") {
+	if m == localvm.DefaultMAC("red", "n2") {
 		t.Error("default MACs collide")
 	}
 }

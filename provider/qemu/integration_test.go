@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 	"github.com/clusterctl/clusterctl/provider/providertest"
 )
 
@@ -136,7 +137,7 @@ func integration(t *testing.T) {
 		s := provider.NodeSpec{
 			Cluster: "itest", Name: name, Nonce: "nonce-" + name,
 			Address: netip.AddrFrom4([4]byte{192, 168, 56, byte(n)}),
-			MAC:     defaultMAC("itest", name),
+			MAC:     localvm.DefaultMAC("itest", name),
 			Seed: provider.Seed{
 				UserData: []byte("#cloud-config\nhostname: " + name + "\n"),
 				MetaData: []byte("instance-id: " + name + "\n"),

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 const fixInstall = "install QEMU: apt-get install qemu-system-x86 qemu-utils"
@@ -68,8 +69,8 @@ func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error
 	macs := map[string]string{}
 	addrs := map[netip.Addr]string{}
 	for _, s := range specs {
-		if !validID(s.Name) {
-			errs = append(errs, provider.BadInput("use a node name of letters, digits and dashes", "qemu: bad node name %q", s.Name))
+		if err := localvm.CheckName(Name, s.Name); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if err := checkPaths(pathsIn(p.nodeDir(s.Name))); err != nil {

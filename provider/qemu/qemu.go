@@ -19,6 +19,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cloudinit"
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 // Name is the provider's registry name.
@@ -27,17 +28,6 @@ const Name = "qemu"
 func init() {
 	provider.Register(Name, func(env provider.Env) (provider.Provider, error) { return New(env) })
 }
-
-// Names of the files in a node's directory.
-const (
-	fileMeta    = "node.json"
-	fileOverlay = "overlay.qcow2"
-	fileSeed    = "seed.iso"
-	filePID     = "qemu.pid"
-	fileQMP     = "qmp.sock"
-	fileConsole = "console.log"
-	fileLog     = "qemu.log"
-)
 
 // maxSocketPath is the longest path a unix socket address can hold
 // (sun_path is 108 bytes including the terminating NUL).
@@ -78,16 +68,6 @@ func (p *Provider) Name() string { return Name }
 // Config returns the provider's configuration with defaults filled in.
 func (p *Provider) Config() Config { return p.cfg }
 
-// nodeMeta is node.json: what Create was asked for.
-type nodeMeta struct {
-	Cluster string    `json:"cluster"`
-	Name    string    `json:"name"`
-	Address string    `json:"address,omitempty"`
-	MAC     string    `json:"mac"`
-	Tap     string    `json:"tap"`
-	Created time.Time `json:"created"`
-}
-
 // nodePaths are the files of one node.
 type nodePaths struct {
 	Dir, Meta, Overlay, Seed, PID, QMP, Console, Log string
@@ -95,17 +75,12 @@ type nodePaths struct {
 
 func pathsIn(dir string) nodePaths {
 	j := func(f string) string { return filepath.Join(dir, f) }
-	return nodePaths{Dir: dir, Meta: j(fileMeta), Overlay: j(fileOverlay), Seed: j(fileSeed),
-		PID: j(filePID), QMP: j(fileQMP), Console: j(fileConsole), Log: j(fileLog)}
+	return nodePaths{Dir: dir, Meta: j(localvm.FileMeta), Overlay: j(localvm.FileOverlay), Seed: j(localvm.FileSeed),
+		PID: j(localvm.FilePID), QMP: j(localvm.FileQMP), Console: j(localvm.FileConsole), Log: j(localvm.FileQEMULog)}
 }
 
 // nodeDir is where the node with this id (its name) keeps its files.
-func (p *Provider) nodeDir(id string) string { return filepath.Join(p.env.Dir, "nodes", id) }
-
-// validID reports whether id can be a node name and so a directory name.
-func validID(id string) bool {
-	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, `/\,`+"\x00") && len(id) <= 128
-}
+func (p *Provider) nodeDir(id string) string { return localvm.NodeDir(p.env.Dir, id) }
 
 // tapName is the node's tap device: "cctl" and 11 hex digits of a hash of
 // cluster and node name, 15 characters (the kernel's limit).
@@ -114,41 +89,19 @@ func tapName(cluster, name string) string {
 	return "cctl" + hex.EncodeToString(sum[:])[:11]
 }
 
-// defaultMAC derives a stable locally administered MAC in QEMU's 52:54:00
-// range for a node whose spec does not choose one.
-func defaultMAC(cluster, name string) string {
-	sum := sha256.Sum256([]byte("mac\x00" + cluster + "\x00" + name))
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", sum[0], sum[1], sum[2])
-}
-
 // Create makes the node's disk overlay, seed ISO and tap device and starts
 // QEMU as a daemon. It returns once QEMU runs; it does not wait for the guest.
 // On failure it returns the instance id with the error: whatever was made is
 // in the node's directory (and its tap), and Delete removes it.
 func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
-	if !validID(spec.Name) {
-		return provider.Instance{}, provider.BadInput("use a node name of letters, digits and dashes", "qemu: bad node name %q", spec.Name)
-	}
 	dir := p.nodeDir(spec.Name)
-	if spec.Dir != "" && filepath.Clean(spec.Dir) != dir {
-		return provider.Instance{}, fmt.Errorf("qemu: node %q: spec.Dir %q is not %q", spec.Name, spec.Dir, dir)
-	}
-	inst := provider.Instance{ID: spec.Name, Name: spec.Name, State: provider.StatePending}
-	if spec.Address.IsValid() {
-		inst.Address = spec.Address.String()
-	}
-	if err := p.create(ctx, spec, dir); err != nil {
-		inst.State = provider.StateError
-		return inst, fmt.Errorf("qemu: create node %q: %w", spec.Name, err)
-	}
-	st, err := p.Status(ctx, inst.ID)
-	if err != nil {
-		return inst, err
-	}
-	if st.State != provider.StateRunning {
-		return inst, fmt.Errorf("qemu: create node %q: QEMU started but is not running (%s); see %s", spec.Name, st.Detail, filepath.Join(dir, fileConsole))
-	}
-	return st, nil
+	return localvm.Create(ctx, localvm.Driver{
+		Provider: Name, Dir: dir, ID: spec.Name,
+		Make:    func(ctx context.Context) error { return p.create(ctx, spec, dir) },
+		Status:  p.Status,
+		Started: func(s provider.State) bool { return s == provider.StateRunning },
+		Log:     filepath.Join(dir, localvm.FileConsole),
+	}, spec)
 }
 
 func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir string) error {
@@ -163,22 +116,18 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 	}
 	mac := spec.MAC
 	if mac == "" {
-		mac = defaultMAC(p.env.Cluster, spec.Name)
+		mac = localvm.DefaultMAC(p.env.Cluster, spec.Name)
 	}
 	if err := checkMAC(mac); err != nil {
 		return provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "%v", err)
 	}
-	meta := nodeMeta{Cluster: p.env.Cluster, Name: spec.Name, MAC: mac, Tap: tapName(p.env.Cluster, spec.Name), Created: time.Now().UTC()}
+	meta := localvm.Meta{Cluster: p.env.Cluster, Name: spec.Name, MAC: mac, Tap: tapName(p.env.Cluster, spec.Name), Created: time.Now().UTC()}
 	if spec.Address.IsValid() {
 		meta.Address = spec.Address.String()
 	}
 
 	// node.json goes first: from here on the node is ours and Delete cleans it.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(np.Meta, append(b, '\n'), 0o600); err != nil {
+	if err := localvm.WriteMeta(dir, meta); err != nil {
 		return err
 	}
 	// Leftovers of an earlier attempt would confuse Status and ConsoleLog.
@@ -305,7 +254,7 @@ func imageFormat(ctx context.Context, qemuImg, path string) (string, error) {
 // when its directory exists without one, not-found without a directory.
 func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, error) {
 	inst := provider.Instance{ID: id, Name: id, State: provider.StateNotFound}
-	if !validID(id) {
+	if !localvm.ValidName(id) {
 		return inst, nil
 	}
 	np := pathsIn(p.nodeDir(id))
@@ -314,7 +263,7 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 	} else if err != nil {
 		return inst, fmt.Errorf("qemu: status of %q: %w", id, err)
 	}
-	if m, err := readMeta(np.Meta); err == nil {
+	if m, err := localvm.ReadMeta(np.Dir); err == nil {
 		inst.Address = m.Address
 	}
 	pid, alive, err := qemuProcess(np.PID)
@@ -332,20 +281,11 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 	return inst, nil
 }
 
-func readMeta(path string) (nodeMeta, error) {
-	var m nodeMeta
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return m, err
-	}
-	return m, json.Unmarshal(b, &m)
-}
-
 // Delete powers the VM down (ACPI via QMP, then SIGTERM, then SIGKILL),
 // removes its tap device and its directory. It is idempotent and cleans up
 // a node whose Create stopped half-way.
 func (p *Provider) Delete(ctx context.Context, id string) error {
-	if !validID(id) {
+	if !localvm.ValidName(id) {
 		return nil
 	}
 	np := pathsIn(p.nodeDir(id))
@@ -353,7 +293,7 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("qemu: delete %q: %w", id, err)
 	}
 	tap := tapName(p.env.Cluster, id)
-	if m, err := readMeta(np.Meta); err == nil && m.Tap != "" {
+	if m, err := localvm.ReadMeta(np.Dir); err == nil && m.Tap != "" {
 		tap = m.Tap
 	}
 	if err := deleteTap(ctx, tap); err != nil {
@@ -370,7 +310,7 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instanc
 	if cluster != p.env.Cluster {
 		return nil, nil // this provider only sees its own cluster's directory
 	}
-	entries, err := os.ReadDir(filepath.Join(p.env.Dir, "nodes"))
+	entries, err := os.ReadDir(localvm.NodesDir(p.env.Dir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	} else if err != nil {
@@ -378,7 +318,7 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instanc
 	}
 	var out []provider.Instance
 	for _, e := range entries {
-		if !e.IsDir() || !validID(e.Name()) {
+		if !e.IsDir() || !localvm.ValidName(e.Name()) {
 			continue
 		}
 		inst, err := p.Status(ctx, e.Name())
@@ -395,7 +335,7 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instanc
 
 // ConsoleLog returns what the VM wrote to its serial console so far.
 func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
-	if !validID(id) {
+	if !localvm.ValidName(id) {
 		return nil, fmt.Errorf("qemu: console log of %q: %w", id, provider.ErrNotFound)
 	}
 	np := pathsIn(p.nodeDir(id))

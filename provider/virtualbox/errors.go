@@ -87,3 +87,16 @@ func isNotFound(err error) bool {
 	return strings.Contains(ve.Stderr, "Could not find a registered machine") ||
 		strings.Contains(ve.Stderr, "VBOX_E_OBJECT_NOT_FOUND")
 }
+
+// isSessionLocked reports whether VBoxManage refused because a session
+// still holds the machine: unregistervm says "Cannot unregister the machine
+// '...' while it is locked" (Machine::unregister, MachineImpl.cpp) with
+// VBOX_E_INVALID_OBJECT_STATE; LockMachine says the machine "is already
+// locked for a session (or being unlocked)".
+func isSessionLocked(err error) bool {
+	var ve *vboxError
+	if !errors.As(err, &ve) {
+		return false
+	}
+	return strings.Contains(ve.Stderr, "while it is locked") || strings.Contains(ve.Stderr, "is already locked for a session")
+}

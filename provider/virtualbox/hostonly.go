@@ -83,7 +83,7 @@ func (p *Provider) findHostOnly(ctx context.Context, r *runner, kind string) (h 
 			return h, false, err
 		}
 		want := c.HostOnlyName
-		for _, rec := range parseRecords(out) {
+		for _, rec := range parseRecords(out, "Name") {
 			name, lower := rec["Name"], rec["LowerIP"]
 			if (want != "" && name == want) || (want == "" && (name == defaultNetName || lower == c.Host().String())) {
 				if lower != c.Host().String() || rec["NetworkMask"] != mask {
@@ -102,7 +102,7 @@ func (p *Provider) findHostOnly(ctx context.Context, r *runner, kind string) (h 
 	if err != nil {
 		return h, false, err
 	}
-	for _, rec := range parseRecords(out) {
+	for _, rec := range parseRecords(out, "Name") {
 		name, ip := rec["Name"], rec["IPAddress"]
 		if c.HostOnlyName != "" && name != c.HostOnlyName {
 			continue
@@ -119,6 +119,37 @@ func (p *Provider) findHostOnly(ctx context.Context, r *runner, kind string) (h 
 		return h, true, nil
 	}
 	return h, false, nil
+}
+
+// hostOnlyIfCreate makes a host-only interface; VirtualBox names it
+// (vboxnetN) and says so in its output (createdIf).
+var hostOnlyIfCreate = []string{"hostonlyif", "create"}
+
+// hostOnlyIfIPConfig gives the host-only interface name the host address
+// and the mask of cidr.
+func (p *Provider) hostOnlyIfIPConfig(name string) []string {
+	return []string{"hostonlyif", "ipconfig", name, "--ip", p.cfg.Host().String(), "--netmask", netmask(p.cfg.Prefix())}
+}
+
+// hostOnlyNetAdd makes the host-only network name (VirtualBox 7). The host
+// takes the lowest address of the range; nodes get static addresses from
+// .10 up (cluster.allocate), outside the range VirtualBox's DHCP hands out.
+func (p *Provider) hostOnlyNetAdd(name string) []string {
+	c := p.cfg
+	upper := c.Host()
+	for i := 0; i < 8 && c.Prefix().Contains(upper.Next()); i++ {
+		upper = upper.Next()
+	}
+	return []string{"hostonlynet", "add", "--name=" + name, "--netmask=" + netmask(c.Prefix()),
+		"--lower-ip=" + c.Host().String(), "--upper-ip=" + upper.String(), "--enable"}
+}
+
+// errNoInterface is the error for a configured host-only interface that
+// does not exist: clusterctl only creates interfaces VirtualBox names.
+func errNoInterface(name string) error {
+	return provider.BadInput(
+		"remove hostonly_name: to let clusterctl create an interface, or create one (VBoxManage hostonlyif create) and name it here",
+		"virtualbox: host-only interface %q does not exist", name)
 }
 
 var createdIf = regexp.MustCompile(`Interface '([^']+)' was successfully created`)
@@ -146,29 +177,19 @@ func (p *Provider) ensureHostOnly(ctx context.Context, r *runner) (hostOnly, err
 			return h, err
 		}
 		c := p.cfg
-		mask := netmask(c.Prefix())
 		if kind == "hostonlynet" {
 			h.Name = c.HostOnlyName
 			if h.Name == "" {
 				h.Name = defaultNetName
 			}
-			// The host takes the lowest address of the range; nodes get
-			// static addresses from .10 up (cluster.allocate), outside VirtualBox's DHCP range.
-			upper := c.Host()
-			for i := 0; i < 8 && c.Prefix().Contains(upper.Next()); i++ {
-				upper = upper.Next()
-			}
-			if _, err := r.run(ctx, "hostonlynet", "add", "--name="+h.Name, "--netmask="+mask,
-				"--lower-ip="+c.Host().String(), "--upper-ip="+upper.String(), "--enable"); err != nil {
+			if _, err := r.run(ctx, p.hostOnlyNetAdd(h.Name)...); err != nil {
 				return h, fmt.Errorf("virtualbox: create host-only network %q: %w", h.Name, err)
 			}
 		} else {
 			if c.HostOnlyName != "" {
-				return h, provider.BadInput(
-					"remove hostonly_name: to let clusterctl create an interface, or create one (VBoxManage hostonlyif create) and name it here",
-					"virtualbox: host-only interface %q does not exist", c.HostOnlyName)
+				return h, errNoInterface(c.HostOnlyName)
 			}
-			out, err := r.run(ctx, "hostonlyif", "create")
+			out, err := r.run(ctx, hostOnlyIfCreate...)
 			if err != nil {
 				return h, fmt.Errorf("virtualbox: create a host-only interface: %w", err)
 			}
@@ -177,7 +198,7 @@ func (p *Provider) ensureHostOnly(ctx context.Context, r *runner) (hostOnly, err
 				return h, fmt.Errorf("virtualbox: hostonlyif create: cannot find the new interface's name in %q", strings.TrimSpace(out))
 			}
 			h.Name = m[1]
-			if _, err := r.run(ctx, "hostonlyif", "ipconfig", h.Name, "--ip", c.Host().String(), "--netmask", mask); err != nil {
+			if _, err := r.run(ctx, p.hostOnlyIfIPConfig(h.Name)...); err != nil {
 				return h, fmt.Errorf("virtualbox: give host-only interface %q the address %s: %w", h.Name, c.Host(), err)
 			}
 		}

@@ -61,33 +61,38 @@ func cutQuoted(s string) (tok, rest string, ok bool) {
 	return "", "", false
 }
 
-// parseRecords parses the "Key:   value" blocks that `VBoxManage list
-// hostonlyifs|hostonlynets|hdds|dvds` print, separated by blank lines.
-func parseRecords(out string) []map[string]string {
+// parseRecords parses the "Key:   value" records that `VBoxManage list
+// hostonlyifs|hostonlynets|hdds|dvds` print. A record starts at each line
+// whose key is first (the key every record of that list begins with: "Name"
+// for host-only interfaces and networks, "UUID" for media). Blank lines do
+// not end a record: VirtualBox 7 prints one inside each host-only network,
+// after its GUID line (listHostOnlyNetworks in VBoxManageList.cpp:
+// "GUID:            %ls\n\n"), and one after every record. Indented
+// continuation lines are skipped; lines before the first record are too.
+func parseRecords(out, first string) []map[string]string {
 	var recs []map[string]string
-	cur := map[string]string{}
-	flush := func() {
-		if len(cur) > 0 {
-			recs = append(recs, cur)
-			cur = map[string]string{}
-		}
-	}
+	var cur map[string]string
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimRight(line, "\r")
-		if strings.TrimSpace(line) == "" {
-			flush()
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
 			continue
 		}
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t") {
-			continue // a continuation line (e.g. under "Global Configuration:")
+		if !ok {
+			continue
 		}
-		if _, dup := cur[k]; dup {
-			flush() // a record without a blank line before it
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if k == first {
+			cur = map[string]string{}
+			recs = append(recs, cur)
 		}
-		cur[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		if cur == nil {
+			continue
+		}
+		if _, dup := cur[k]; !dup {
+			cur[k] = v
+		}
 	}
-	flush()
 	return recs
 }
 

@@ -2,7 +2,6 @@ package virtualbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cloudinit"
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 // Name is the provider's registry name.
@@ -28,25 +28,18 @@ func init() {
 	provider.Register(Name, func(env provider.Env) (provider.Provider, error) { return New(env) })
 }
 
-// Names of the files in a node's directory.
-const (
-	fileMeta    = "node.json"
-	fileDisk    = "disk.vdi"
-	fileSeed    = "seed.iso"
-	fileConsole = "console.log"
-)
-
 // Provider runs nodes as VirtualBox VMs through VBoxManage. Make one with New.
 type Provider struct {
 	cfg Config
 	env provider.Env
 
 	// Host facts, fields so that tests can set them.
-	goos         string
-	networksConf string
-	routes       func() ([]hostRoute, error)
-	pollInterval time.Duration // how often Delete looks whether ACPI power-off finished
-	retryBackoff time.Duration
+	goos          string
+	networksConf  string
+	routes        func() ([]hostRoute, error)
+	pollInterval  time.Duration // how often Delete looks whether ACPI power-off finished, or the session was released
+	unlockTimeout time.Duration // how long Delete waits for a powered-off VM's session to be released
+	retryBackoff  time.Duration
 
 	runMu sync.Mutex
 	run   *runner
@@ -56,11 +49,14 @@ type Provider struct {
 }
 
 var (
-	_ provider.Provider       = (*Provider)(nil)
-	_ provider.ConsoleLogger  = (*Provider)(nil)
-	_ provider.AddressChooser = (*Provider)(nil)
-	_ provider.Preflighter    = (*Provider)(nil)
-	_ provider.DryRunner      = (*Provider)(nil)
+	_ provider.Provider        = (*Provider)(nil)
+	_ provider.ConsoleLogger   = (*Provider)(nil)
+	_ provider.AddressChooser  = (*Provider)(nil)
+	_ provider.Preflighter     = (*Provider)(nil)
+	_ provider.DryRunner       = (*Provider)(nil)
+	_ provider.NetworkPreparer = (*Provider)(nil)
+	_ provider.OutboundNIC     = (*Provider)(nil)
+	_ provider.ClusterCleaner  = (*Provider)(nil)
 )
 
 // New makes the provider from its environment. It creates nothing and does
@@ -77,7 +73,7 @@ func New(env provider.Env) (*Provider, error) {
 	return &Provider{
 		cfg: cfg, env: env,
 		goos: runtime.GOOS, networksConf: networksConf, routes: systemRoutes,
-		pollInterval: time.Second, retryBackoff: time.Second,
+		pollInterval: time.Second, unlockTimeout: 30 * time.Second, retryBackoff: time.Second,
 	}, nil
 }
 
@@ -102,28 +98,26 @@ func (p *Provider) vbox() (*runner, error) {
 	return p.run, nil
 }
 
-// nodeMeta is node.json: what Create was asked for.
-type nodeMeta struct {
-	Cluster string    `json:"cluster"`
-	Name    string    `json:"name"`
-	VM      string    `json:"vm"`
-	Address string    `json:"address,omitempty"`
-	MAC     string    `json:"mac"`
-	Clone   string    `json:"clone"`
-	Created time.Time `json:"created"`
-}
-
 // nodePaths are the files of one node. VirtualBox keeps the VM's own files
-// (settings, logs) in Dir/<vm name>/, as createvm --basefolder Dir makes it.
+// (settings, logs) in VMDir: createvm --basefolder Dir --groups G puts them
+// in Dir<G>/<vm name>/ (VirtualBox::composeMachineFilename in
+// VirtualBoxImpl.cpp: <base_folder><group>/<machine_name>/<machine_name>.vbox).
 type nodePaths struct {
 	Dir, Meta, Disk, Seed, Console, VMDir string
 }
 
+// VBoxLog is the VM process's log, where VirtualBox says why a VM stopped.
+func (np nodePaths) VBoxLog() string { return filepath.Join(np.VMDir, "Logs", "VBox.log") }
+
 func (p *Provider) paths(node string) nodePaths {
-	dir := filepath.Join(p.env.Dir, "nodes", node)
+	dir := localvm.NodeDir(p.env.Dir, node)
 	j := func(f string) string { return filepath.Join(dir, f) }
-	return nodePaths{Dir: dir, Meta: j(fileMeta), Disk: j(fileDisk), Seed: j(fileSeed), Console: j(fileConsole), VMDir: j(p.vmName(node))}
+	return nodePaths{Dir: dir, Meta: j(localvm.FileMeta), Disk: j(localvm.FileDisk), Seed: j(localvm.FileSeed), Console: j(localvm.FileConsole),
+		VMDir: filepath.Join(dir, filepath.FromSlash(vmGroup(p.env.Cluster)), p.vmName(node))}
 }
+
+// vmGroup is the VirtualBox group of the cluster's VMs.
+func vmGroup(cluster string) string { return "/clusterctl/" + cluster }
 
 // vmName is the VirtualBox VM name of a node, which is also its instance
 // id: VM names are global to the host user, so the cluster is part of it.
@@ -132,32 +126,10 @@ func (p *Provider) vmName(node string) string { return node + "." + p.env.Cluste
 // nodeOf returns the node name of an instance id of this cluster.
 func (p *Provider) nodeOf(id string) (string, bool) {
 	node, ok := strings.CutSuffix(id, "."+p.env.Cluster)
-	if !ok || !validNode(node) {
+	if !ok || !localvm.ValidName(node) {
 		return "", false
 	}
 	return node, true
-}
-
-func validNode(n string) bool {
-	if n == "" || len(n) > 63 {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// defaultMAC derives a stable locally administered MAC for a node whose
-// spec does not choose one.
-func defaultMAC(cluster, name string) string {
-	h := uint32(2166136261)
-	for _, b := range []byte(cluster + "\x00" + name) {
-		h = (h ^ uint32(b)) * 16777619
-	}
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", byte(h>>16), byte(h>>8), byte(h))
 }
 
 // vboxMAC writes a MAC the way modifyvm --macaddressN wants it: 12 hex
@@ -216,7 +188,7 @@ func (c createPlan) commands() [][]string {
 	ctl = append(ctl, "--portcount", "2", "--bootable", "on")
 	return [][]string{
 		clone,
-		{"createvm", "--name", c.VM, "--groups", "/clusterctl/" + c.Cluster, "--ostype", c.OSType, "--basefolder", c.Dir, "--register"},
+		{"createvm", "--name", c.VM, "--groups", vmGroup(c.Cluster), "--ostype", c.OSType, "--basefolder", c.Dir, "--register"},
 		modify,
 		ctl,
 		{"storageattach", c.VM, "--storagectl", c.ControllerName, "--port", "0", "--device", "0", "--type", "hdd", "--medium", c.Disk},
@@ -229,7 +201,7 @@ func (p *Provider) plan(spec provider.NodeSpec, net hostOnly) (createPlan, error
 	np := p.paths(spec.Name)
 	mac := spec.MAC
 	if mac == "" {
-		mac = defaultMAC(p.env.Cluster, spec.Name)
+		mac = localvm.DefaultMAC(p.env.Cluster, spec.Name)
 	}
 	vm, err := vboxMAC(mac)
 	if err != nil {
@@ -266,29 +238,16 @@ func (p *Provider) plan(spec provider.NodeSpec, net hostOnly) (createPlan, error
 // instance id with the error: node.json is written before anything else, so
 // Delete finds and removes whatever was made.
 func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
-	if !validNode(spec.Name) {
-		return provider.Instance{}, provider.BadInput("use a node name of lower-case letters, digits and dashes", "virtualbox: bad node name %q", spec.Name)
-	}
 	np := p.paths(spec.Name)
-	if spec.Dir != "" && filepath.Clean(spec.Dir) != np.Dir {
-		return provider.Instance{}, fmt.Errorf("virtualbox: node %q: spec.Dir %q is not %q", spec.Name, spec.Dir, np.Dir)
-	}
-	inst := provider.Instance{ID: p.vmName(spec.Name), Name: spec.Name, State: provider.StatePending}
-	if spec.Address.IsValid() {
-		inst.Address = spec.Address.String()
-	}
-	if err := p.create(ctx, spec, np); err != nil {
-		inst.State = provider.StateError
-		return inst, fmt.Errorf("virtualbox: create node %q: %w", spec.Name, err)
-	}
-	st, err := p.Status(ctx, inst.ID)
-	if err != nil {
-		return inst, err
-	}
-	if st.State != provider.StateRunning && st.State != provider.StatePending {
-		return inst, fmt.Errorf("virtualbox: create node %q: VirtualBox started the VM but it is %s (%s); see %s", spec.Name, st.State, st.Detail, np.VMDir+"/Logs/VBox.log")
-	}
-	return st, nil
+	return localvm.Create(ctx, localvm.Driver{
+		Provider: Name, Dir: np.Dir, ID: p.vmName(spec.Name),
+		Make:   func(ctx context.Context) error { return p.create(ctx, spec, np) },
+		Status: p.Status,
+		Started: func(s provider.State) bool {
+			return s == provider.StateRunning || s == provider.StatePending
+		},
+		Log: np.VBoxLog(),
+	}, spec)
 }
 
 func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, np nodePaths) error {
@@ -313,16 +272,12 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, np nodePa
 	if err != nil {
 		return err
 	}
-	meta := nodeMeta{Cluster: p.env.Cluster, Name: spec.Name, VM: vm, MAC: spec.MAC, Clone: pl.Clone, Created: time.Now().UTC()}
+	meta := localvm.Meta{Cluster: p.env.Cluster, Name: spec.Name, VM: vm, MAC: spec.MAC, Clone: pl.Clone, Created: time.Now().UTC()}
 	if spec.Address.IsValid() {
 		meta.Address = spec.Address.String()
 	}
 	// node.json goes first: from here on the node is ours and Delete cleans it.
-	if err := os.MkdirAll(np.Dir, 0o700); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(np.Meta, append(b, '\n'), 0o600); err != nil {
+	if err := localvm.WriteMeta(np.Dir, meta); err != nil {
 		return err
 	}
 	for _, f := range []string{np.Console, np.Disk} {
@@ -374,7 +329,8 @@ func (p *Provider) ours(info map[string]string, node string) bool {
 
 // mapState maps VirtualBox's machine state (VMState in showvminfo
 // --machinereadable) onto the provider's states.
-func mapState(vmState string) (provider.State, string) {
+// vboxLog is the VM's VBox.log, named in the detail of error states.
+func mapState(vmState, vboxLog string) (provider.State, string) {
 	switch vmState {
 	case "running":
 		return provider.StateRunning, "running"
@@ -387,9 +343,9 @@ func mapState(vmState string) (provider.State, string) {
 	case "paused", "teleportingpausedvm":
 		return provider.StateStopped, "paused"
 	case "aborted", "aborted-saved":
-		return provider.StateError, vmState + ": the VM process ended unexpectedly (see its Logs/VBox.log)"
+		return provider.StateError, vmState + ": the VM process ended unexpectedly (see " + vboxLog + ")"
 	case "gurumeditation":
-		return provider.StateError, "guru meditation: the VM hit a fatal error (see its Logs/VBox.log)"
+		return provider.StateError, "guru meditation: the VM hit a fatal error (see " + vboxLog + ")"
 	case "":
 		return provider.StateUnknown, "VirtualBox reports no state (inaccessible VM?)"
 	}
@@ -408,7 +364,7 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 	}
 	inst.Name = node
 	np := p.paths(node)
-	if m, err := readMeta(np.Meta); err == nil {
+	if m, err := localvm.ReadMeta(np.Dir); err == nil {
 		inst.Address = m.Address
 	}
 	r, err := p.vbox()
@@ -428,17 +384,8 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 		}
 		return inst, nil
 	}
-	inst.State, inst.Detail = mapState(info["VMState"])
+	inst.State, inst.Detail = mapState(info["VMState"], np.VBoxLog())
 	return inst, nil
-}
-
-func readMeta(path string) (nodeMeta, error) {
-	var m nodeMeta
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return m, err
-	}
-	return m, json.Unmarshal(b, &m)
 }
 
 // Delete stops the VM (ACPI power button, then after powerdown_timeout a
@@ -469,7 +416,7 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		if err := p.powerOff(ctx, r, id, info["VMState"]); err != nil {
 			return fmt.Errorf("virtualbox: delete %q: %w", id, err)
 		}
-		if _, err := r.run(ctx, "unregistervm", id, "--delete"); err != nil && !isNotFound(err) {
+		if err := p.unregister(ctx, r, id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("virtualbox: delete %q: %w", id, err)
 		}
 	}
@@ -517,6 +464,27 @@ func (p *Provider) powerOff(ctx context.Context, r *runner, vm, state string) er
 	return nil
 }
 
+// unregister runs unregistervm --delete. Right after a power-off the VM
+// process may still hold the machine's session for a moment, and VirtualBox
+// refuses with VBOX_E_INVALID_OBJECT_STATE, "Cannot unregister the machine
+// '...' while it is locked" (Machine::unregister in MachineImpl.cpp); that
+// is retried every pollInterval until the session is released, at most for
+// unlockTimeout.
+func (p *Provider) unregister(ctx context.Context, r *runner, vm string) error {
+	deadline := time.Now().Add(p.unlockTimeout)
+	for {
+		_, err := r.run(ctx, "unregistervm", vm, "--delete")
+		if err == nil || !isSessionLocked(err) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (while VirtualBox still held the VM's session)", ctx.Err())
+		case <-time.After(p.pollInterval):
+		}
+	}
+}
+
 // closeMedia closes, and for hard disks deletes, every medium VirtualBox
 // has registered from dir.
 func (p *Provider) closeMedia(ctx context.Context, r *runner, dir string) error {
@@ -525,7 +493,7 @@ func (p *Provider) closeMedia(ctx context.Context, r *runner, dir string) error 
 		if err != nil {
 			return err
 		}
-		recs := parseRecords(out)
+		recs := parseRecords(out, "UUID")
 		// Differencing disks before base disks: VirtualBox refuses to close
 		// a medium that still has children.
 		sort.SliceStable(recs, func(i, j int) bool { return recs[i]["Parent UUID"] != "base" && recs[j]["Parent UUID"] == "base" })
@@ -581,16 +549,16 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instanc
 			out = append(out, inst)
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(p.env.Dir, "nodes"))
+	entries, err := os.ReadDir(localvm.NodesDir(p.env.Dir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return out, fmt.Errorf("virtualbox: list: %w", err)
 	}
 	for _, e := range entries {
 		id := p.vmName(e.Name())
-		if !e.IsDir() || !validNode(e.Name()) || seen[id] {
+		if !e.IsDir() || !localvm.ValidName(e.Name()) || seen[id] {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(p.env.Dir, "nodes", e.Name(), fileMeta)); err != nil {
+		if _, err := os.Stat(filepath.Join(localvm.NodeDir(p.env.Dir, e.Name()), localvm.FileMeta)); err != nil {
 			continue
 		}
 		inst, err := p.Status(ctx, id)
@@ -758,7 +726,7 @@ func (p *Provider) checkSpecs(specs []provider.NodeSpec) error {
 	addrs := map[netip.Addr]string{}
 	macs := map[string]string{}
 	for _, s := range specs {
-		if !validNode(s.Name) {
+		if !localvm.ValidName(s.Name) {
 			errs = append(errs, provider.BadInput("use a node name of lower-case letters, digits and dashes", "virtualbox: bad node name %q", s.Name))
 			continue
 		}
@@ -804,37 +772,78 @@ func (p *Provider) checkSpecs(specs []provider.NodeSpec) error {
 	return errors.Join(errs...)
 }
 
-// DryRun returns the VBoxManage command lines Create would run for spec,
-// after a line saying which seed ISO it would write. The lines hold paths,
-// names and sizes, never the seed's contents (the gossip key is in it).
-// The host-only network is looked up if VirtualBox is installed; nothing
-// is created.
+// DryRun returns the VBoxManage command lines up would run for spec: the
+// commands that make the host-only network when it does not exist yet (up
+// runs them once, in PrepareNetwork), a line saying which seed ISO it would
+// write, and the commands of Create. The lines hold paths, names and sizes,
+// never the seed's contents (the gossip key is in it). The host-only
+// network is looked up if VirtualBox is installed; nothing is created.
 func (p *Provider) DryRun(ctx context.Context, spec provider.NodeSpec) ([]string, error) {
-	if !validNode(spec.Name) {
-		return nil, provider.BadInput("use a node name of lower-case letters, digits and dashes", "virtualbox: bad node name %q", spec.Name)
+	if err := localvm.CheckName(Name, spec.Name); err != nil {
+		return nil, err
 	}
-	net := hostOnly{Kind: "hostonlyif", Name: "<new host-only interface " + p.cfg.Host().String() + ">"}
-	if p.cfg.HostOnly == "hostonlynet" {
-		net = hostOnly{Kind: "hostonlynet", Name: defaultNetName}
-	}
-	if p.cfg.HostOnlyName != "" {
-		net.Name = p.cfg.HostOnlyName
-	}
-	if r, err := p.vbox(); err == nil {
-		if kind, err := p.hostOnlyKind(ctx, r); err == nil {
-			if h, ok, err := p.findHostOnly(ctx, r, kind); err == nil && ok {
-				net = h
-			} else if kind == "hostonlynet" && p.cfg.HostOnlyName == "" {
-				net = hostOnly{Kind: kind, Name: defaultNetName}
-			}
-		}
+	net, makeNet, err := p.dryRunNetwork(ctx)
+	if err != nil {
+		return nil, err
 	}
 	pl, err := p.plan(spec, net)
 	if err != nil {
 		return nil, err
 	}
-	lines := []string{fmt.Sprintf("# write the NoCloud seed ISO %s (user-data, meta-data, network-config, agent)", shellQuote(pl.Seed))}
-	for _, args := range pl.commands() {
+	var lines []string
+	if len(makeNet) > 0 {
+		lines = append(lines, "# make the host-only network (once per host, before the first node)")
+		lines = append(lines, commandLines(makeNet)...)
+	}
+	lines = append(lines, fmt.Sprintf("# write the NoCloud seed ISO %s (user-data, meta-data, network-config, agent)", shellQuote(pl.Seed)))
+	return append(lines, commandLines(pl.commands())...), nil
+}
+
+// dryRunNetwork returns the host-only network Create would attach NIC 2
+// to, and the commands PrepareNetwork would run to make it (none when it
+// exists). Without VirtualBox, the network is taken not to exist, except
+// a configured hostonly_name.
+func (p *Provider) dryRunNetwork(ctx context.Context) (hostOnly, [][]string, error) {
+	kind := "hostonlyif"
+	if p.cfg.HostOnly == "hostonlynet" {
+		kind = "hostonlynet"
+	}
+	var r *runner
+	if rr, err := p.vbox(); err == nil {
+		if k, err := p.hostOnlyKind(ctx, rr); err == nil {
+			kind, r = k, rr
+		}
+	}
+	if r != nil {
+		h, ok, err := p.findHostOnly(ctx, r, kind)
+		if err != nil {
+			return h, nil, asInput(err)
+		}
+		if ok {
+			return h, nil, nil
+		}
+	}
+	name := p.cfg.HostOnlyName
+	switch {
+	case kind == "hostonlynet":
+		if name == "" {
+			name = defaultNetName
+		}
+		return hostOnly{Kind: kind, Name: name}, [][]string{p.hostOnlyNetAdd(name)}, nil
+	case name != "" && r != nil:
+		return hostOnly{}, nil, errNoInterface(name)
+	case name != "":
+		return hostOnly{Kind: kind, Name: name}, nil, nil
+	}
+	// VirtualBox names the interface (vboxnetN) when it makes it.
+	name = "<new host-only interface " + p.cfg.Host().String() + ">"
+	return hostOnly{Kind: kind, Name: name}, [][]string{hostOnlyIfCreate, p.hostOnlyIfIPConfig(name)}, nil
+}
+
+// commandLines writes each argument list as a shell command line.
+func commandLines(cmds [][]string) []string {
+	lines := make([]string, 0, len(cmds))
+	for _, args := range cmds {
 		q := make([]string, 0, len(args)+1)
 		q = append(q, "VBoxManage")
 		for _, a := range args {
@@ -842,7 +851,7 @@ func (p *Provider) DryRun(ctx context.Context, spec provider.NodeSpec) ([]string
 		}
 		lines = append(lines, strings.Join(q, " "))
 	}
-	return lines, nil
+	return lines
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

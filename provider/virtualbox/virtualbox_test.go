@@ -76,8 +76,14 @@ func TestCreateDelete(t *testing.T) {
 			}
 			m := reg.Machines[0]
 			np := r.p.paths("red")
-			if m.State != "running" || m.Memory != 512 || m.CPUs != 1 || m.CfgFile != filepath.Join(np.Dir, "red.lab", "red.lab.vbox") {
+			// createvm --groups /clusterctl/lab --basefolder DIR puts the VM in
+			// DIR/clusterctl/lab/red.lab/ (VirtualBox::composeMachineFilename,
+			// VirtualBoxImpl.cpp); its VBox.log, named in hints, is there.
+			if m.State != "running" || m.Memory != 512 || m.CPUs != 1 || m.CfgFile != filepath.Join(np.Dir, "clusterctl", "lab", "red.lab", "red.lab.vbox") {
 				t.Errorf("machine %+v", m)
+			}
+			if want := filepath.Join(filepath.Dir(m.CfgFile), "Logs", "VBox.log"); np.VBoxLog() != want {
+				t.Errorf("the provider names the VM's log %s, VirtualBox writes it to %s", np.VBoxLog(), want)
 			}
 			if m.NICs["nic1"] != "nat" || m.NICs["nic2"] != "hostonly" || m.NICs["hostonlyadapter2"] != "vboxnet0" || m.NICs["macaddress2"] != "525400AA000A" {
 				t.Errorf("NICs %v: want NAT on 1, host-only vboxnet0 with the spec's MAC on 2", m.NICs)
@@ -135,7 +141,7 @@ func TestStatus(t *testing.T) {
 		"aborted": provider.StateError, "aborted-saved": provider.StateError, "gurumeditation": provider.StateError,
 		"": provider.StateUnknown, "snapshotting": provider.StateUnknown,
 	} {
-		if got, detail := mapState(state); got != want || detail == "" {
+		if got, detail := mapState(state, "/n/VBox.log"); got != want || detail == "" {
 			t.Errorf("mapState(%q) = %q, %q; want %q with a detail", state, got, detail, want)
 		}
 	}

@@ -30,7 +30,7 @@ func cmdStartVM(r *Registry, args []string) (string, error) {
 		if err != nil {
 			return out.String(), err
 		}
-		if running(m) {
+		if locked(m) {
 			return out.String(), comErr(fmt.Sprintf("The machine '%s' is already locked by a session (or being locked or unlocked)", m.Name),
 				"VBOX_E_INVALID_OBJECT_STATE", "MachineWrap", "IMachine", "LaunchVMProcess(a->session, sessionType.raw(), ComSafeArrayAsInParam(aBstrEnv), progress.asOutParam())", "VBoxManageMisc.cpp")
 		}
@@ -123,11 +123,11 @@ func cmdControlVM(r *Registry, args []string) (string, error) {
 	switch args[1] {
 	case "acpipowerbutton":
 		if !r.Faults.ACPIIgnored && m.State == "running" {
-			m.State, m.StateSince = "poweroff", time.Now().UTC()
+			powerOff(m, r.Faults.SessionRelease)
 		}
 		return "", nil
 	case "poweroff":
-		m.State, m.StateSince = "poweroff", time.Now().UTC()
+		powerOff(m, r.Faults.SessionRelease)
 		return progress, nil
 	case "pause":
 		m.State = "paused"
@@ -149,7 +149,11 @@ func cmdUnregisterVM(r *Registry, args []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if running(m) {
+	// Machine::unregister (MachineImpl.cpp) refuses while any session holds
+	// the machine, also in the moment after a power-off before the VM
+	// process has released it; handleUnregisterVM (VBoxManageMisc.cpp)
+	// prints it with the Unregister(...) context.
+	if locked(m) {
 		return "", comErr(fmt.Sprintf("Cannot unregister the machine '%s' while it is locked", m.Name), "VBOX_E_INVALID_OBJECT_STATE", "MachineWrap", "IMachine",
 			"Unregister(CleanupMode_DetachAllReturnHardDisksOnly, ComSafeArrayAsOutParam(aMedia))", "VBoxManageMisc.cpp")
 	}

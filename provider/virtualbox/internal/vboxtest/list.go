@@ -30,66 +30,40 @@ func cmdList(r *Registry, args []string) (string, error) {
 			fmt.Fprintf(&b, "\"%s\" {%s}\n", m.Name, m.UUID)
 		}
 	case "hostonlyifs":
+		// listNetworkInterfaces (VBoxManageList.cpp): every record ends
+		// with "VBoxNetworkName: ...\n\n".
 		for i, h := range r.HostOnlyIfs {
-			if i > 0 {
-				b.WriteString("\n")
-			}
 			fmt.Fprintf(&b, "Name:            %s\nGUID:            %s\nDHCP:            Disabled\nIPAddress:       %s\nNetworkMask:     %s\n"+
 				"IPV6Address:     \nIPV6NetworkMaskPrefixLength: 0\nHardwareAddress: 0a:00:27:00:00:%02x\nMediumType:      Ethernet\nWireless:        No\n"+
-				"Status:          Up\nVBoxNetworkName: HostInterfaceNetworking-%s\n",
+				"Status:          Up\nVBoxNetworkName: HostInterfaceNetworking-%s\n\n",
 				h.Name, "786f6276-656e-4074-8000-0a00270000"+fmt.Sprintf("%02x", i), h.IP, h.Netmask, i, h.Name)
 		}
 	case "hostonlynets":
 		if v := r.Faults.Version; v != "" && !strings.HasPrefix(v, "7.") {
 			return "", syntaxErr("Invalid parameter 'hostonlynets'")
 		}
-		for i, h := range r.HostOnlyNets {
-			if i > 0 {
-				b.WriteString("\n")
-			}
+		// listHostOnlyNetworks (VBoxManageList.cpp, VirtualBox 7): a blank
+		// line after the GUID line inside each record, and one after it.
+		for _, h := range r.HostOnlyNets {
 			state := "Enabled"
 			if !h.Enabled {
 				state = "Disabled"
 			}
-			fmt.Fprintf(&b, "Name:            %s\nGUID:            %s\n\nState:           %s\nNetworkMask:     %s\nLowerIP:         %s\nUpperIP:         %s\nVBoxNetworkName: hostonly-%s\n",
+			fmt.Fprintf(&b, "Name:            %s\nGUID:            %s\n\nState:           %s\nNetworkMask:     %s\nLowerIP:         %s\nUpperIP:         %s\nVBoxNetworkName: hostonly-%s\n\n",
 				h.Name, h.UUID, state, h.Netmask, h.LowerIP, h.UpperIP, h.Name)
 		}
 	case "hdds", "dvds":
+		// listMedia (VBoxManageList.cpp): the base media, each followed by
+		// a blank line and then, depth first, its children with their
+		// parent's UUID; the fields as showMediumInfo (VBoxManageDisk.cpp)
+		// prints them.
 		kind := "hdd"
 		if p.pos[0] == "dvds" {
 			kind = "dvd"
 		}
-		first := true
 		for _, md := range r.Media {
-			if md.Kind != kind {
-				continue
-			}
-			if !first {
-				b.WriteString("\n")
-			}
-			first = false
-			parent := "base"
-			if md.Parent != "" {
-				parent = md.Parent
-			}
-			var inUse []string
-			for _, m := range r.attachedTo(md.UUID) {
-				inUse = append(inUse, fmt.Sprintf("%s (UUID: %s)", m.Name, m.UUID))
-			}
-			state := "created"
-			if _, err := os.Stat(md.Location); err != nil {
-				state = "inaccessible"
-			}
-			fmt.Fprintf(&b, "UUID:           %s\n", md.UUID)
-			if kind == "hdd" {
-				fmt.Fprintf(&b, "Parent UUID:    %s\n", parent)
-			}
-			fmt.Fprintf(&b, "State:          %s\nType:           normal (base)\nLocation:       %s\n", state, md.Location)
-			if kind == "hdd" {
-				fmt.Fprintf(&b, "Storage format: %s\nCapacity:       2048 MBytes\nEncryption:     disabled\n", md.Format)
-			}
-			if len(inUse) > 0 {
-				fmt.Fprintf(&b, "In use by VMs:  %s\n", strings.Join(inUse, ", "))
+			if md.Kind == kind && (md.Parent == "" || r.mediumByUUID(md.Parent) == nil) {
+				r.listMedium(&b, md, "base")
 			}
 		}
 	default:
@@ -138,6 +112,11 @@ func cmdShowVMInfo(r *Registry, args []string) (string, error) {
 	kv("ioapic", m.IOAPIC)
 	kv("rtcuseutc", m.RTCUseUTC)
 	kv("VMState", m.State)
+	if locked(m) {
+		// VBoxManageInfo.cpp prints the session's name while the session
+		// state is not Unlocked.
+		kv("SessionName", "headless")
+	}
 	kv("VMStateChangeTime", m.StateSince.Format("2006-01-02T15:04:05.000000000"))
 	for _, c := range m.Controllers {
 		i := 0
@@ -198,4 +177,37 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// listMedium prints md and, depth first, its children (list hdds/dvds).
+func (r *Registry) listMedium(b *strings.Builder, md *Medium, parent string) {
+	fmt.Fprintf(b, "UUID:           %s\n", md.UUID)
+	if md.Kind == "hdd" {
+		fmt.Fprintf(b, "Parent UUID:    %s\n", parent)
+	}
+	state := "created"
+	if _, err := os.Stat(md.Location); err != nil {
+		state = "inaccessible"
+	}
+	typ := "normal (base)"
+	if md.Parent != "" {
+		typ = "normal (differencing)"
+	}
+	fmt.Fprintf(b, "State:          %s\nType:           %s\nLocation:       %s\n", state, typ, md.Location)
+	if md.Kind == "hdd" {
+		fmt.Fprintf(b, "Storage format: %s\nCapacity:       2048 MBytes\nEncryption:     disabled\n", md.Format)
+	}
+	var inUse []string
+	for _, m := range r.attachedTo(md.UUID) {
+		inUse = append(inUse, fmt.Sprintf("%s (UUID: %s)", m.Name, m.UUID))
+	}
+	if len(inUse) > 0 {
+		fmt.Fprintf(b, "In use by VMs:  %s\n", strings.Join(inUse, ", "))
+	}
+	b.WriteString("\n")
+	for _, c := range r.Media {
+		if c.Parent == md.UUID {
+			r.listMedium(b, c, md.UUID)
+		}
+	}
 }

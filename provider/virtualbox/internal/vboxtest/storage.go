@@ -28,7 +28,7 @@ func cmdStorageCtl(r *Registry, args []string) (string, error) {
 	if name == "" {
 		return "", syntaxErr("Storage controller name not specified")
 	}
-	if running(m) {
+	if locked(m) {
 		return "", errLocked(m)
 	}
 	if p.has("--remove") {
@@ -81,7 +81,7 @@ func cmdStorageAttach(r *Registry, args []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if running(m) {
+	if locked(m) {
 		return "", errLocked(m)
 	}
 	var ctl *Controller

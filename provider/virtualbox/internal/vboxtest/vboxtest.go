@@ -54,6 +54,15 @@ type Faults struct {
 	// Kill maps a subcommand to how many of its calls succeed before one
 	// is killed (exit status 137, nothing printed, nothing done).
 	Kill map[string]int `json:"kill,omitempty"`
+	// SessionRelease is how long a VM's process keeps holding its session
+	// after the VM powered off (controlvm poweroff, or the guest's ACPI
+	// shutdown). Real VirtualBox needs a moment to end the VM process; until
+	// then unregistervm fails with VBOX_E_INVALID_OBJECT_STATE "Cannot
+	// unregister the machine '...' while it is locked", and modifyvm,
+	// storagectl, storageattach and startvm find the machine locked.
+	// showvminfo --machinereadable prints SessionName meanwhile. Zero
+	// releases it at once.
+	SessionRelease time.Duration `json:"session_release,omitempty"`
 	// ErrorExitZero maps a subcommand to an error message it prints as an
 	// error: line while exiting with status 0 and doing nothing.
 	ErrorExitZero map[string]string `json:"error_exit_zero,omitempty"`
@@ -76,6 +85,9 @@ type Machine struct {
 	Controllers []*Controller     `json:"controllers"`
 	State       string            `json:"state"`
 	StateSince  time.Time         `json:"state_since"`
+	// SessionUntil is when the session of a powered-off VM is released
+	// (see Faults.SessionRelease).
+	SessionUntil time.Time `json:"session_until,omitempty"`
 }
 
 // Controller is a storage controller and what is attached to it.

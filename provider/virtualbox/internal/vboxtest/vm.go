@@ -27,6 +27,21 @@ func (r *Registry) machine(nameOrUUID string) (*Machine, error) {
 
 func running(m *Machine) bool { return m.State == "running" || m.State == "paused" }
 
+// locked reports whether a session holds the machine: while it runs, and
+// for a moment after it powered off, until the VM process has ended and
+// released it (Faults.SessionRelease).
+func locked(m *Machine) bool { return running(m) || time.Now().Before(m.SessionUntil) }
+
+// powerOff records that the VM powered off; its process keeps the session
+// for release more.
+func powerOff(m *Machine, release time.Duration) {
+	now := time.Now().UTC()
+	m.State, m.StateSince = "poweroff", now
+	if release > 0 {
+		m.SessionUntil = now.Add(release)
+	}
+}
+
 func errLocked(m *Machine) error {
 	return comErr(fmt.Sprintf("The machine '%s' is already locked for a session (or being unlocked)", m.Name),
 		"VBOX_E_INVALID_OBJECT_STATE", "MachineWrap", "IMachine", "LockMachine(a->session, LockType_Write)", "VBoxManageModifyVM.cpp")
@@ -65,15 +80,6 @@ func cmdCreateVM(r *Registry, args []string) (string, error) {
 		return "", comErr(fmt.Sprintf("Guest OS type '%s' is invalid", ostype), "E_INVALIDARG", "VirtualBoxWrap", "IVirtualBox",
 			"CreateMachine(bstrSettingsFile.raw(), Bstr(pszName).raw(), ...)", "VBoxManageMisc.cpp")
 	}
-	base := p.get("--basefolder")
-	if base == "" {
-		base = filepath.Join(os.Getenv("VBOX_USER_HOME"), "VirtualBox VMs")
-	}
-	cfg := filepath.Join(base, name, name+".vbox")
-	if _, err := os.Stat(cfg); err == nil {
-		return "", comErr(fmt.Sprintf("Machine settings file '%s' already exists", cfg), "VBOX_E_FILE_ERROR", "MachineWrap", "IMachine",
-			"CreateMachine(bstrSettingsFile.raw(), Bstr(pszName).raw(), ...)", "VBoxManageMisc.cpp")
-	}
 	var groups []string
 	if g := p.get("--groups"); g != "" {
 		for _, s := range strings.Split(g, ",") {
@@ -84,6 +90,22 @@ func cmdCreateVM(r *Registry, args []string) (string, error) {
 		}
 	} else {
 		groups = []string{"/"}
+	}
+	// As VirtualBox::composeMachineFilename (VirtualBoxImpl.cpp) composes
+	// it from the primary (first) group: <base><group>/<name>/<name>.vbox,
+	// with the top-level group "/" left out.
+	base := p.get("--basefolder")
+	if base == "" {
+		base = filepath.Join(os.Getenv("VBOX_USER_HOME"), "VirtualBox VMs")
+	}
+	group := groups[0]
+	if group == "/" {
+		group = ""
+	}
+	cfg := filepath.Join(base, filepath.FromSlash(group), name, name+".vbox")
+	if _, err := os.Stat(cfg); err == nil {
+		return "", comErr(fmt.Sprintf("Machine settings file '%s' already exists", cfg), "VBOX_E_FILE_ERROR", "MachineWrap", "IMachine",
+			"CreateMachine(bstrSettingsFile.raw(), Bstr(pszName).raw(), ...)", "VBoxManageMisc.cpp")
 	}
 	m := &Machine{Name: name, UUID: p.get("--uuid"), CfgFile: cfg, Groups: groups, OSType: ostype, Memory: 128, CPUs: 1,
 		IOAPIC: "on", RTCUseUTC: "off", Boot: [4]string{"floppy", "dvd", "disk", "none"},
@@ -159,7 +181,7 @@ func cmdModifyVM(r *Registry, args []string) (string, error) {
 	if len(p.pos) > 0 {
 		return "", syntaxErr("Invalid parameter '%s'", p.pos[0])
 	}
-	if running(m) {
+	if locked(m) {
 		return "", errLocked(m)
 	}
 	for _, o := range p.ord {
