@@ -8,7 +8,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -145,4 +148,33 @@ func Create(ctx context.Context, d Driver, spec provider.NodeSpec) (provider.Ins
 		return inst, fmt.Errorf("%s: create node %q: the VM was started but is %s (%s); see %s", d.Provider, spec.Name, st.State, st.Detail, d.Log)
 	}
 	return st, nil
+}
+
+// ConsoleLog returns what the VM of the node in dir wrote to its serial
+// console (FileConsole) so far: empty before the VM started, ErrNotFound
+// without the node's directory. id names the instance in errors.
+func ConsoleLog(prov, id, dir string) ([]byte, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: console log of %q: node %w", prov, id, provider.ErrNotFound)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, FileConsole))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []byte{}, nil // not started (yet)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: console log of %q: %w", prov, id, err)
+	}
+	return b, nil
+}
+
+// Broadcast is the last (broadcast) address of an IPv4 prefix.
+func Broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	for i := 3; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		b[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	return netip.AddrFrom4(b)
 }

@@ -65,7 +65,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error {
 	var errs []error
 	prefix := p.cfg.Prefix()
-	broadcast := lastAddr(prefix)
+	broadcast := localvm.Broadcast(prefix)
 	macs := map[string]string{}
 	addrs := map[netip.Addr]string{}
 	for _, s := range specs {
@@ -123,16 +123,4 @@ func readable(key, path, fix string) error {
 		return provider.BadInput(fix, "qemu: %s %q is not a regular file", key, path)
 	}
 	return nil
-}
-
-// lastAddr is the broadcast address of an IPv4 prefix.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := 32 - p.Bits()
-	for i := 3; i >= 0 && host > 0; i-- {
-		n := min(host, 8)
-		b[i] |= byte(1<<n - 1)
-		host -= n
-	}
-	return netip.AddrFrom4(b)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 func TestPreflightReportsEverything(t *testing.T) {
@@ -98,8 +99,8 @@ func TestLastAddr(t *testing.T) {
 		"192.168.56.0/21": "192.168.63.255",
 		"172.16.0.0/30":   "172.16.0.3",
 	} {
-		if got := lastAddr(netip.MustParsePrefix(p)).String(); got != want {
-			t.Errorf("lastAddr(%s) = %s, want %s", p, got, want)
+		if got := localvm.Broadcast(netip.MustParsePrefix(p)).String(); got != want {
+			t.Errorf("localvm.Broadcast(%s) = %s, want %s", p, got, want)
 		}
 	}
 }

@@ -338,18 +338,7 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 	if !localvm.ValidName(id) {
 		return nil, fmt.Errorf("qemu: console log of %q: %w", id, provider.ErrNotFound)
 	}
-	np := pathsIn(p.nodeDir(id))
-	if _, err := os.Stat(np.Dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("qemu: console log of %q: node %w", id, provider.ErrNotFound)
-	}
-	b, err := os.ReadFile(np.Console)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []byte{}, nil // not started (yet)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("qemu: console log of %q: %w", id, err)
-	}
-	return b, nil
+	return localvm.ConsoleLog(Name, id, p.nodeDir(id))
 }
 
 // ClusterNetwork returns the configured cidr and the bridge's own address in

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/localvm"
 )
 
 // EnvVBoxManage names the environment variable that, when set, is the path
@@ -172,7 +173,7 @@ func (c *Config) validate(configDir string) error {
 			c.host = c.prefix.Addr().Next()
 		} else if a, err := netip.ParseAddr(c.HostAddress); err != nil {
 			bad(`use host_address: an IPv4 address in cidr, e.g. 192.168.56.1`, "host_address %q: %v", c.HostAddress, err)
-		} else if !c.prefix.Contains(a) || a == c.prefix.Addr() || a == lastAddr(c.prefix) {
+		} else if !c.prefix.Contains(a) || a == c.prefix.Addr() || a == localvm.Broadcast(c.prefix) {
 			bad(fmt.Sprintf("use a host address inside %s, e.g. %s", c.prefix, c.prefix.Addr().Next()), "host_address %s is not a host address of cidr %s", a, c.prefix)
 		} else {
 			c.host = a
@@ -223,18 +224,6 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-// lastAddr is the broadcast address of an IPv4 prefix.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := 32 - p.Bits()
-	for i := 3; i >= 0 && host > 0; i-- {
-		n := min(host, 8)
-		b[i] |= byte(1<<n - 1)
-		host -= n
-	}
-	return netip.AddrFrom4(b)
 }
 
 // netmask returns the dotted netmask of p ("255.255.255.0").

@@ -580,18 +580,7 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("virtualbox: console log of %q: %w", id, provider.ErrNotFound)
 	}
-	np := p.paths(node)
-	if _, err := os.Stat(np.Dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("virtualbox: console log of %q: node %w", id, provider.ErrNotFound)
-	}
-	b, err := os.ReadFile(np.Console)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []byte{}, nil // not started (yet)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("virtualbox: console log of %q: %w", id, err)
-	}
-	return b, nil
+	return localvm.ConsoleLog(Name, id, p.paths(node).Dir)
 }
 
 // ClusterNetwork returns the configured host-only network and the host's
@@ -750,7 +739,7 @@ func (p *Provider) checkSpecs(specs []provider.NodeSpec) error {
 			case a == host:
 				errs = append(errs, provider.BadInput(fmt.Sprintf("choose another address in %s; %s is the host's", prefix, host),
 					"virtualbox: node %q: address %s is the host's own address", s.Name, a))
-			case a == prefix.Addr() || a == lastAddr(prefix):
+			case a == prefix.Addr() || a == localvm.Broadcast(prefix):
 				errs = append(errs, provider.BadInput(fmt.Sprintf("choose a host address in %s", prefix),
 					"virtualbox: node %q: address %s is the network's or broadcast address", s.Name, a))
 			case addrs[a] != "":

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -68,5 +69,53 @@ func TestStatePersistsAcrossCalls(t *testing.T) {
 	}
 	if code, _, e := run(t, "controlvm", `we"ird`, "poweroff"); code != 1 || !strings.Contains(e, "is not currently running") {
 		t.Errorf("poweroff of a stopped VM: %d %q", code, e)
+	}
+}
+
+// TestSessionHeldAfterPowerOff: for SessionRelease after a power-off,
+// unregistervm fails as Machine::unregister (MachineImpl.cpp) does, with
+// VBOX_E_INVALID_OBJECT_STATE, and showvminfo shows the session's name.
+func TestSessionHeldAfterPowerOff(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("VBOX_USER_HOME", home)
+	if err := SetFaults(home, Faults{SessionRelease: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"createvm", "--name", "vm", "--basefolder", t.TempDir(), "--register"},
+		{"startvm", "vm", "--type", "headless"},
+		{"controlvm", "vm", "poweroff"},
+	} {
+		if code, _, e := run(t, args...); code != 0 {
+			t.Fatalf("%v: %s", args, e)
+		}
+	}
+	code, _, e := run(t, "unregistervm", "vm", "--delete")
+	if code != 1 || !strings.Contains(e, "VBoxManage: error: Cannot unregister the machine 'vm' while it is locked") ||
+		!strings.Contains(e, "code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007)") {
+		t.Errorf("unregistervm right after poweroff: exit %d, %q", code, e)
+	}
+	if _, out, _ := run(t, "showvminfo", "vm", "--machinereadable"); !strings.Contains(out, `VMState="poweroff"`) || !strings.Contains(out, `SessionName="headless"`) {
+		t.Errorf("showvminfo while the session is held:\n%s", out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code, _, e := run(t, "unregistervm", "vm", "--delete"); code != 0 {
+		t.Errorf("unregistervm once the session is released: %s", e)
+	}
+}
+
+// TestGroupFolder: createvm puts the VM in <basefolder><group>/<name>/, as
+// VirtualBox::composeMachineFilename (VirtualBoxImpl.cpp) composes it from
+// the primary group.
+func TestGroupFolder(t *testing.T) {
+	t.Setenv("VBOX_USER_HOME", t.TempDir())
+	base := t.TempDir()
+	_, out, e := run(t, "createvm", "--name", "a.lab", "--groups", "/clusterctl/lab,/other", "--basefolder", base, "--register")
+	want := filepath.Join(base, "clusterctl", "lab", "a.lab", "a.lab.vbox")
+	if !strings.Contains(out, "Settings file: '"+want+"'") {
+		t.Errorf("createvm: %q %q; want the settings file %s", out, e, want)
+	}
+	if _, out, _ = run(t, "createvm", "--name", "b", "--basefolder", base); !strings.Contains(out, filepath.Join(base, "b", "b.vbox")) {
+		t.Errorf("createvm without groups: %q", out)
 	}
 }
