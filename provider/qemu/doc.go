@@ -10,7 +10,7 @@
 //
 // All of a node's files live in its directory, <cluster dir>/nodes/<name>:
 //
-//	node.json     what Create was asked for (written first: marks a node of ours)
+//	node.json     what Create was asked for (written first: marks a node of ours; package localvm names these files)
 //	overlay.qcow2 the node's disk, backed by the base image
 //	seed.iso      the NoCloud seed (mode 0600: it holds the gossip key)
 //	qemu.pid      QEMU's pid file

@@ -23,7 +23,9 @@
 //	disk.vdi          the node's disk (a differencing image of the base, or a copy)
 //	seed.iso          the NoCloud seed (mode 0600: it holds the gossip key)
 //	console.log       the serial console (ttyS0)
-//	NODE.CLUSTER/     VirtualBox's own files: NODE.CLUSTER.vbox, Logs/VBox.log
+//	clusterctl/CLUSTER/NODE.CLUSTER/
+//	                  VirtualBox's own files: NODE.CLUSTER.vbox, Logs/VBox.log
+//	                  (createvm --basefolder DIR --groups G puts a VM in DIR<G>/<name>/)
 //
 // clusterctl chooses every node's address on the host-only network and its
 // NIC's MAC; the network-config matches the NIC by MAC (Debian and Ubuntu
@@ -31,6 +33,13 @@
 // address). Preflight finds the host-only network by its host address (or
 // hostonly_name) and creates it when missing, before the CLI's observer
 // binds to the host address.
+//
+// Delete waits for a powered-off VM's session to be released before it
+// unregisters the VM. CleanupCluster (down --all) closes VirtualBox's
+// registration of the base image when nothing uses it any more; the
+// host-only network stays, shared by every cluster on it, and Remains names
+// it with the command that removes it. The file names, node.json, the
+// default MAC, the name check and the Create wrapper are package localvm's.
 //
 // Every VBoxManage call has a timeout (command_timeout) and keeps its
 // stderr; a "VBoxManage: error:" line fails a call even with exit status 0;
