@@ -128,7 +128,7 @@ func (t *memberTable) refresh(list []serf.Member) {
 		old, ok := t.members[name]
 		if typ, changed := eventFor(old, ok, m); changed {
 			events = append(events, nodeapi.Event{Type: typ, Member: m.API(), Time: now})
-			t.logger.Debug("member "+string(typ), "member", m.Name, "addr", m.Addr, "state", m.State, "role", m.Meta.Role, "nonce", m.Meta.Nonce)
+			t.logger.Info("member "+string(typ), "member", m.Name, "addr", m.Addr, "state", m.State, "role", m.Meta.Role, "nonce", m.Meta.Nonce)
 		}
 	}
 	for name, old := range t.members {
@@ -192,7 +192,7 @@ func (t *memberTable) setSuspect(name string) {
 	t.suspect[name] = true
 	m.State = StateSuspect
 	t.members[name] = m
-	t.logger.Info("member suspected", "member", name)
+	t.logger.Info("member suspected", "member", name, "state", StateSuspect)
 	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
 }
 
@@ -210,7 +210,7 @@ func (t *memberTable) clearSuspect(name string) {
 	}
 	m.State = StateAlive
 	t.members[name] = m
-	t.logger.Info("member no longer suspected", "member", name)
+	t.logger.Info("member no longer suspected", "member", name, "state", StateAlive)
 	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
 }
 
