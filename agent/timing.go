@@ -160,6 +160,11 @@ func (t Timing) apply(sc *serf.Config) {
 	sc.ReconnectInterval = time.Duration(t.ReconnectInterval)
 	sc.ReconnectTimeout = time.Duration(t.ReconnectTimeout)
 	sc.TombstoneTimeout = time.Duration(t.TombstoneTimeout)
+	// serf's query timeout (key operations, the leave query) is
+	// GossipInterval × QueryTimeoutMult × ceil(log10(N+1)): keep its base at
+	// 3.2 s or more, so short gossip intervals do not make a loaded member
+	// miss a key operation.
+	sc.QueryTimeoutMult = max(16, int((3200*time.Millisecond+mc.GossipInterval-1)/mc.GossipInterval))
 	// The reaper must run often enough for the shortest timeout.
 	sc.ReapInterval = min(15*time.Second, sc.ReconnectTimeout, sc.TombstoneTimeout)
 }
