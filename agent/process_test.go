@@ -28,6 +28,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if agentBin != "" {
+		os.RemoveAll(filepath.Dir(agentBin))
+	}
+	os.Exit(code)
+}
+
 func agentBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
