@@ -3,33 +3,28 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
 )
 
-// options are the timings an Agent uses; tests make them shorter.
+// options are the in-process knobs tests use; the gossip timings are in
+// Config.Timing, where the product sets them too.
 type options struct {
 	joinMin, joinMax time.Duration // join retry backoff
 	rejoinInterval   time.Duration // how often a lone agent rejoins its seeds
-	leaveTimeout     time.Duration // bound on the leave broadcast
 	advertiseWait    time.Duration // bound on waiting for an address in advertise_cidr
 	advertisePoll    time.Duration
-	deadReclaim      time.Duration
 	interfaceAddrs   func() ([]net.Addr, error)
-	tune             func(*memberlist.Config) // extra memberlist settings
-	onJoined         func(time.Time)          // called when a join succeeded
-	hostsWritten     func()                   // called after each hosts file write
-	crashOnCancel    bool                     // tests: on ctx end, stop without leaving (like a power cut)
+	tune             func(*serf.Config) // extra serf settings
+	onJoined         func(time.Time)    // called when a join succeeded
+	hostsWritten     func()             // called after each hosts file write
 }
 
 func defaultOptions() options {
@@ -37,28 +32,27 @@ func defaultOptions() options {
 		joinMin:        time.Second,
 		joinMax:        30 * time.Second,
 		rejoinInterval: 30 * time.Second,
-		leaveTimeout:   5 * time.Second,
 		advertiseWait:  5 * time.Minute,
 		advertisePoll:  time.Second,
-		deadReclaim:    30 * time.Second,
 		interfaceAddrs: net.InterfaceAddrs,
 	}
 }
 
-// Agent is the clusterctl agent of one node: a memberlist member that
-// publishes the node's Meta, keeps the seeds joined and, if configured, the
-// hosts file up to date.
+// Agent is the clusterctl agent of one node: a serf member that publishes
+// the node's Meta as tags, joins its seeds (or the members of its
+// snapshot), reconnects to failed members so partitions heal, and, if
+// configured, keeps the hosts file up to date. It implements
+// nodeapi.Membership once Run has started it.
 type Agent struct {
-	cfg         Config
-	meta        atomic.Pointer[[]byte] // encoded Meta; replaced when leaving
-	leavingMeta []byte
-	logger      *slog.Logger
-	opts        options
-	table       *memberTable
-	leave       chan struct{} // a valid leave request arrived
+	cfg    Config
+	tags   map[string]string
+	logger *slog.Logger
+	opts   options
+	leave  chan struct{} // a valid leave request arrived
+	left   chan struct{} // closed once a requested leave went out
 
 	mu sync.Mutex
-	ml *memberlist.Memberlist
+	g  *gossip
 }
 
 // New checks cfg and prepares an agent; Run starts it. A nil logger
@@ -78,7 +72,7 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
-	m := Meta{
+	tags, err := Meta{
 		Cluster:    cfg.Cluster,
 		Name:       cfg.Name,
 		Nonce:      cfg.Nonce,
@@ -87,100 +81,92 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 		Hostname:   hostname,
 		Role:       RoleNode,
 		Tags:       cfg.Tags,
-	}
-	meta, err := EncodeMeta(m)
+	}.SerfTags()
 	if err != nil {
 		return nil, err
 	}
-	m.Leaving = true
-	leavingMeta, err := EncodeMeta(m)
-	if err != nil {
-		return nil, err
-	}
-	logger = logger.With("node", cfg.Name)
-	a := &Agent{
-		cfg:         cfg,
-		leavingMeta: leavingMeta,
-		logger:      logger,
-		opts:        opts,
-		table:       newMemberTable(cfg.Cluster, logger),
-		leave:       make(chan struct{}, 1),
-	}
-	a.meta.Store(&meta)
-	return a, nil
+	return &Agent{
+		cfg:    cfg,
+		tags:   tags,
+		logger: logger.With("node", cfg.Name),
+		opts:   opts,
+		leave:  make(chan struct{}, 1),
+		left:   make(chan struct{}),
+	}, nil
 }
 
-// Run runs the agent until ctx ends or an observer asks this node (by name
-// and nonce) to leave. In both cases it leaves the cluster gracefully, shuts
-// memberlist down and returns nil. It returns an error when it cannot start
-// (no address in advertise_cidr, port in use, ...).
+// Run runs the agent until ctx ends or a leave is requested (by an
+// observer's query or Leave), and returns nil then. When ctx ends (SIGTERM:
+// systemd stopping the agent, the machine rebooting) the agent stops
+// without leaving: the others see it fail and reconnect when it is back,
+// and it rejoins from its snapshot. A requested leave is for good: the
+// leave is announced and recorded in the snapshot, so neither this node
+// nor the others ever reconnect. Run returns an error when it cannot start
+// (no address in advertise_cidr, port in use, state directory unusable).
 func (a *Agent) Run(ctx context.Context) error {
 	addr, err := a.advertiseAddr(ctx)
 	if err != nil {
 		return err
 	}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = a.cfg.Name
-	mc.Label = a.cfg.Cluster
-	mc.SecretKey = append([]byte(nil), a.cfg.Key...)
-	mc.GossipVerifyIncoming = true
-	mc.GossipVerifyOutgoing = true
-	mc.BindAddr = a.cfg.BindAddr
-	mc.BindPort = a.cfg.Port
-	mc.AdvertiseAddr = addr.String()
-	mc.AdvertisePort = a.cfg.Port
-	mc.DeadNodeReclaimTime = a.opts.deadReclaim
-	mc.Delegate = &nodeDelegate{a: a}
-	mc.Events = a.table
-	mc.Logger = memberlistLogger(a.logger)
-	if a.opts.tune != nil {
-		a.opts.tune(mc)
-	}
-	ml, err := memberlist.Create(mc)
+	st, err := prepareState(a.cfg, a.logger)
 	if err != nil {
-		return fmt.Errorf("start gossip on %s:%d: %w", a.cfg.BindAddr, a.cfg.Port, err)
+		return err
+	}
+	g, err := startGossip(gossipConfig{
+		name:          a.cfg.Name,
+		cluster:       a.cfg.Cluster,
+		tags:          a.tags,
+		keyring:       st.keyring,
+		bindAddr:      a.cfg.BindAddr,
+		port:          a.cfg.Port,
+		advertiseAddr: addr.String(),
+		timing:        a.cfg.Timing,
+		snapshotPath:  st.snapshotPath,
+		keyringFile:   st.keyringPath,
+		logger:        a.logger,
+		onQuery:       a.onQuery,
+		tune:          a.opts.tune,
+	})
+	if err != nil {
+		return err
 	}
 	a.mu.Lock()
-	a.ml = ml
+	a.g = g
 	a.mu.Unlock()
-	local := ml.LocalNode()
-	a.logger.Info("gossip started", "addr", local.Addr.String(), "port", local.Port, "cluster", a.cfg.Cluster, "nonce", a.cfg.Nonce, "seeds", a.cfg.Seeds)
+	local := g.serf.LocalMember()
+	a.logger.Info("gossip started", "addr", local.Addr.String(), "port", local.Port, "cluster", a.cfg.Cluster, "nonce", a.cfg.Nonce, "seeds", a.cfg.Seeds, "state_dir", a.cfg.StateDir)
 
 	loopCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); a.joinLoop(loopCtx, ml) }()
+	go func() { defer wg.Done(); a.joinLoop(loopCtx, g) }()
 	if a.cfg.HostsFile != "" {
 		wg.Add(1)
-		go func() { defer wg.Done(); a.hostsLoop(loopCtx) }()
+		go func() { defer wg.Done(); a.hostsLoop(loopCtx, g.table) }()
 	}
 
+	requested := false
 	select {
 	case <-ctx.Done():
-		a.logger.Info("stopping: leaving the cluster", "reason", context.Cause(ctx))
+		a.logger.Info("stopping without leaving: the others reconnect when this node is back", "reason", context.Cause(ctx))
 	case <-a.leave:
-		a.logger.Info("leave requested by an observer: leaving the cluster for good")
+		requested = true
+		a.logger.Info("leave requested: leaving the cluster for good")
 	}
 	stop()
-	if a.opts.crashOnCancel && ctx.Err() != nil {
-		_ = ml.Shutdown()
-		wg.Wait()
-		return nil
+	wg.Wait()
+	if requested {
+		if err := g.leave(); err != nil {
+			a.logger.Warn("leave was not confirmed; shutting down anyway", "err", err)
+		}
+		close(a.left)
 	}
-	// Announce the leave in the meta first, so that members can tell a
-	// graceful leave ("left") from a failure ("dead").
-	a.meta.Store(&a.leavingMeta)
-	if err := ml.UpdateNode(a.opts.leaveTimeout); err != nil {
-		a.logger.Warn("leaving announcement was not confirmed", "err", err)
-	}
-	if err := ml.Leave(a.opts.leaveTimeout); err != nil {
-		a.logger.Warn("leave was not confirmed; shutting down anyway", "err", err)
-	}
-	if err := ml.Shutdown(); err != nil {
+	if err := g.shutdown(); err != nil {
 		a.logger.Warn("gossip shutdown", "err", err)
 	}
-	wg.Wait() // a join in progress fails fast once memberlist is shut down
-	a.logger.Info("left the cluster")
+	if requested {
+		a.logger.Info("left the cluster")
+	}
 	return nil
 }
 
@@ -222,16 +208,18 @@ func (a *Agent) advertiseAddr(ctx context.Context) (netip.Addr, error) {
 }
 
 // joinLoop joins the seeds with exponential backoff until a join succeeds;
-// then, every rejoinInterval, it rejoins them when no other node is alive
-// (the agent was cut off and everyone else declared it dead).
-func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
+// then, every rejoinInterval, it rejoins them when no other node is alive.
+// Everything else (members it knew before a restart, partitions) is serf's
+// work: it rejoins the snapshot's members at start and reconnects to
+// failed members.
+func (a *Agent) joinLoop(ctx context.Context, g *gossip) {
 	if len(a.cfg.Seeds) == 0 {
-		a.logger.Info("no seeds: this node starts the cluster")
+		a.logger.Info("no seeds: waiting to be joined (or rejoining the members of the snapshot)")
 		return
 	}
 	delay := a.opts.joinMin
 	for attempt := 1; ; attempt++ {
-		n, err := joinAny(ml, a.cfg.Seeds)
+		n, err := g.join(a.cfg.Seeds)
 		if err == nil {
 			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt)
 			if a.opts.onJoined != nil {
@@ -246,10 +234,10 @@ func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		delay = min(2*delay, a.opts.joinMax)
 	}
 	for sleep(ctx, a.opts.rejoinInterval) {
-		if a.table.aliveOthers(a.cfg.Name) > 0 {
+		if g.table.aliveOthers(a.cfg.Name) > 0 {
 			continue
 		}
-		n, err := joinAny(ml, a.cfg.Seeds)
+		n, err := g.join(a.cfg.Seeds)
 		if err != nil {
 			a.logger.Warn("alone in the cluster; rejoining the seeds failed", "err", err)
 			continue
@@ -258,60 +246,18 @@ func (a *Agent) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// jitter returns d plus up to 20%, so that many nodes do not retry in step.
-// joinBatch is how many addresses one memberlist Join call gets.
-// memberlist tries the addresses of one call one after the other, each
-// bounded by its TCP timeout (10 s on a LAN), so a long seed list with
-// machines still booting would take minutes; and one answering member is
-// enough, since the join's state exchange brings the whole membership.
-const joinBatch = 3
-
-// joinAny joins through any of addrs: it tries them in random batches of
-// joinBatch and returns after the first batch that reached a member, or
-// with the errors of every batch.
-func joinAny(ml *memberlist.Memberlist, addrs []string) (int, error) {
-	addrs = append([]string(nil), addrs...)
-	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	var errs []error
-	for len(addrs) > 0 {
-		batch := addrs[:min(joinBatch, len(addrs))]
-		addrs = addrs[len(batch):]
-		n, err := ml.Join(batch)
-		if err == nil && n > 0 {
-			return n, nil
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return 0, errors.Join(errs...)
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration(rand.Int64N(int64(d)/5+1))
-}
-
-// sleep waits for d or ctx; it reports false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// hostsLoop rewrites the hosts file after every membership change.
-func (a *Agent) hostsLoop(ctx context.Context) {
+// hostsLoop rewrites the hosts file after every membership change. It
+// lists nodes that are alive, suspect, leaving or failed: a failed node may
+// be behind a partition that heals, and its name has only this address.
+// Nodes that left, and failed nodes once reaped, are dropped.
+func (a *Agent) hostsLoop(ctx context.Context, table *memberTable) {
 	var last []HostEntry
 	first := true
 	for {
-		members, changed := a.table.snapshot(RoleNode)
+		members, changed := table.snapshot(RoleNode)
 		var entries []HostEntry
 		for _, m := range members {
-			if m.State == StateAlive {
+			if InHostsFile(m.State) {
 				entries = append(entries, HostEntry{Addr: m.Addr, Name: m.Name})
 			}
 		}
@@ -338,6 +284,10 @@ func (a *Agent) hostsLoop(ctx context.Context) {
 	}
 }
 
+// InHostsFile reports whether a node in state has a line in /etc/hosts:
+// every state but left.
+func InHostsFile(state string) bool { return state != StateLeft }
+
 func equalEntries(a, b []HostEntry) bool {
 	if len(a) != len(b) {
 		return false
@@ -350,64 +300,66 @@ func equalEntries(a, b []HostEntry) bool {
 	return true
 }
 
-// leaveRequest is the user message an observer sends to ask a node to
-// leave. It names the node and its nonce, so a request meant for an older
-// incarnation of the node is ignored.
+// leaveQuery is the serf query an observer sends (to one node, by name) to
+// ask it to leave for good. The payload names the node and its nonce, so a
+// request meant for an older incarnation is refused.
+const leaveQuery = "clusterctl-leave"
+
 type leaveRequest struct {
-	Kind  string `json:"k"`
-	Name  string `json:"n"`
-	Nonce string `json:"o"`
+	Name  string `json:"name"`
+	Nonce string `json:"nonce"`
 }
 
-const leaveKind = "leave"
+// Answers to a leave query.
+const (
+	leaveOK         = "ok"
+	leaveWrongNonce = "wrong-nonce"
+)
 
-func encodeLeaveRequest(name, nonce string) []byte {
-	b, _ := json.Marshal(leaveRequest{Kind: leaveKind, Name: name, Nonce: nonce})
-	return b
-}
-
-// nodeDelegate is the agent's memberlist.Delegate. memberlist calls it from
-// its own goroutines; nothing here blocks.
-type nodeDelegate struct{ a *Agent }
-
-func (d *nodeDelegate) NodeMeta(limit int) []byte {
-	meta := *d.a.meta.Load()
-	if len(meta) > limit { // New checked MetaMaxSize; never happens
-		return nil
+// onQuery answers the leave query; serf calls it from the event loop.
+func (a *Agent) onQuery(q *serf.Query) {
+	if q.Name != leaveQuery {
+		return
 	}
-	return meta
-}
-
-func (d *nodeDelegate) NotifyMsg(b []byte) {
 	var req leaveRequest
-	if err := json.Unmarshal(b, &req); err != nil || req.Kind != leaveKind {
-		d.a.logger.Warn("ignored an unknown user message", "bytes", len(b))
+	if err := json.Unmarshal(q.Payload, &req); err != nil || req.Name != a.cfg.Name {
+		a.logger.Warn("ignored a malformed leave request", "from", q.SourceNode())
 		return
 	}
-	if req.Name != d.a.cfg.Name || req.Nonce != d.a.cfg.Nonce {
-		d.a.logger.Warn("ignored a leave request for another node or incarnation", "for_name", req.Name, "for_nonce", req.Nonce)
+	if req.Nonce != a.cfg.Nonce {
+		a.logger.Warn("refused a leave request for another incarnation", "for_nonce", req.Nonce, "from", q.SourceNode())
+		_ = q.Respond([]byte(leaveWrongNonce))
 		return
 	}
+	if err := q.Respond([]byte(leaveOK)); err != nil {
+		a.logger.Warn("answer to a leave request", "err", err)
+	}
+	a.requestLeave()
+}
+
+func (a *Agent) requestLeave() {
 	select {
-	case d.a.leave <- struct{}{}:
+	case a.leave <- struct{}{}:
 	default: // one is already pending
 	}
 }
 
-func (d *nodeDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *nodeDelegate) LocalState(join bool) []byte                { return nil }
-func (d *nodeDelegate) MergeRemoteState(buf []byte, join bool)     {}
-
-var errNotStarted = errors.New("agent not started")
-
-// localAddr returns the address and port memberlist advertises.
-func (a *Agent) localAddr() (string, int, error) {
+// gossipOrErr returns the running gossip member.
+func (a *Agent) gossipOrErr() (*gossip, error) {
 	a.mu.Lock()
-	ml := a.ml
-	a.mu.Unlock()
-	if ml == nil {
-		return "", 0, errNotStarted
+	defer a.mu.Unlock()
+	if a.g == nil {
+		return nil, errNotStarted
 	}
-	n := ml.LocalNode()
-	return n.Addr.String(), int(n.Port), nil
+	return a.g, nil
+}
+
+// localAddr returns the address and port the agent advertises.
+func (a *Agent) localAddr() (string, int, error) {
+	g, err := a.gossipOrErr()
+	if err != nil {
+		return "", 0, err
+	}
+	m := g.serf.LocalMember()
+	return m.Addr.String(), int(m.Port), nil
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,31 +15,40 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
-// fastTune shortens memberlist's timings so that joins, failures and leaves
-// show up within a second on loopback.
-func fastTune(c *memberlist.Config) {
-	c.TCPTimeout = time.Second
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 100 * time.Millisecond
-	c.SuspicionMult = 2
-	c.GossipInterval = 20 * time.Millisecond
-	c.PushPullInterval = time.Second
-	c.GossipToTheDeadTime = 2 * time.Second
-	c.IndirectChecks = 1
-	c.RetransmitMult = 2
+// testTiming shortens the gossip timings (through the same config the
+// product uses) so that joins, failures and leaves show up within a second
+// on loopback.
+func testTiming() Timing {
+	return Timing{
+		ProbeInterval:     Duration(200 * time.Millisecond),
+		ProbeTimeout:      Duration(100 * time.Millisecond),
+		SuspicionMult:     2,
+		GossipInterval:    Duration(20 * time.Millisecond),
+		RetransmitMult:    2,
+		PushPullInterval:  Duration(time.Second),
+		TCPTimeout:        Duration(time.Second),
+		ReconnectInterval: Duration(500 * time.Millisecond),
+		DeadNodeReclaim:   Duration(100 * time.Millisecond),
+	}
 }
 
 func testOptions() options {
 	o := defaultOptions()
 	o.joinMin, o.joinMax = 20*time.Millisecond, 200*time.Millisecond
 	o.rejoinInterval = 200 * time.Millisecond
-	o.leaveTimeout = 2 * time.Second
-	o.deadReclaim = 100 * time.Millisecond
-	o.tune = fastTune
 	return o
+}
+
+// tbl is the agent's member table.
+func (r *runningAgent) tbl() *memberTable {
+	g, err := r.gossipOrErr()
+	if err != nil {
+		panic(err)
+	}
+	return g.table
 }
 
 func testConfig(name string) Config {
@@ -53,6 +63,7 @@ func testConfig(name string) Config {
 		BindAddr:      "127.0.0.1",
 		Port:          0,
 		AdvertiseAddr: "127.0.0.1",
+		Timing:        testTiming(),
 	}
 }
 
@@ -132,7 +143,7 @@ func newObserver(t *testing.T, cfg ObserverConfig) *Observer {
 		cfg.Key = testKey
 	}
 	cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
-	cfg.tune = fastTune
+	cfg.Timing = testTiming()
 	cfg.Logger = testLogger(t)
 	o, err := NewObserver(testCtx(t), cfg)
 	if err != nil {
@@ -231,9 +242,7 @@ func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 	oldCfg := testConfig("red")
 	oldCfg.Nonce = "old"
 	oldCfg.Seeds = []string{seed.addr}
-	crashOpts := testOptions()
-	crashOpts.crashOnCancel = true
-	old := startAgent(t, oldCfg, crashOpts)
+	old := startAgent(t, oldCfg, testOptions()) // stopping it is no leave
 	if _, err := o.WaitNonce(ctx, "old"); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +297,8 @@ func TestIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []*runningAgent{wrongKey, otherCluster} {
-		if n, err := a.ml.Join([]string{good.addr}); err == nil {
+		g, _ := a.gossipOrErr()
+		if n, err := g.serf.Join([]string{good.addr}, true); err == nil {
 			t.Errorf("%s joined the test cluster (%d reached)", a.cfg.Name, n)
 		}
 	}
@@ -297,27 +307,39 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
-func TestGracefulLeaveShowsLeft(t *testing.T) {
+func TestLeaveShowsLeftAndStopShowsFailed(t *testing.T) {
 	ctx := testCtx(t)
 	red := startAgent(t, testConfig("red"), testOptions())
-	blueCfg := testConfig("blue")
-	blueCfg.Seeds = []string{red.addr}
-	blue := startAgent(t, blueCfg, testOptions())
+	var others []*runningAgent
+	for _, name := range []string{"blue", "green"} {
+		cfg := testConfig(name)
+		cfg.Seeds = []string{red.addr}
+		others = append(others, startAgent(t, cfg, testOptions()))
+	}
 	o := newObserver(t, ObserverConfig{})
 	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+	for _, n := range []string{"blue-nonce-1", "green-nonce-1"} {
+		if _, err := o.WaitNonce(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := others[0].Leave(ctx, "wrong"); !errors.Is(err, nodeapi.ErrWrongNonce) {
+		t.Errorf("Leave with another nonce: err = %v, want ErrWrongNonce", err)
+	}
+	if err := others[0].Leave(ctx, "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
-	blue.stop(t) // like SIGTERM
-	waitMember(ctx, t, o, "blue", func(m Member) bool { return m.State != StateAlive })
+	others[1].stop(t) // SIGTERM: no leave; the node is expected back
+	waitMember(ctx, t, o, "blue", func(m Member) bool { return m.State == StateLeft })
+	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateFailed })
 	var states []string
 	for _, m := range o.Members() {
 		states = append(states, m.Name+"="+m.State)
 	}
-	if strings.Join(states, " ") != "blue=left red=alive" {
-		t.Errorf("Members = %v, want blue left (not dead) and red alive", states)
+	if strings.Join(states, " ") != "blue=left green=failed red=alive" {
+		t.Errorf("Members = %v, want blue left, green failed, red alive", states)
 	}
 }
 
@@ -358,25 +380,25 @@ func TestRequestLeave(t *testing.T) {
 	}
 }
 
-func TestLeaveRequestForOtherIncarnationIgnored(t *testing.T) {
-	a, err := newAgent(testConfig("red"), nil, testOptions())
-	if err != nil {
+func TestLeaveQueryForOtherIncarnationRefused(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
 		t.Fatal(err)
 	}
-	d := &nodeDelegate{a: a}
-	for _, msg := range [][]byte{
-		encodeLeaveRequest("red", "old-nonce"),
-		encodeLeaveRequest("blue", "red-nonce-1"),
-		[]byte("garbage"),
-	} {
-		d.NotifyMsg(msg)
-		if len(a.leave) != 0 {
-			t.Fatalf("message %q triggered a leave", msg)
-		}
+	payload, _ := json.Marshal(leaveRequest{Name: "red", Nonce: "old-nonce"})
+	answer, err := o.askLeave(ctx, "red", payload)
+	if err != nil || answer != leaveWrongNonce {
+		t.Fatalf("leave query with an old nonce: answer %q, err %v; want %q", answer, err, leaveWrongNonce)
 	}
-	d.NotifyMsg(encodeLeaveRequest("red", "red-nonce-1"))
-	if len(a.leave) != 1 {
-		t.Fatal("a matching leave request did not trigger a leave")
+	select {
+	case <-red.done:
+		t.Fatal("red stopped after a leave request for another incarnation")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if m := waitMember(ctx, t, o, "red", func(Member) bool { return true }); m.State != StateAlive {
+		t.Errorf("red is %s, want alive", m.State)
 	}
 }
 
@@ -397,7 +419,7 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Make sure red knows the observer before checking its hosts file.
-	if _, err := red.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+	if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		return Member{}, tb.members[o.name].State == StateAlive, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -416,9 +438,20 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 		t.Errorf("hosts file:\n%s\nwant:\n%s", data, want)
 	}
 
-	blue.stop(t)
-	// The observer stays alive in red's view; only red remains listed.
-	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.1", "red"}})
+	// A node that stops without leaving (failed: maybe a partition) keeps
+	// its line; a node that left for good loses it.
+	greenCfg := testConfig("green")
+	greenCfg.Seeds = []string{red.addr}
+	greenCfg.AdvertiseAddr, greenCfg.BindAddr = "127.0.0.3", "127.0.0.3"
+	green := startAgent(t, greenCfg, testOptions())
+	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.2", "blue"}, {"127.0.0.3", "green"}, {"127.0.0.1", "red"}})
+	green.stop(t)
+	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateFailed })
+	if err := blue.Leave(ctx, "blue-nonce-1"); err != nil {
+		t.Fatal(err)
+	}
+	// The observer stays alive in red's view; it is never listed.
+	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.3", "green"}, {"127.0.0.1", "red"}})
 	data, _ = os.ReadFile(redHosts)
 	if !strings.HasPrefix(string(data), outside) {
 		t.Errorf("content outside the block changed:\n%s", data)
@@ -536,14 +569,12 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	port := freePort(t)
 	redCfg := testConfig("red")
 	redCfg.Port = port
-	crash := testOptions()
-	crash.crashOnCancel = true
-	red := startAgent(t, redCfg, crash)
+	red := startAgent(t, redCfg, testOptions()) // stopping it is no leave
 
 	blueCfg := testConfig("blue")
 	blueCfg.Seeds = []string{red.addr}
 	blue := startAgent(t, blueCfg, testOptions())
-	if _, err := blue.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+	if _, err := blue.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		return Member{}, tb.members["red"].State == StateAlive, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -551,7 +582,7 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 
 	// red loses power; blue is alone and declares it dead.
 	red.stop(t)
-	if _, err := blue.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+	if _, err := blue.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		return Member{}, tb.members["red"].State == StateDead, nil
 	}); err != nil {
 		t.Fatal(err)

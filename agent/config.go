@@ -23,6 +23,9 @@ const (
 	DefaultBindAddr         = "0.0.0.0"
 	DefaultPort             = 7946
 	DefaultInstanceDataPath = "/run/cloud-init/instance-data.json"
+	// DefaultStateDir holds the agent's snapshot of the members it knew and
+	// its keyring (directory 0700, files 0600).
+	DefaultStateDir = "/var/lib/clusterctl-agent"
 )
 
 // Config is the agent's configuration, read from a JSON file that
@@ -46,7 +49,9 @@ type Config struct {
 	// (default /run/cloud-init/instance-data.json).
 	InstanceDataPath string            `json:"instance_data_path,omitempty"`
 	Tags             map[string]string `json:"tags,omitempty"`
-	// Key is the gossip encryption key (16, 24 or 32 bytes; base64 in JSON).
+	// Key is the gossip encryption key (16, 24 or 32 bytes; base64 in JSON)
+	// the keyring starts with. After a rotation the keyring in StateDir
+	// holds the current keys and Key is no longer used.
 	Key []byte `json:"key"`
 	// BindAddr is the address memberlist listens on (default 0.0.0.0).
 	BindAddr string `json:"bind_addr,omitempty"`
@@ -65,6 +70,14 @@ type Config struct {
 	HostsFile string `json:"hosts_file,omitempty"`
 	// Domain is used for the fully qualified names in host lines.
 	Domain string `json:"domain,omitempty"`
+	// StateDir is where the agent keeps what survives a restart: serf's
+	// snapshot of the members it knew (rejoined at start, with no seeds
+	// needed) and the keyring (which follows key rotations, so it wins over
+	// Key once written). LoadConfig defaults it to DefaultStateDir; New with
+	// an empty StateDir keeps nothing on disk (in-process tests).
+	StateDir string `json:"state_dir,omitempty"`
+	// Timing overrides the gossip timings (zero fields: DefaultTiming).
+	Timing Timing `json:"timing,omitzero"`
 }
 
 // String describes the config without its key.
@@ -160,6 +173,9 @@ func (c *Config) applyDefaults() {
 	if c.InstanceDataPath == "" {
 		c.InstanceDataPath = DefaultInstanceDataPath
 	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
 }
 
 func readInstanceID(path string) (string, error) {
@@ -251,6 +267,12 @@ func (c Config) Validate() error {
 	}
 	if c.Domain != "" && !validDomain(c.Domain) {
 		bad("domain: %q is not a DNS name", c.Domain)
+	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		bad("state_dir: %q must be an absolute path", c.StateDir)
+	}
+	if err := c.Timing.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"strings"
 )
 
 // LogValue makes slog show the config without its key.
@@ -22,17 +23,25 @@ func (c Config) LogValue() slog.Value {
 		slog.String("advertise_cidr", c.AdvertiseCIDR),
 		slog.Any("seeds", c.Seeds),
 		slog.String("hosts_file", c.HostsFile),
+		slog.String("state_dir", c.StateDir),
 		slog.String("key", keyDescription(c.Key)),
 	)
 }
 
-// memberlistLogger returns a *log.Logger for memberlist whose lines go to
-// logger at the level memberlist wrote in brackets ("[WARN] memberlist: ...").
-func memberlistLogger(logger *slog.Logger) *log.Logger {
-	return log.New(&slogWriter{logger: logger.With("component", "memberlist")}, "", 0)
+// gossipLogger returns a *log.Logger for serf or memberlist whose lines go
+// to logger at the level written in brackets ("[WARN] memberlist: ...").
+// It also feeds table the one signal memberlist v0.7.0 gives of a
+// suspicion: the line its failure detector logs when a probe of a member
+// got no ack and it marks the member suspect (the state itself is private
+// to memberlist; Node.State is never set).
+func gossipLogger(logger *slog.Logger, table *memberTable) *log.Logger {
+	return log.New(&slogWriter{logger: logger, table: table}, "", 0)
 }
 
-type slogWriter struct{ logger *slog.Logger }
+type slogWriter struct {
+	logger *slog.Logger
+	table  *memberTable
+}
 
 var levels = []struct {
 	prefix string
@@ -45,17 +54,30 @@ var levels = []struct {
 	{"[ERROR] ", slog.LevelError},
 }
 
+// The line memberlist's probe logs when it suspects a member.
+const (
+	suspectPrefix = "Suspect "
+	suspectSuffix = " has failed, no acks received"
+)
+
 func (w *slogWriter) Write(p []byte) (int, error) {
-	msg := bytes.TrimRight(p, "\n")
+	msg := string(bytes.TrimRight(p, "\n"))
 	level := slog.LevelInfo
 	for _, l := range levels {
-		if rest, ok := bytes.CutPrefix(msg, []byte(l.prefix)); ok {
+		if rest, ok := strings.CutPrefix(msg, l.prefix); ok {
 			msg, level = rest, l.level
 			break
 		}
 	}
-	msg = bytes.TrimPrefix(msg, []byte("memberlist: "))
-	w.logger.Log(context.Background(), level, string(msg))
+	msg = strings.TrimPrefix(strings.TrimPrefix(msg, "memberlist: "), "serf: ")
+	if w.table != nil {
+		if rest, ok := strings.CutPrefix(msg, suspectPrefix); ok {
+			if name, ok := strings.CutSuffix(rest, suspectSuffix); ok {
+				w.table.setSuspect(name)
+			}
+		}
+	}
+	w.logger.Log(context.Background(), level, msg)
 	return len(p), nil
 }
 

@@ -3,35 +3,54 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
+	"time"
 
-	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
-// Member states as shown to users.
+// Member states as shown to users: nodeapi's vocabulary.
 const (
-	StateAlive = "alive"
-	StateDead  = "dead" // failed: memberlist declared it dead
-	StateLeft  = "left" // left gracefully (announced in its meta, then left)
+	StateAlive   = string(nodeapi.StatusAlive)
+	StateSuspect = string(nodeapi.StatusSuspect)
+	StateLeaving = string(nodeapi.StatusLeaving)
+	StateLeft    = string(nodeapi.StatusLeft)
+	StateFailed  = string(nodeapi.StatusFailed)
+	// StateDead is the old name of StateFailed.
+	StateDead = StateFailed
 )
 
-// Member is one node of the cluster as an observer or agent sees it.
+// Member is one member of the cluster as an observer or agent sees it.
 type Member struct {
 	Name string
 	Addr string
 	Port int
-	// State is alive, dead or left. memberlist reports no event when a
-	// node becomes suspect, so a suspect node is alive until declared dead.
+	// State is alive, suspect, leaving, left or failed. alive, leaving,
+	// left and failed are serf's member status; suspect is an alive member
+	// that this member's memberlist failure detector suspects (see
+	// suspicion.go).
 	State string
 	Meta  Meta
 }
 
-// memberTable follows memberlist's events. memberlist hides dead and left
-// nodes from Members(), and the *Node it returns there may be changed under
-// its lock while we read it; the event delegate is called with that lock
-// held, so copying here is race-free. The delegate methods never block on
-// anything but the table's own mutex.
+// API returns m in nodeapi's form.
+func (m Member) API() nodeapi.Member {
+	tags, _ := m.Meta.SerfTags()
+	if tags == nil { // an unknown role: pass the fields on anyway
+		tags = map[string]string{TagName: m.Meta.Name, TagCluster: m.Meta.Cluster, TagRole: m.Meta.Role}
+	}
+	return nodeapi.Member{Name: m.Name, Addr: m.Addr, Port: m.Port, Status: nodeapi.MemberStatus(m.State), Tags: tags}
+}
+
+// memberTable is one member's view: serf's members with their status, the
+// suspicion of its own failure detector on top, and the events that follow
+// from each change. refresh rebuilds it from serf.Members() after every
+// serf event and on a short tick (serf changes some statuses, such as
+// leaving, without an event).
 type memberTable struct {
 	cluster string
 	logger  *slog.Logger
@@ -39,8 +58,19 @@ type memberTable struct {
 	mu      sync.Mutex
 	members map[string]Member // by name, every role
 	byNonce map[string]Member // latest record of each nonce ever seen alive
+	suspect map[string]bool   // names this member's failure detector suspects
 	changed chan struct{}     // closed and replaced on every change
+	subs    map[*subscriber]struct{}
 }
+
+type subscriber struct {
+	ch   chan nodeapi.Event
+	role string
+}
+
+// subscriberBuffer is how many events a subscriber may lag behind; one that
+// lags more is cut off (its channel closed) and must subscribe again.
+const subscriberBuffer = 4096
 
 func newMemberTable(cluster string, logger *slog.Logger) *memberTable {
 	return &memberTable{
@@ -48,53 +78,202 @@ func newMemberTable(cluster string, logger *slog.Logger) *memberTable {
 		logger:  logger,
 		members: map[string]Member{},
 		byNonce: map[string]Member{},
+		suspect: map[string]bool{},
 		changed: make(chan struct{}),
+		subs:    map[*subscriber]struct{}{},
 	}
 }
 
-func (t *memberTable) NotifyJoin(n *memberlist.Node)   { t.record(n, "join") }
-func (t *memberTable) NotifyUpdate(n *memberlist.Node) { t.record(n, "update") }
-func (t *memberTable) NotifyLeave(n *memberlist.Node)  { t.record(n, "leave") }
+func fromSerf(sm serf.Member) Member {
+	m := Member{Name: sm.Name, Addr: sm.Addr.String(), Port: int(sm.Port), Meta: MetaFromTags(sm.Tags)}
+	switch sm.Status {
+	case serf.StatusAlive:
+		m.State = StateAlive
+	case serf.StatusLeaving:
+		m.State = StateLeaving
+	case serf.StatusLeft:
+		m.State = StateLeft
+	case serf.StatusFailed:
+		m.State = StateFailed
+	default:
+		m.State = StateAlive // StatusNone: only for a moment while joining
+	}
+	return m
+}
 
-// record stores n after an event. The state follows from the event, not
-// from n.State: memberlist keeps the real state in its own nodeState and
-// never sets Node.State. A leave event means "left" when the node had
-// announced in its meta that it was leaving, "dead" otherwise.
-func (t *memberTable) record(n *memberlist.Node, event string) {
-	m := Member{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), State: StateAlive}
-	meta, err := DecodeMeta(n.Meta)
-	if event == "leave" {
-		m.State = StateDead
-		if err == nil && meta.Leaving {
-			m.State = StateLeft
+// refresh replaces the view with list, marks suspects, and publishes the
+// differences as events.
+func (t *memberTable) refresh(list []serf.Member) {
+	now := time.Now()
+	next := make(map[string]Member, len(list))
+	for _, sm := range list {
+		m := fromSerf(sm)
+		if m.Meta.Cluster != t.cluster { // the label keeps them out; be sure
+			continue
+		}
+		next[m.Name] = m
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name := range t.suspect {
+		if m, ok := next[name]; ok && m.State == StateAlive {
+			m.State = StateSuspect
+			next[name] = m
+		} else {
+			delete(t.suspect, name) // failed, left or gone: no longer a suspicion
 		}
 	}
-	if err != nil {
-		t.logger.Warn("member with unreadable meta", "member", n.Name, "event", event, "err", err)
-	} else if meta.Cluster != t.cluster {
-		t.logger.Warn("member of another cluster ignored", "member", n.Name, "cluster", meta.Cluster)
+	var events []nodeapi.Event
+	for name, m := range next {
+		old, ok := t.members[name]
+		if typ, changed := eventFor(old, ok, m); changed {
+			events = append(events, nodeapi.Event{Type: typ, Member: m.API(), Time: now})
+			t.logger.Info("member "+string(typ), "member", m.Name, "addr", m.Addr, "state", m.State, "role", m.Meta.Role, "nonce", m.Meta.Nonce)
+		}
+	}
+	for name, old := range t.members {
+		if _, ok := next[name]; !ok {
+			events = append(events, nodeapi.Event{Type: nodeapi.EventReap, Member: old.API(), Time: now})
+		}
+	}
+	if len(events) == 0 {
 		return
 	}
-	m.Meta = meta
-	t.logger.Debug("member "+event, "member", m.Name, "addr", m.Addr, "port", m.Port, "state", m.State, "role", meta.Role, "nonce", meta.Nonce)
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.members[m.Name] = m
-	if meta.Nonce != "" {
-		if _, seen := t.byNonce[meta.Nonce]; seen || m.State == StateAlive {
-			t.byNonce[meta.Nonce] = m
+	t.members = next
+	for _, m := range next {
+		if m.Meta.Nonce == "" {
+			continue
+		}
+		if _, seen := t.byNonce[m.Meta.Nonce]; seen || m.State == StateAlive || m.State == StateSuspect {
+			t.byNonce[m.Meta.Nonce] = m
 		}
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	sort.Slice(events, func(i, j int) bool { return events[i].Member.Name < events[j].Member.Name })
+	t.publishLocked(events)
 }
 
-// snapshot returns the members with the given role (all roles if role is
-// ""), sorted by name, and a channel closed at the next change.
-func (t *memberTable) snapshot(role string) ([]Member, <-chan struct{}) {
+// eventFor says which event turns old (present when ok) into m.
+func eventFor(old Member, ok bool, m Member) (nodeapi.EventType, bool) {
+	gone := func(s string) bool { return s == StateFailed || s == StateLeft }
+	switch {
+	case !ok || (gone(old.State) && !gone(m.State)):
+		switch m.State {
+		case StateFailed:
+			return nodeapi.EventFail, true
+		case StateLeft:
+			return nodeapi.EventLeave, true
+		}
+		return nodeapi.EventJoin, true
+	case old.State != m.State && m.State == StateFailed:
+		return nodeapi.EventFail, true
+	case old.State != m.State && m.State == StateLeft:
+		return nodeapi.EventLeave, true
+	case old.State != m.State || old.Addr != m.Addr || old.Port != m.Port || !sameMeta(old.Meta, m.Meta):
+		return nodeapi.EventUpdate, true
+	}
+	return "", false
+}
+
+func sameMeta(a, b Meta) bool {
+	return a.Cluster == b.Cluster && a.Name == b.Name && a.Nonce == b.Nonce && a.Provider == b.Provider &&
+		a.InstanceID == b.InstanceID && a.Hostname == b.Hostname && a.Role == b.Role && maps.Equal(a.Tags, b.Tags)
+}
+
+// setSuspect records that this member's failure detector suspects name.
+// The suspicion ends when serf declares the member failed or left, or when
+// it answers a ping (clearSuspect).
+func (t *memberTable) setSuspect(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	m, ok := t.members[name]
+	if !ok || m.State != StateAlive {
+		return
+	}
+	t.suspect[name] = true
+	m.State = StateSuspect
+	t.members[name] = m
+	t.logger.Info("member suspected", "member", name, "state", StateSuspect)
+	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
+}
+
+// clearSuspect ends a suspicion of name (it answered).
+func (t *memberTable) clearSuspect(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.suspect[name] {
+		return
+	}
+	delete(t.suspect, name)
+	m, ok := t.members[name]
+	if !ok || m.State != StateSuspect {
+		return
+	}
+	m.State = StateAlive
+	t.members[name] = m
+	t.logger.Info("member no longer suspected", "member", name, "state", StateAlive)
+	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
+}
+
+// suspects returns the suspected members.
+func (t *memberTable) suspects() []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Member
+	for name := range t.suspect {
+		if m, ok := t.members[name]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// publishLocked wakes waiters and sends events to subscribers. t.mu held.
+func (t *memberTable) publishLocked(events []nodeapi.Event) {
+	close(t.changed)
+	t.changed = make(chan struct{})
+	for s := range t.subs {
+		for _, e := range events {
+			if s.role != "" && e.Member.Tags[TagRole] != s.role {
+				continue
+			}
+			select {
+			case s.ch <- e:
+			default:
+				t.logger.Warn("a subscriber lags too far behind; cutting it off")
+				delete(t.subs, s)
+				close(s.ch)
+			}
+			if _, ok := t.subs[s]; !ok {
+				break
+			}
+		}
+	}
+}
+
+// subscribe returns the members with the role (all if "") and a channel
+// of every later change, closed when ctx ends.
+func (t *memberTable) subscribe(ctx context.Context, role string) ([]nodeapi.Member, <-chan nodeapi.Event) {
+	s := &subscriber{ch: make(chan nodeapi.Event, subscriberBuffer), role: role}
+	t.mu.Lock()
+	var snap []nodeapi.Member
+	for _, m := range t.sortedLocked(role) {
+		snap = append(snap, m.API())
+	}
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if _, ok := t.subs[s]; ok {
+			delete(t.subs, s)
+			close(s.ch)
+		}
+	}()
+	return snap, s.ch
+}
+
+func (t *memberTable) sortedLocked(role string) []Member {
 	out := make([]Member, 0, len(t.members))
 	for _, m := range t.members {
 		if role == "" || m.Meta.Role == role {
@@ -102,7 +281,15 @@ func (t *memberTable) snapshot(role string) ([]Member, <-chan struct{}) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, t.changed
+	return out
+}
+
+// snapshot returns the members with the given role (all roles if role is
+// ""), sorted by name, and a channel closed at the next change.
+func (t *memberTable) snapshot(role string) ([]Member, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sortedLocked(role), t.changed
 }
 
 // wait calls check under the table's lock until it reports done or ctx
@@ -124,13 +311,14 @@ func (t *memberTable) wait(ctx context.Context, check func(t *memberTable) (Memb
 	}
 }
 
-// aliveOthers counts alive members with role node other than self.
+// aliveOthers counts alive or suspect members with role node other than
+// self.
 func (t *memberTable) aliveOthers(self string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.members {
-		if m.Name != self && m.Meta.Role == RoleNode && m.State == StateAlive {
+		if m.Name != self && m.Meta.Role == RoleNode && (m.State == StateAlive || m.State == StateSuspect) {
 			n++
 		}
 	}

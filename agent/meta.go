@@ -1,62 +1,105 @@
 package agent
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
+	"strings"
 
 	"github.com/hashicorp/memberlist"
 )
 
-// Roles a member can publish in its meta.
+// Roles a member can publish in its tags.
 const (
 	RoleNode     = "node"     // a clusterctl-agent on a provisioned machine
 	RoleObserver = "observer" // the CLI's short-lived watcher; never listed
 )
 
-// Meta is what every member publishes as its memberlist node meta, encoded
-// as compact JSON with short keys so that it fits memberlist's 512 bytes.
+// Serf tag keys. User tags are published as UserTagPrefix + key.
+const (
+	TagCluster    = "cluster"
+	TagName       = "name"
+	TagNonce      = "nonce"
+	TagProvider   = "provider"
+	TagInstanceID = "instance_id"
+	TagHostname   = "hostname"
+	TagRole       = "role"
+	UserTagPrefix = "tag:"
+)
+
+// Meta is what every member publishes as its serf tags: who it is, which
+// incarnation (nonce), where it runs, and the user's tags. Its state
+// (alive, failed, left, ...) is not in it: that comes from serf and
+// memberlist.
 type Meta struct {
-	Cluster    string            `json:"c"`
-	Name       string            `json:"n"`
-	Nonce      string            `json:"o,omitempty"`
-	Provider   string            `json:"p,omitempty"`
-	InstanceID string            `json:"i,omitempty"`
-	Hostname   string            `json:"h,omitempty"`
-	Role       string            `json:"r"`
-	Tags       map[string]string `json:"t,omitempty"`
-	// Leaving is set by an agent that is about to leave gracefully. It is
-	// how other members tell "left" from "dead": memberlist v0.7.0 does not
-	// say which one it was in its leave event (Node.State stays zero).
-	Leaving bool `json:"l,omitempty"`
+	Cluster    string
+	Name       string
+	Nonce      string
+	Provider   string
+	InstanceID string
+	Hostname   string
+	Role       string
+	Tags       map[string]string
 }
 
-// EncodeMeta encodes m. It fails when the result is larger than
-// memberlist.MetaMaxSize (512 bytes), which memberlist would not accept.
-func EncodeMeta(m Meta) ([]byte, error) {
+// SerfTags returns m as serf tags. It fails when the role is unknown or
+// the encoded tags would not fit memberlist's 512-byte node meta.
+func (m Meta) SerfTags() (map[string]string, error) {
 	if m.Role != RoleNode && m.Role != RoleObserver {
-		return nil, fmt.Errorf("node meta: role %q is neither %q nor %q", m.Role, RoleNode, RoleObserver)
+		return nil, fmt.Errorf("node tags: role %q is neither %q nor %q", m.Role, RoleNode, RoleObserver)
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("node meta: %w", err)
+	t := map[string]string{TagCluster: m.Cluster, TagName: m.Name, TagRole: m.Role}
+	for k, v := range map[string]string{TagNonce: m.Nonce, TagProvider: m.Provider, TagInstanceID: m.InstanceID, TagHostname: m.Hostname} {
+		if v != "" {
+			t[k] = v
+		}
 	}
-	if len(b) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("node meta of %q is %d bytes, more than memberlist's limit of %d; use fewer or shorter tags",
-			m.Name, len(b), memberlist.MetaMaxSize)
+	for k, v := range m.Tags {
+		t[UserTagPrefix+k] = v
 	}
-	return b, nil
+	if n := encodedTagsSize(t); n > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("node tags of %q take up to %d bytes, more than memberlist's limit of %d; use fewer or shorter tags",
+			m.Name, n, memberlist.MetaMaxSize)
+	}
+	return t, nil
 }
 
-// DecodeMeta decodes meta written by EncodeMeta. Unknown keys are ignored
-// so that newer agents can add some.
-func DecodeMeta(b []byte) (Meta, error) {
-	if len(b) == 0 {
-		return Meta{}, errors.New("node meta is empty")
+// MetaFromTags reads serf tags written by SerfTags. Unknown keys are
+// ignored so that newer agents can add some.
+func MetaFromTags(t map[string]string) Meta {
+	m := Meta{
+		Cluster: t[TagCluster], Name: t[TagName], Nonce: t[TagNonce], Provider: t[TagProvider],
+		InstanceID: t[TagInstanceID], Hostname: t[TagHostname], Role: t[TagRole],
 	}
-	var m Meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Meta{}, fmt.Errorf("node meta: %w", err)
+	for k, v := range t {
+		if uk, ok := strings.CutPrefix(k, UserTagPrefix); ok {
+			if m.Tags == nil {
+				m.Tags = map[string]string{}
+			}
+			m.Tags[uk] = v
+		}
 	}
-	return m, nil
+	return m
 }
+
+// encodedTagsSize is an upper bound of the size of serf's encoding of t
+// (a magic byte and a msgpack map of strings), so that New refuses tags
+// that serf would refuse only when the agent starts.
+func encodedTagsSize(t map[string]string) int {
+	str := func(s string) int {
+		switch l := len(s); {
+		case l < 32:
+			return 1 + l
+		case l < 1<<16:
+			return 3 + l
+		default:
+			return 5 + l
+		}
+	}
+	n := 1 + 5
+	for k, v := range t {
+		n += str(k) + str(v)
+	}
+	return n
+}
+
+func cloneTags(t map[string]string) map[string]string { return maps.Clone(t) }

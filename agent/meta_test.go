@@ -10,25 +10,25 @@ import (
 
 func TestMetaRoundTrip(t *testing.T) {
 	m := Meta{Cluster: "lab", Name: "red", Nonce: "4f1c2a", Provider: "qemu", InstanceID: "i-1",
-		Hostname: "red", Role: RoleNode, Tags: map[string]string{"zone": "a"}}
-	b, err := EncodeMeta(m)
+		Hostname: "red", Role: RoleNode, Tags: map[string]string{"zone": "a", "role": "db"}}
+	tags, err := m.SerfTags()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeMeta(b)
-	if err != nil {
-		t.Fatal(err)
+	// A user tag named like a built-in one does not shadow it.
+	if tags[TagRole] != RoleNode || tags[UserTagPrefix+"role"] != "db" {
+		t.Errorf("tags = %v", tags)
 	}
-	if !reflect.DeepEqual(got, m) {
+	if got := MetaFromTags(tags); !reflect.DeepEqual(got, m) {
 		t.Errorf("round trip: got %+v, want %+v", got, m)
 	}
 }
 
 func TestMetaTooLarge(t *testing.T) {
 	m := Meta{Cluster: "lab", Name: "red", Role: RoleNode, Tags: map[string]string{"big": strings.Repeat("x", memberlist.MetaMaxSize)}}
-	_, err := EncodeMeta(m)
+	_, err := m.SerfTags()
 	if err == nil {
-		t.Fatal("EncodeMeta accepted meta over 512 bytes")
+		t.Fatal("SerfTags accepted tags over 512 bytes")
 	}
 	for _, w := range []string{`"red"`, "512", "bytes"} {
 		if !strings.Contains(err.Error(), w) {
@@ -43,14 +43,8 @@ func TestMetaTooLarge(t *testing.T) {
 	}
 }
 
-func TestMetaBadInput(t *testing.T) {
-	if _, err := DecodeMeta(nil); err == nil {
-		t.Error("DecodeMeta(nil) succeeded")
-	}
-	if _, err := DecodeMeta([]byte("{")); err == nil {
-		t.Error("DecodeMeta of broken JSON succeeded")
-	}
-	if _, err := EncodeMeta(Meta{Name: "x", Role: "boss"}); err == nil {
-		t.Error("EncodeMeta accepted an unknown role")
+func TestMetaUnknownRole(t *testing.T) {
+	if _, err := (Meta{Name: "x", Role: "boss"}).SerfTags(); err == nil {
+		t.Error("SerfTags accepted an unknown role")
 	}
 }

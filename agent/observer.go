@@ -4,15 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
 )
 
 // ObserverConfig configures an Observer.
@@ -25,27 +26,32 @@ type ObserverConfig struct {
 	// AdvertiseAddr is the host's address that nodes can reach. It may be
 	// empty only when BindAddr is a specific address.
 	AdvertiseAddr string
-	Logger        *slog.Logger
+	// Timing is the gossip timing; use the nodes' (zero: DefaultTiming).
+	// The observer's TCP timeout is at most 3 s whatever Timing says.
+	Timing Timing
+	Logger *slog.Logger
 
-	tune func(*memberlist.Config) // tests: faster timings
+	tune func(*serf.Config) // tests
 }
 
-// Observer is the short-lived member the CLI runs while it waits for nodes.
-// It publishes role "observer", so agents leave it out of /etc/hosts and it
-// never shows up in Members.
+// Observer is the short-lived serf member the CLI runs while it waits for
+// nodes. It publishes role "observer", so agents leave it out of
+// /etc/hosts and it never shows up in Members. It keeps nothing on disk.
 type Observer struct {
 	name   string
 	cfg    ObserverConfig
 	logger *slog.Logger
+	g      *gossip
 	table  *memberTable
-	ml     *memberlist.Memberlist
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// observerLeaveTimeout bounds the leave broadcast in Close.
-const observerLeaveTimeout = 3 * time.Second
+// observerTCPTimeout: the observer knocks on machines that may still be
+// booting or may be gone; it gives up on each sooner than the LAN default
+// of 10 s so a join pass moves on.
+const observerTCPTimeout = 3 * time.Second
 
 // NewObserver starts an observer member. It joins nobody yet (see Join).
 func NewObserver(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
@@ -81,6 +87,9 @@ func NewObserver(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
 	if a, err := netip.ParseAddr(cfg.AdvertiseAddr); err != nil || a.IsUnspecified() {
 		errs = append(errs, fmt.Errorf("observer: advertise address %q is not an IP address nodes can reach", cfg.AdvertiseAddr))
 	}
+	if err := cfg.Timing.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("observer: %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -88,45 +97,46 @@ func NewObserver(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := "clusterctl-observer-" + hex.EncodeToString(rnd[:])
-	meta, err := EncodeMeta(Meta{Cluster: cfg.Cluster, Name: name, Role: RoleObserver})
+	tags, err := Meta{Cluster: cfg.Cluster, Name: name, Role: RoleObserver}.SerfTags()
 	if err != nil {
 		return nil, err
 	}
 	logger = logger.With("observer", name)
-	o := &Observer{name: name, cfg: cfg, logger: logger, table: newMemberTable(cfg.Cluster, logger)}
-
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = name
-	mc.Label = cfg.Cluster
-	mc.SecretKey = append([]byte(nil), cfg.Key...)
-	mc.GossipVerifyIncoming = true
-	mc.GossipVerifyOutgoing = true
-	mc.BindAddr = cfg.BindAddr
-	mc.BindPort = cfg.Port
-	mc.AdvertiseAddr = cfg.AdvertiseAddr
-	mc.AdvertisePort = cfg.Port
-	mc.DeadNodeReclaimTime = defaultOptions().deadReclaim
-	// The observer lives for one command and knocks on machines that may
-	// still be booting or may be gone: give up on each sooner than the LAN
-	// default of 10 s so a join pass moves on to the next batch.
-	mc.TCPTimeout = 3 * time.Second
-	mc.Delegate = observerDelegate(meta)
-	mc.Events = o.table
-	mc.Logger = memberlistLogger(logger)
-	if cfg.tune != nil {
-		cfg.tune(mc)
-	}
-	o.ml, err = memberlist.Create(mc)
+	kr, err := memberlist.NewKeyring(nil, cfg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("observer: start gossip on %s:%d: %w", cfg.BindAddr, cfg.Port, err)
+		return nil, fmt.Errorf("observer: %w", err)
 	}
-	return o, nil
+	timing := cfg.Timing.withDefaults()
+	timing.TCPTimeout = min(timing.TCPTimeout, Duration(observerTCPTimeout))
+	g, err := startGossip(gossipConfig{
+		name:          name,
+		cluster:       cfg.Cluster,
+		tags:          tags,
+		keyring:       kr,
+		bindAddr:      cfg.BindAddr,
+		port:          cfg.Port,
+		advertiseAddr: cfg.AdvertiseAddr,
+		timing:        timing,
+		logger:        logger,
+		tune: func(sc *serf.Config) {
+			// Leave quickly when the command ends.
+			sc.BroadcastTimeout = 3 * time.Second
+			sc.LeavePropagateDelay = 200 * time.Millisecond
+			if cfg.tune != nil {
+				cfg.tune(sc)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("observer: %w", err)
+	}
+	return &Observer{name: name, cfg: cfg, logger: logger, g: g, table: g.table}, nil
 }
 
 // Addr returns the address and port nodes can reach the observer at.
 func (o *Observer) Addr() (string, int) {
-	n := o.ml.LocalNode()
-	return n.Addr.String(), int(n.Port)
+	m := o.g.serf.LocalMember()
+	return m.Addr.String(), int(m.Port)
 }
 
 // Join contacts the members at addrs ("host:port"), retrying with backoff
@@ -142,7 +152,7 @@ func (o *Observer) Join(ctx context.Context, addrs []string) (int, error) {
 	delay := 200 * time.Millisecond
 	for {
 		ch := make(chan result, 1)
-		go func() { n, err := joinAny(o.ml, addrs); ch <- result{n, err} }()
+		go func() { n, err := o.g.join(addrs); ch <- result{n, err} }()
 		var r result
 		select {
 		case r = <-ch:
@@ -161,7 +171,7 @@ func (o *Observer) Join(ctx context.Context, addrs []string) (int, error) {
 	}
 }
 
-// WaitNonce returns the node whose meta carries nonce once it has joined,
+// WaitNonce returns the node whose tags carry nonce once it has joined,
 // also when that happened before WaitNonce was called. Another node with
 // the same name but a different nonce does not count.
 func (o *Observer) WaitNonce(ctx context.Context, nonce string) (Member, error) {
@@ -178,18 +188,18 @@ func (o *Observer) WaitNonce(ctx context.Context, nonce string) (Member, error) 
 	return m, nil
 }
 
-// Members returns the nodes the observer has seen, sorted by name, with
-// their states: nodes that left or died stay listed as "left" or "dead".
-// Observers are never listed. States come from memberlist's join, update
-// and leave events (see Member.State).
+// Members returns the nodes the observer sees, sorted by name, with their
+// states (alive, suspect, leaving, left, failed). Observers are never
+// listed.
 func (o *Observer) Members() []Member {
 	m, _ := o.table.snapshot(RoleNode)
 	return m
 }
 
 // RequestLeave asks the agent of node name (running with nonce) to leave
-// the cluster and stop. It returns when the observer sees that node leave,
-// or with ctx's error. A node that already left is not an error.
+// the cluster for good and stop. It returns when the observer sees that
+// node leave, or with ctx's error. A node that already left is not an
+// error.
 func (o *Observer) RequestLeave(ctx context.Context, name, nonce string) error {
 	o.table.mu.Lock()
 	m, ok := o.table.members[name]
@@ -201,31 +211,25 @@ func (o *Observer) RequestLeave(ctx context.Context, name, nonce string) error {
 		return fmt.Errorf("request leave: node %q runs with nonce %q, not %q", name, m.Meta.Nonce, nonce)
 	case m.State == StateLeft:
 		return nil
-	case m.State == StateDead:
-		return fmt.Errorf("request leave: node %q is dead (unreachable) and cannot be asked to leave", name)
+	case m.State == StateFailed:
+		return fmt.Errorf("request leave: node %q has failed (unreachable) and cannot be asked to leave", name)
 	}
-	ip := net.ParseIP(m.Addr)
-	msg := encodeLeaveRequest(name, nonce)
+	payload, _ := json.Marshal(leaveRequest{Name: name, Nonce: nonce})
 	delay := 200 * time.Millisecond
-	for {
-		ch := make(chan error, 1)
-		go func() {
-			ch <- o.ml.SendReliable(&memberlist.Node{Name: name, Addr: ip, Port: uint16(m.Port)}, msg)
-		}()
-		var err error
-		select {
-		case err = <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("request leave of %q: %w", name, ctx.Err())
+	for acked := false; !acked; {
+		answer, err := o.askLeave(ctx, name, payload)
+		switch {
+		case err == nil && answer == leaveOK:
+			acked = true
+		case err == nil && answer == leaveWrongNonce:
+			return fmt.Errorf("request leave: node %q refused: it does not run with nonce %q", name, nonce)
+		default:
+			o.logger.Debug("leave request not answered; retrying", "node", name, "err", err)
+			if !sleep(ctx, delay) {
+				return fmt.Errorf("request leave of %q: %w", name, ctx.Err())
+			}
+			delay = min(2*delay, 5*time.Second)
 		}
-		if err == nil {
-			break
-		}
-		o.logger.Debug("sending leave request failed; retrying", "node", name, "err", err)
-		if !sleep(ctx, delay) {
-			return fmt.Errorf("request leave of %q: %w (last error: %v)", name, ctx.Err(), err)
-		}
-		delay = min(2*delay, 5*time.Second)
 	}
 	_, err := o.table.wait(ctx, func(t *memberTable) (Member, bool, error) {
 		m := t.members[name]
@@ -234,7 +238,7 @@ func (o *Observer) RequestLeave(ctx context.Context, name, nonce string) error {
 			return m, true, nil
 		case m.State == StateLeft:
 			return m, true, nil
-		case m.State == StateDead:
+		case m.State == StateFailed:
 			return m, false, fmt.Errorf("node %q became unreachable instead of leaving", name)
 		}
 		return m, false, nil
@@ -245,12 +249,34 @@ func (o *Observer) RequestLeave(ctx context.Context, name, nonce string) error {
 	return nil
 }
 
+// askLeave sends the leave query to node name and returns its answer.
+func (o *Observer) askLeave(ctx context.Context, name string, payload []byte) (string, error) {
+	resp, err := o.g.serf.Query(leaveQuery, payload, &serf.QueryParam{FilterNodes: []string{name}, Timeout: 3 * time.Second})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Close()
+	for {
+		select {
+		case r, ok := <-resp.ResponseCh():
+			if !ok {
+				return "", errors.New("no answer")
+			}
+			if r.From == name {
+				return string(r.Payload), nil
+			}
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
 // Close leaves the cluster (bounded) and shuts the observer down. Calling
 // it again returns the first call's result.
 func (o *Observer) Close() error {
 	o.closeOnce.Do(func() {
-		err := o.ml.Leave(observerLeaveTimeout)
-		if serr := o.ml.Shutdown(); serr != nil {
+		err := o.g.leave()
+		if serr := o.g.shutdown(); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		if err != nil {
@@ -259,18 +285,3 @@ func (o *Observer) Close() error {
 	})
 	return o.closeErr
 }
-
-// observerDelegate publishes the observer's meta and ignores everything
-// else.
-type observerDelegate []byte
-
-func (d observerDelegate) NodeMeta(limit int) []byte {
-	if len(d) > limit {
-		return nil
-	}
-	return d
-}
-func (d observerDelegate) NotifyMsg([]byte)                           {}
-func (d observerDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d observerDelegate) LocalState(join bool) []byte                { return nil }
-func (d observerDelegate) MergeRemoteState(buf []byte, join bool)     {}

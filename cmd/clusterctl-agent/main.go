@@ -1,6 +1,8 @@
 // Command clusterctl-agent is the agent that runs on every clusterctl node:
-// it joins the cluster's gossip ring and keeps /etc/hosts up to date. See
-// package agent.
+// it joins the cluster's gossip ring and keeps /etc/hosts up to date. On
+// SIGTERM it stops without leaving (systemd restarts and reboots bring it
+// back, and it rejoins from its snapshot); it leaves for good only when
+// asked to (clusterctl down). See package agent.
 package main
 
 import (

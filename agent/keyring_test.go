@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestKeyRotation rotates the gossip key across running agents (install,
+// use, remove) and checks that nobody drops out, that the keyring files
+// follow, and that a node holding only the old key can no longer join.
+func TestKeyRotation(t *testing.T) {
+	ctx := testCtx(t)
+	var agents []*runningAgent
+	for i, name := range []string{"red", "blue", "green"} {
+		cfg := testConfig(name)
+		cfg.StateDir = filepath.Join(t.TempDir(), name)
+		if i > 0 {
+			cfg.Seeds = []string{agents[0].addr}
+		}
+		agents = append(agents, startAgent(t, cfg, testOptions()))
+	}
+	o := newObserver(t, ObserverConfig{})
+	if _, err := o.Join(ctx, []string{agents[0].addr}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		if _, err := o.WaitNonce(ctx, a.cfg.Nonce); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range agents { // every agent sees all four members
+		if _, err := a.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
+			return Member{}, len(tb.members) == 4, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newKey := []byte("fedcba9876543210fedcba9876543210")
+	oldB64, newB64 := base64.StdEncoding.EncodeToString(testKey), base64.StdEncoding.EncodeToString(newKey)
+	members := 4 // three agents and the observer
+
+	rep, err := agents[1].KeyInstall(ctx, newKey)
+	if err != nil || rep.NumNodes != members || rep.NumResp != members || rep.NumErr != 0 {
+		t.Fatalf("KeyInstall = %+v, %v", rep, err)
+	}
+	if rep, err := agents[0].KeyList(ctx); err != nil || rep.Keys[oldB64] != members || rep.Keys[newB64] != members {
+		t.Fatalf("KeyList after install = %+v, %v; want both keys on all %d members", rep, err, members)
+	}
+	if _, err := agents[2].KeyRemove(ctx, testKey); err == nil {
+		t.Error("removing the primary key succeeded")
+	}
+	if rep, err := agents[0].KeyUse(ctx, newKey); err != nil || rep.NumErr != 0 {
+		t.Fatalf("KeyUse = %+v, %v", rep, err)
+	}
+	if rep, err := agents[0].KeyRemove(ctx, testKey); err != nil || rep.NumErr != 0 {
+		t.Fatalf("KeyRemove = %+v, %v", rep, err)
+	}
+	rep, err = agents[0].KeyList(ctx)
+	if err != nil || len(rep.Keys) != 1 || rep.Keys[newB64] != members {
+		t.Fatalf("KeyList after rotation = %+v, %v; want only the new key, on all %d members", rep, err, members)
+	}
+	// Nobody dropped out.
+	for _, m := range o.Members() {
+		if m.State != StateAlive {
+			t.Errorf("%s is %s after the rotation", m.Name, m.State)
+		}
+	}
+	// The keyring file follows (a restart uses it) and never shows the old key.
+	for _, a := range agents {
+		keys, err := readKeyring(filepath.Join(a.cfg.StateDir, keyringFile))
+		if err != nil || len(keys) != 1 || string(keys[0]) != string(newKey) {
+			t.Errorf("%s keyring file: %d keys, %v; want only the new key", a.cfg.Name, len(keys), err)
+		}
+		if fi, err := os.Stat(filepath.Join(a.cfg.StateDir, keyringFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s keyring file mode: %v %v", a.cfg.Name, fi.Mode(), err)
+		}
+	}
+	// A node that holds only the old key cannot join.
+	staleCfg := testConfig("stale")
+	stale := startAgent(t, staleCfg, testOptions())
+	g, _ := stale.gossipOrErr()
+	if n, err := g.serf.Join([]string{agents[1].addr}, true); err == nil {
+		t.Errorf("a node with only the old key joined (%d reached)", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, m := range o.Members() {
+		if m.Name == "stale" {
+			t.Errorf("the observer counts the stale-key node as a member (%s)", m.State)
+		}
+	}
+	// A node that restarts with the old key in its config uses its keyring
+	// file and rejoins.
+	agents[2].stop(t)
+	cfg := agents[2].cfg
+	startAgent(t, cfg, testOptions())
+	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateAlive })
+}
+
+// TestUnusableStateStartsFresh: a corrupt snapshot, or state of another
+// cluster, is logged and set aside; the agent starts from its seeds.
+func TestUnusableStateStartsFresh(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	for _, tc := range []struct {
+		name  string
+		setup func(dir string)
+	}{
+		{"corrupt snapshot", func(dir string) {
+			id := `{"cluster":"test","name":"blue","nonce":"blue-nonce-1"}`
+			must(t, os.WriteFile(filepath.Join(dir, identityFile), []byte(id), 0o600))
+			must(t, os.WriteFile(filepath.Join(dir, snapshotFile), []byte("\x00\xffgarbage\nalive: \nclock: x\n"+strings.Repeat("z", 5000)), 0o600))
+			must(t, os.WriteFile(filepath.Join(dir, keyringFile), []byte("[not base64"), 0o600))
+		}},
+		{"snapshot is a directory", func(dir string) {
+			id := `{"cluster":"test","name":"blue","nonce":"blue-nonce-1"}`
+			must(t, os.WriteFile(filepath.Join(dir, identityFile), []byte(id), 0o600))
+			must(t, os.MkdirAll(filepath.Join(dir, snapshotFile, "x"), 0o700))
+		}},
+		{"foreign state", func(dir string) {
+			id := `{"cluster":"prod","name":"db1","nonce":"zzz"}`
+			must(t, os.WriteFile(filepath.Join(dir, identityFile), []byte(id), 0o600))
+			must(t, os.WriteFile(filepath.Join(dir, snapshotFile), []byte("alive: db2 127.0.0.1:1\n"), 0o600))
+			must(t, os.WriteFile(filepath.Join(dir, keyringFile), []byte(`["`+base64.StdEncoding.EncodeToString([]byte("ffffffffffffffff"))+`"]`), 0o600))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			must(t, os.MkdirAll(dir, 0o700))
+			tc.setup(dir)
+			cfg := testConfig("blue")
+			cfg.StateDir = dir
+			cfg.Seeds = []string{red.addr}
+			blue := startAgent(t, cfg, testOptions())
+			if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
+				return Member{}, tb.members["blue"].State == StateAlive, nil
+			}); err != nil {
+				t.Fatalf("blue did not join from its seeds: %v", err)
+			}
+			blue.stop(t)
+			if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
+				return Member{}, tb.members["blue"].State == StateFailed, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

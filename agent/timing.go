@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Duration is a time.Duration written as a Go duration string ("1s",
+// "200ms") in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "1s" or "200ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string such as \"1s\" or \"200ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Timing holds the gossip timings. A zero field takes the production value
+// (DefaultTiming); tests and the scale harness set shorter ones through the
+// same JSON the CLI renders, so that what is measured is what runs.
+type Timing struct {
+	// ProbeInterval is how often memberlist probes a random member;
+	// ProbeTimeout how long it waits for the ack; a member that misses
+	// probes is suspected, and declared failed after
+	// SuspicionMult × log10(N+1) × ProbeInterval.
+	ProbeInterval Duration `json:"probe_interval,omitempty"`
+	ProbeTimeout  Duration `json:"probe_timeout,omitempty"`
+	SuspicionMult int      `json:"suspicion_mult,omitempty"`
+	// GossipInterval and GossipNodes: every GossipInterval a member sends
+	// its queued broadcasts to GossipNodes random members.
+	GossipInterval Duration `json:"gossip_interval,omitempty"`
+	GossipNodes    int      `json:"gossip_nodes,omitempty"`
+	// RetransmitMult: each broadcast is sent RetransmitMult × log10(N+1)
+	// times.
+	RetransmitMult int `json:"retransmit_mult,omitempty"`
+	// PushPullInterval is how often a member exchanges its full state with
+	// a random member over TCP (anti-entropy).
+	PushPullInterval Duration `json:"push_pull_interval,omitempty"`
+	// TCPTimeout bounds a join or push/pull with one member.
+	TCPTimeout Duration `json:"tcp_timeout,omitempty"`
+	// ReconnectInterval: every ReconnectInterval each member tries to
+	// rejoin one random failed member (serf), with a probability such that
+	// the cluster as a whole tries about one per failed member. This heals
+	// partitions. Failed members are given up (reaped) after
+	// ReconnectTimeout; members that left, after TombstoneTimeout.
+	ReconnectInterval Duration `json:"reconnect_interval,omitempty"`
+	ReconnectTimeout  Duration `json:"reconnect_timeout,omitempty"`
+	TombstoneTimeout  Duration `json:"tombstone_timeout,omitempty"`
+	// DeadNodeReclaim is how soon a failed member's name may be taken by a
+	// member at another address (a re-created machine).
+	DeadNodeReclaim Duration `json:"dead_node_reclaim,omitempty"`
+}
+
+// DefaultTiming is the production timing. memberlist's LAN profile, except
+// where docs/benchmarks.md shows a measured reason: serf reconnects to
+// failed members every 10 s (its default 30 s would let a healed partition
+// wait up to half a minute), tombstones of members that left are dropped
+// after an hour (every short-lived CLI watcher leaves one), and a
+// re-created machine may take a failed member's name after 30 s.
+func DefaultTiming() Timing {
+	lan := memberlist.DefaultLANConfig()
+	return Timing{
+		ProbeInterval:     Duration(lan.ProbeInterval),    // 1s
+		ProbeTimeout:      Duration(lan.ProbeTimeout),     // 500ms
+		SuspicionMult:     lan.SuspicionMult,              // 4
+		GossipInterval:    Duration(lan.GossipInterval),   // 200ms
+		GossipNodes:       lan.GossipNodes,                // 3
+		RetransmitMult:    lan.RetransmitMult,             // 4
+		PushPullInterval:  Duration(lan.PushPullInterval), // 30s
+		TCPTimeout:        Duration(lan.TCPTimeout),       // 10s
+		ReconnectInterval: Duration(10 * time.Second),
+		ReconnectTimeout:  Duration(24 * time.Hour),
+		TombstoneTimeout:  Duration(time.Hour),
+		DeadNodeReclaim:   Duration(30 * time.Second),
+	}
+}
+
+// withDefaults returns t with every zero field set from DefaultTiming.
+func (t Timing) withDefaults() Timing {
+	d := DefaultTiming()
+	setD := func(v *Duration, def Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setI := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setD(&t.ProbeInterval, d.ProbeInterval)
+	setD(&t.ProbeTimeout, d.ProbeTimeout)
+	setI(&t.SuspicionMult, d.SuspicionMult)
+	setD(&t.GossipInterval, d.GossipInterval)
+	setI(&t.GossipNodes, d.GossipNodes)
+	setI(&t.RetransmitMult, d.RetransmitMult)
+	setD(&t.PushPullInterval, d.PushPullInterval)
+	setD(&t.TCPTimeout, d.TCPTimeout)
+	setD(&t.ReconnectInterval, d.ReconnectInterval)
+	setD(&t.ReconnectTimeout, d.ReconnectTimeout)
+	setD(&t.TombstoneTimeout, d.TombstoneTimeout)
+	setD(&t.DeadNodeReclaim, d.DeadNodeReclaim)
+	return t
+}
+
+// validate reports negative values and a probe timeout that is not
+// shorter than the probe interval.
+func (t Timing) validate() error {
+	var errs []error
+	for name, v := range map[string]Duration{
+		"probe_interval": t.ProbeInterval, "probe_timeout": t.ProbeTimeout, "gossip_interval": t.GossipInterval,
+		"push_pull_interval": t.PushPullInterval, "tcp_timeout": t.TCPTimeout, "reconnect_interval": t.ReconnectInterval,
+		"reconnect_timeout": t.ReconnectTimeout, "tombstone_timeout": t.TombstoneTimeout, "dead_node_reclaim": t.DeadNodeReclaim,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("timing.%s: %s is negative", name, time.Duration(v)))
+		}
+	}
+	for name, v := range map[string]int{"suspicion_mult": t.SuspicionMult, "gossip_nodes": t.GossipNodes, "retransmit_mult": t.RetransmitMult} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("timing.%s: %d is negative", name, v))
+		}
+	}
+	w := t.withDefaults()
+	if w.ProbeTimeout >= w.ProbeInterval {
+		errs = append(errs, fmt.Errorf("timing.probe_timeout (%s) must be shorter than timing.probe_interval (%s)", time.Duration(w.ProbeTimeout), time.Duration(w.ProbeInterval)))
+	}
+	return errors.Join(errs...)
+}
+
+// apply sets t (with defaults) on a serf config and its memberlist config.
+func (t Timing) apply(sc *serf.Config) {
+	t = t.withDefaults()
+	mc := sc.MemberlistConfig
+	mc.ProbeInterval = time.Duration(t.ProbeInterval)
+	mc.ProbeTimeout = time.Duration(t.ProbeTimeout)
+	mc.SuspicionMult = t.SuspicionMult
+	mc.GossipInterval = time.Duration(t.GossipInterval)
+	mc.GossipNodes = t.GossipNodes
+	mc.RetransmitMult = t.RetransmitMult
+	mc.PushPullInterval = time.Duration(t.PushPullInterval)
+	mc.TCPTimeout = time.Duration(t.TCPTimeout)
+	mc.DeadNodeReclaimTime = time.Duration(t.DeadNodeReclaim)
+	sc.ReconnectInterval = time.Duration(t.ReconnectInterval)
+	sc.ReconnectTimeout = time.Duration(t.ReconnectTimeout)
+	sc.TombstoneTimeout = time.Duration(t.TombstoneTimeout)
+	// serf's query timeout (key operations, the leave query) is
+	// GossipInterval × QueryTimeoutMult × ceil(log10(N+1)): keep its base at
+	// 3.2 s or more, so short gossip intervals do not make a loaded member
+	// miss a key operation.
+	sc.QueryTimeoutMult = max(16, int((3200*time.Millisecond+mc.GossipInterval-1)/mc.GossipInterval))
+	// The reaper must run often enough for the shortest timeout.
+	sc.ReapInterval = min(15*time.Second, sc.ReconnectTimeout, sc.TombstoneTimeout)
+}
