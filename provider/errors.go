@@ -2,43 +2,27 @@ package provider
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // ErrNotFound reports that a machine, image or network does not exist.
 var ErrNotFound = errors.New("not found")
 
-// InputError is a problem with what the user asked for or configured: the
-// CLI exits with status 2 and nothing is created. Fix tells the user what to
-// do about it.
-type InputError struct {
-	Err error
-	Fix string
-}
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
+// The user-facing errors live in internal/usererr, which depends on nothing
+// of clusterctl's; these names keep the providers' spelling working.
+type (
+	// InputError is bad input: exit status 2 with a fix (see usererr.InputError).
+	InputError = usererr.InputError
+	// HintError is a failure with a suggestion (see usererr.HintError).
+	HintError = usererr.HintError
+)
 
 // BadInput returns an *InputError whose message is formatted like fmt.Errorf
 // (so %w works) and whose Fix is fix.
 func BadInput(fix, format string, args ...any) error {
-	return &InputError{Err: fmt.Errorf(format, args...), Fix: fix}
+	return usererr.BadInput(fix, format, args...)
 }
-
-// HintError is an operational failure (exit status 1) that carries a
-// suggestion for the user.
-type HintError struct {
-	Err  error
-	Hint string
-}
-
-func (e *HintError) Error() string { return e.Err.Error() }
-func (e *HintError) Unwrap() error { return e.Err }
 
 // WithHint wraps err with a suggestion for the user. A nil err stays nil.
-func WithHint(err error, hint string) error {
-	if err == nil {
-		return nil
-	}
-	return &HintError{Err: err, Hint: hint}
-}
+func WithHint(err error, hint string) error { return usererr.WithHint(err, hint) }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -184,5 +187,72 @@ func TestRenderWritesSeedFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, "clusters", "render", "state.json")); !os.IsNotExist(err) {
 		t.Error("render recorded state; a dry run must not")
+	}
+}
+
+// A hint that applies to several failed nodes is printed once, on a "hint:"
+// line after their "error:" lines, not as an error of its own.
+func TestUpFailureHintIsOnAHintLine(t *testing.T) {
+	home, config := setup(t, "cluster: hintline\n")
+	r := cli(t, home, config, "up", "red", "blue", "--join-timeout", "1s")
+	if r.code != 1 {
+		t.Fatalf("up exit %d, want 1:\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	var errs, hints []string
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "error: "):
+			errs = append(errs, l)
+		case strings.HasPrefix(l, "hint: "):
+			hints = append(hints, l)
+		}
+	}
+	for _, l := range errs {
+		if strings.HasPrefix(l, "error: (") {
+			t.Errorf("a hint is printed as an error: %q", l)
+		}
+	}
+	if len(errs) != 2 || !strings.Contains(r.stderr, `error: node "red": join: the agent did not join within 1s`) ||
+		!strings.Contains(r.stderr, `error: node "blue": join: the agent did not join within 1s`) {
+		t.Errorf("want one error line per node:\n%s", r.stderr)
+	}
+	if len(hints) != 1 || lines[len(lines)-1] != hints[0] || !strings.Contains(hints[0], "clusterctl down NAME") {
+		t.Errorf("want one hint line, last, naming `clusterctl down NAME`:\n%s", r.stderr)
+	}
+	if dn := cli(t, home, config, "down", "--all"); dn.code != 0 {
+		t.Errorf("down --all: %+v", dn)
+	}
+}
+
+// printError's layout for each shape of error the layers below return.
+func TestPrintErrorLayout(t *testing.T) {
+	a, b := errors.New("a failed"), errors.New("b failed")
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", a, "error: a failed\n"},
+		{"bad input", usererr.BadInput("do x", "bad %q", "v"), "error: bad \"v\"\n  fix: do x\n"},
+		{"wrapped hint", fmt.Errorf("up: %w", usererr.WithHint(a, "try y")), "error: up: a failed\n  hint: try y\n"},
+		{"multi-line message", errors.New("one\ntwo"), "error: one\n  two\n"},
+		{"joined", errors.Join(usererr.BadInput("do x", "a"), usererr.WithHint(b, "try y")),
+			"error: a\n  fix: do x\nerror: b failed\n  hint: try y\n"},
+		{"hint around joined", usererr.WithHint(errors.Join(a, usererr.WithHint(b, "try y")), "for both"),
+			"error: a failed\nerror: b failed\n  hint: try y\nhint: for both\n"},
+		{"fix around joined", &usererr.InputError{Err: errors.Join(a, b), Fix: "fix both"},
+			"error: a failed\nerror: b failed\nfix: fix both\n"},
+		{"hint without text around joined", usererr.WithHint(errors.Join(a, b), ""),
+			"error: a failed\nerror: b failed\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			printError(&buf, tc.err)
+			if buf.String() != tc.want {
+				t.Errorf("printed:\n%s\nwant:\n%s", buf.String(), tc.want)
+			}
+		})
 	}
 }

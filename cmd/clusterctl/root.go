@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clusterctl/clusterctl/cluster"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Exit statuses.
@@ -52,7 +52,7 @@ cluster's encrypted gossip membership — never by polling SSH.`,
 	root.PersistentFlags().StringVar(&g.profile, "profile", "", "cloud credentials profile (ec2: shared config profile); overrides the config")
 	root.PersistentFlags().StringVar(&g.region, "region", "", "cloud region (ec2, openstack); overrides the config")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return provider.BadInput("see `"+c.CommandPath()+" --help`", "%w", err)
+		return usererr.BadInput("see `"+c.CommandPath()+" --help`", "%w", err)
 	})
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
@@ -71,10 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
-		err = provider.BadInput("see `clusterctl --help`", "%w", err)
+		err = usererr.BadInput("see `clusterctl --help`", "%w", err)
 	}
 	printError(stderr, err)
-	var in *provider.InputError
+	var in *usererr.InputError
 	if errors.As(err, &in) {
 		return exitInput
 	}
@@ -82,48 +82,68 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // printError writes err for a person: one "error:" line per problem, each
-// followed by what to do about it when that is known.
+// followed by what to do about it when that is known ("  fix:" for bad
+// input, "  hint:" for a failure). A fix or hint that applies to several
+// problems at once (an InputError or HintError around joined errors) follows
+// them on a line of its own.
 func printError(w io.Writer, err error) {
-	for _, e := range leaves(err) {
-		fmt.Fprintf(w, "error: %s\n", indent(e.Error()))
-		var in *provider.InputError
-		var h *provider.HintError
+	for _, p := range problems(err) {
+		if p.err == nil {
+			fmt.Fprintf(w, "%s\n", p.note)
+			continue
+		}
+		fmt.Fprintf(w, "error: %s\n", indent(p.err.Error()))
+		var in *usererr.InputError
+		var h *usererr.HintError
 		switch {
-		case errors.As(e, &in) && in.Fix != "":
-			fmt.Fprintf(w, "  fix: %s\n", in.Fix)
-		case errors.As(e, &h) && h.Hint != "":
-			fmt.Fprintf(w, "  hint: %s\n", h.Hint)
+		case errors.As(p.err, &in) && in.Fix != "":
+			fmt.Fprintf(w, "  fix: %s\n", indent(in.Fix))
+		case errors.As(p.err, &h) && h.Hint != "":
+			fmt.Fprintf(w, "  hint: %s\n", indent(h.Hint))
 		}
 	}
 }
 
-// leaves flattens joined errors (also when they sit inside an InputError or
-// HintError wrapper, whose own fix then applies to the whole).
-func leaves(err error) []error {
+// problem is one line group of printError's output: an error, or (err nil)
+// a fix or hint for the problems before it.
+type problem struct {
+	err  error
+	note string
+}
+
+// problems flattens joined errors, also when they sit directly inside an
+// InputError or HintError, whose fix or hint then follows them all.
+func problems(err error) []problem {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
+		var out []problem
 		for _, e := range j.Unwrap() {
-			out = append(out, leaves(e)...)
+			out = append(out, problems(e)...)
 		}
 		return out
 	}
-	var h *provider.HintError
-	if errors.As(err, &h) {
-		if j, ok := h.Err.(interface{ Unwrap() []error }); ok {
-			inner := j.Unwrap()
-			out := make([]error, 0, len(inner)+1)
-			for _, e := range inner {
-				out = append(out, leaves(e)...)
-			}
-			return append(out, hintOnly{h.Hint})
+	var inner error
+	var note string
+	switch e := err.(type) {
+	case *usererr.InputError:
+		inner, note = e.Err, "fix: "+e.Fix
+		if e.Fix == "" {
+			note = ""
+		}
+	case *usererr.HintError:
+		inner, note = e.Err, "hint: "+e.Hint
+		if e.Hint == "" {
+			note = ""
 		}
 	}
-	return []error{err}
+	if _, joined := inner.(interface{ Unwrap() []error }); joined {
+		out := problems(inner)
+		if note != "" {
+			out = append(out, problem{note: indent(note)})
+		}
+		return out
+	}
+	return []problem{{err: err}}
 }
-
-type hintOnly struct{ hint string }
-
-func (h hintOnly) Error() string { return "(" + h.hint + ")" }
 
 func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
 
@@ -164,7 +184,7 @@ func (g *globals) logger() *slog.Logger {
 func inputArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return provider.BadInput("see `"+cmd.CommandPath()+" --help`", "%w", err)
+			return usererr.BadInput("see `"+cmd.CommandPath()+" --help`", "%w", err)
 		}
 		return nil
 	}

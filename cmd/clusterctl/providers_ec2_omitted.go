@@ -1,0 +1,5 @@
+//go:build clusterctl_omit_ec2
+
+package main
+
+func init() { registerOmitted("ec2") }

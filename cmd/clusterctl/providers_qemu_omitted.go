@@ -1,0 +1,5 @@
+//go:build clusterctl_omit_qemu
+
+package main
+
+func init() { registerOmitted("qemu") }

@@ -1,0 +1,5 @@
+//go:build clusterctl_omit_virtualbox
+
+package main
+
+func init() { registerOmitted("virtualbox") }
