@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,9 +258,14 @@ func TestFollowNoticesASilentStream(t *testing.T) {
 	c := newTestCluster(t, 2, serfOptions{local: true})
 	n1 := c.node("n1")
 	proxy := newFreezer(t, n1.ep.Addr)
+	var mu sync.Mutex
 	eps := []Endpoint{{Name: "n1", Addr: proxy.ln.Addr().String()}}
 	cli, _ := c.ca.IssueCLI()
-	client, _ := NewClient(cli, func() []Endpoint { return eps })
+	client, _ := NewClient(cli, func() []Endpoint {
+		mu.Lock()
+		defer mu.Unlock()
+		return eps
+	})
 	client.StreamIdle = 1500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -267,7 +273,9 @@ func TestFollowNoticesASilentStream(t *testing.T) {
 	if u := next(t, updates, 5*time.Second); u.Kind != UpdateSnapshot || u.From.Name != "n1" {
 		t.Fatalf("first update %+v", u)
 	}
+	mu.Lock()
 	eps = []Endpoint{eps[0], c.node("n2").ep} // read by the next connection attempt only
+	mu.Unlock()
 	close(proxy.frozen)
 	cut := time.Now()
 	u := until(t, updates, 10*time.Second, "a snapshot from n2", func(u Update) bool { return u.Kind == UpdateSnapshot && u.From.Name == "n2" })
