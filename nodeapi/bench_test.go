@@ -24,11 +24,16 @@ import (
 //
 //	go test -run '^$' -bench Detection -benchtime 1x ./nodeapi
 //
-// DETECTION_JOINS sets the joins per row (default 200).
+// DETECTION_JOINS sets the joins at the followed node (default 200; each
+// joiner leaves after it was seen), DETECTION_OTHER_JOINS those at another
+// node (default 50; the joiners stay).
 func BenchmarkDetection(b *testing.B) {
-	joins := 200
+	joins, otherJoins := 200, 50
 	if v, err := strconv.Atoi(os.Getenv("DETECTION_JOINS")); err == nil && v > 0 {
 		joins = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("DETECTION_OTHER_JOINS")); err == nil && v > 0 {
+		otherJoins = v
 	}
 	c := newTestCluster(b, 3, serfOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +69,9 @@ func BenchmarkDetection(b *testing.B) {
 		}
 	}
 	missed := map[string]int{}
-	measure := func(label string, at *testNode) []time.Duration {
+	// keep: leave the joiners running (no port of a left member is reused
+	// by the next joiner).
+	measure := func(label string, at *testNode, joins int, keep bool) []time.Duration {
 		var out []time.Duration
 		for i := range joins {
 			name := fmt.Sprintf("j-%s-%d", label, i)
@@ -75,16 +82,20 @@ func BenchmarkDetection(b *testing.B) {
 				// The followed node's serf never learnt of it: a gossip
 				// matter (counted), not the API's.
 				missed[label]++
-				go func() { m.s.Leave(); m.s.Shutdown() }()
+				if !keep {
+					go func() { m.s.Leave(); m.s.Shutdown() }()
+				}
 				continue
 			}
 			out = append(out, time.Since(t0))
-			go func() { m.s.Leave(); m.s.Shutdown() }()
+			if !keep {
+				go func() { m.s.Leave(); m.s.Shutdown() }()
+			}
 		}
 		return out
 	}
-	atFollowed := measure("f", followed)
-	atOther := measure("o", other)
+	atFollowed := measure("f", followed, joins, false)
+	atOther := measure("o", other, otherJoins, true)
 
 	// One connection's cost, and the poll model built on it.
 	var conn []time.Duration
@@ -142,7 +153,7 @@ func BenchmarkDetection(b *testing.B) {
 		fmt.Printf("| %s | %d | %v | %v | %v |\n", what, len(d), round(q(0.5)), round(q(0.99)), round(d[len(d)-1]))
 	}
 	row(fmt.Sprintf("join at the followed node → client knows (%d of %d never learnt by its serf in 10 s)", missed["f"], joins), atFollowed)
-	row(fmt.Sprintf("join at another node → client knows, gossip first (%d of %d never learnt by the followed node's serf in 10 s)", missed["o"], joins), atOther)
+	row(fmt.Sprintf("join at another node → client knows, gossip first (%d of %d never learnt by the followed node's serf in 10 s)", missed["o"], otherJoins), atOther)
 	row("3-second poll model (0–3 s wait + one API connection)", poll)
 	row("one API connection + members (poll's cost)", conn)
 	row("status: Members, 100 reachable nodes", status)
