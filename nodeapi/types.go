@@ -1,8 +1,15 @@
 // Package nodeapi is the agents' mutually authenticated API (TLS 1.3,
-// certificates from the cluster's CA) through which the CLI watches and
-// steers the cluster: it dials out to any reachable node, so it works from
-// behind NAT. This file holds the vocabulary shared by the agent (which
-// implements Membership) and the CLI (which reads Events).
+// certificates from the cluster's CA, see internal/pki) through which the
+// CLI watches and steers the cluster: it dials out to any reachable node,
+// so it works from behind NAT.
+//
+// An agent runs Serve with its own credentials and its Membership. The CLI
+// makes a Client with its credentials and the nodes' endpoints and calls
+// Members (status), Follow and WaitNonce (up), RequestLeave (down) and the
+// key operations (key rotate). types.go holds the vocabulary shared by the
+// agent (which implements Membership) and the CLI (which reads Events);
+// wire.go the paths and bodies on the wire. docs/nodeapi.md has the whole
+// picture and the detection benchmark.
 package nodeapi
 
 import (

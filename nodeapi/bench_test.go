@@ -1,0 +1,193 @@
+package nodeapi
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// BenchmarkDetection measures, on loopback with a real serf cluster (serf's
+// LAN timings) and real API servers, how long it takes from a member
+// starting its join until the client following the stream knows: joining at
+// the node the client follows, and joining at another node (gossip must
+// carry it first). Next to it, a 3-second poll model: a poll loop waits
+// uniformly 0–3 s for its next round, then pays one connection (measured
+// here with Members on the API; an SSH handshake costs more). It also
+// times Members (what `status` asks) with 100 reachable nodes, and with 100
+// that never answer. It prints a table; run it with
+//
+//	go test -run '^$' -bench Detection -benchtime 1x ./nodeapi
+//
+// DETECTION_JOINS sets the joins at the followed node (default 200; each
+// joiner leaves after it was seen), DETECTION_OTHER_JOINS those at another
+// node (default 50; the joiners stay).
+func BenchmarkDetection(b *testing.B) {
+	joins, otherJoins := 200, 50
+	if v, err := strconv.Atoi(os.Getenv("DETECTION_JOINS")); err == nil && v > 0 {
+		joins = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("DETECTION_OTHER_JOINS")); err == nil && v > 0 {
+		otherJoins = v
+	}
+	c := newTestCluster(b, 3, serfOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := c.client.Follow(ctx)
+	first := next(b, updates, 10*time.Second)
+	followed := c.node(first.From.Name)
+	var other *testNode
+	for _, nd := range c.nodes {
+		if nd != followed {
+			other = nd
+			break
+		}
+	}
+
+	resyncs := 0
+	knows := func(name string) func(Update) bool {
+		return func(u Update) bool {
+			switch u.Kind {
+			case UpdateEvent:
+				return u.Event.Type == EventJoin && u.Event.Member.Name == name
+			case UpdateSnapshot:
+				// The stream broke and came back (a loaded machine):
+				// the fresh snapshot may be where the client learns it.
+				resyncs++
+				for _, m := range u.Snapshot.Members {
+					if m.Name == name && m.Status == StatusAlive {
+						return true
+					}
+				}
+			}
+			return false
+		}
+	}
+	missed := map[string]int{}
+	// keep: leave the joiners running (no port of a left member is reused
+	// by the next joiner).
+	measure := func(label string, at *testNode, joins int, keep bool) []time.Duration {
+		var out []time.Duration
+		for i := range joins {
+			name := fmt.Sprintf("j-%s-%d", label, i)
+			m := startSerf(b, name, "nonce-"+name, serfOptions{})
+			t0 := time.Now()
+			m.join(b, at.m)
+			if !waitUpdate(updates, 10*time.Second, knows(name)) {
+				// The followed node's serf never learnt of it: a gossip
+				// matter (counted), not the API's.
+				missed[label]++
+				if !keep {
+					go func() { m.s.Leave(); m.s.Shutdown() }()
+				}
+				continue
+			}
+			out = append(out, time.Since(t0))
+			if !keep {
+				go func() { m.s.Leave(); m.s.Shutdown() }()
+			}
+		}
+		return out
+	}
+	atFollowed := measure("f", followed, joins, false)
+	atOther := measure("o", other, otherJoins, true)
+
+	// One connection's cost, and the poll model built on it.
+	var conn []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		if _, err := c.client.Members(ctx); err != nil {
+			b.Fatal(err)
+		}
+		conn = append(conn, time.Since(t0))
+	}
+	var poll []time.Duration
+	for i := range joins {
+		poll = append(poll, time.Duration(rand.Int64N(int64(3*time.Second)))+conn[i%len(conn)])
+	}
+
+	// status: 100 reachable API servers (backed by the three members).
+	var many []Endpoint
+	for i := range 100 {
+		many = append(many, c.serve(fmt.Sprintf("api-%d", i), c.nodes[i%3].m).ep)
+	}
+	cli, _ := c.ca.IssueCLI()
+	reach, _ := NewClient(cli, Endpoints(many...))
+	var status []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		snap, err := reach.Members(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		status = append(status, time.Since(t0))
+		_ = snap
+	}
+	// status: 100 nodes that take the TCP connection and never answer.
+	var silent []Endpoint
+	for i := range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		silent = append(silent, Endpoint{Name: fmt.Sprintf("s-%d", i), Addr: ln.Addr().String()})
+	}
+	dead, _ := NewClient(cli, Endpoints(silent...))
+	t0 := time.Now()
+	_, err := dead.Members(ctx)
+	unreach := time.Since(t0)
+	if err == nil {
+		b.Fatal("silent nodes answered")
+	}
+
+	fmt.Printf("\n| what | n | p50 | p99 | max |\n|---|---|---|---|---|\n")
+	row := func(what string, d []time.Duration) {
+		slices.Sort(d)
+		q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+		fmt.Printf("| %s | %d | %v | %v | %v |\n", what, len(d), round(q(0.5)), round(q(0.99)), round(d[len(d)-1]))
+	}
+	row(fmt.Sprintf("join at the followed node → client knows (%d of %d never learnt by its serf in 10 s)", missed["f"], joins), atFollowed)
+	row(fmt.Sprintf("join at another node → client knows, gossip first (%d of %d never learnt by the followed node's serf in 10 s)", missed["o"], otherJoins), atOther)
+	row("3-second poll model (0–3 s wait + one API connection)", poll)
+	row("one API connection + members (poll's cost)", conn)
+	row("status: Members, 100 reachable nodes", status)
+	fmt.Printf("| status: Members, 100 silent nodes (connect timeout %v) | 1 | %v | | |\n\n", DefaultConnectTimeout, round(unreach))
+	fmt.Printf("streams re-established during the joins: %d\n", resyncs)
+	slices.Sort(atFollowed)
+	b.ReportMetric(float64(atFollowed[len(atFollowed)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// waitUpdate reads updates until match accepts one (true) or d passes.
+func waitUpdate(ch <-chan Update, d time.Duration, match func(Update) bool) bool {
+	deadline := time.After(d)
+	for {
+		select {
+		case u, ok := <-ch:
+			if !ok {
+				return false
+			}
+			if match(u) {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	default:
+		return d.Round(10 * time.Microsecond)
+	}
+}

@@ -1,0 +1,350 @@
+package nodeapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clusterctl/clusterctl/internal/pki"
+)
+
+// Client defaults.
+const (
+	DefaultConnectTimeout = 2 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultStagger        = 25 * time.Millisecond
+	// burst is how many tries start at once, before the stagger.
+	burst = 3
+)
+
+// Endpoint is one node's API as the CLI dials it.
+type Endpoint struct {
+	Name string // the node's name: its certificate must carry it
+	Addr string // host:port of its API
+}
+
+func (e Endpoint) String() string { return e.Name + " (" + e.Addr + ")" }
+
+// Endpoints is a fixed endpoint list for NewClient.
+func Endpoints(eps ...Endpoint) func() []Endpoint {
+	return func() []Endpoint { return eps }
+}
+
+// ErrUnreachable is wrapped by the error of an operation for which no node
+// could be reached (or no node address is known yet).
+var ErrUnreachable = errors.New("no node of the cluster could be reached")
+
+// APIError is a node's answer other than success.
+type APIError struct {
+	Node    string
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("node %s answered %d: %s", e.Node, e.Status, e.Message)
+}
+
+// Client is the CLI's side of the API. Operations that any node can answer
+// (Members, Follow, WaitNonce, the key operations) go to the first node
+// among the current endpoints (in random order) that answers: three tries
+// start at once, then one more every Stagger or as soon as one fails, all
+// within one ConnectTimeout. Set the exported fields before the first call.
+type Client struct {
+	ConnectTimeout time.Duration // TCP connect and TLS handshake; default DefaultConnectTimeout
+	RequestTimeout time.Duration // one request once connected; default DefaultRequestTimeout
+	StreamIdle     time.Duration // an event stream silent this long is dead; default 3 × HeartbeatInterval
+	Stagger        time.Duration // between starting tries of two nodes; default DefaultStagger
+	RetryDelay     time.Duration // Follow: pause after a round that reached no node; default 250 ms
+
+	creds     pki.Credentials
+	endpoints func() []Endpoint
+}
+
+// NewClient makes a client with the CLI's credentials (pki.CA.IssueCLI)
+// that talks to the nodes endpoints returns; it is called at each
+// connection attempt, so nodes added later are used too.
+func NewClient(creds pki.Credentials, endpoints func() []Endpoint) (*Client, error) {
+	if _, err := creds.ClientTLS("check"); err != nil {
+		return nil, fmt.Errorf("node API client: %w", err)
+	}
+	if endpoints == nil {
+		endpoints = Endpoints()
+	}
+	return &Client{creds: creds, endpoints: endpoints}, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (c *Client) connectTimeout() time.Duration {
+	return orDefault(c.ConnectTimeout, DefaultConnectTimeout)
+}
+func (c *Client) requestTimeout() time.Duration {
+	return orDefault(c.RequestTimeout, DefaultRequestTimeout)
+}
+func (c *Client) streamIdle() time.Duration { return orDefault(c.StreamIdle, 3*HeartbeatInterval) }
+func (c *Client) stagger() time.Duration    { return orDefault(c.Stagger, DefaultStagger) }
+func (c *Client) retryDelay() time.Duration {
+	return orDefault(c.RetryDelay, 250*time.Millisecond)
+}
+
+// dial connects to ep and completes the TLS handshake by deadline.
+func (c *Client) dial(ctx context.Context, ep Endpoint, deadline time.Time) (*tls.Conn, error) {
+	cfg, err := c.creds.ClientTLS(ep.Name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 15 * time.Second}, Config: cfg}
+	conn, err := d.DialContext(ctx, "tcp", ep.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*tls.Conn), nil
+}
+
+// Dial connects to the one node ep (its certificate must name ep.Name)
+// within ConnectTimeout. The caller closes the connection.
+func (c *Client) Dial(ctx context.Context, ep Endpoint) (*tls.Conn, error) {
+	conn, err := c.dial(ctx, ep, time.Now().Add(c.connectTimeout()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, ep, err)
+	}
+	return conn, nil
+}
+
+// shuffled is a random order of eps, so that many CLIs spread over the
+// nodes; avoid, if set, goes last.
+func shuffled(eps []Endpoint, avoid string) []Endpoint {
+	out := append([]Endpoint(nil), eps...)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	for i, ep := range out {
+		if ep.Name == avoid && avoid != "" {
+			out = append(append(out[:i:i], out[i+1:]...), ep)
+			break
+		}
+	}
+	return out
+}
+
+// firstOf runs try against eps until one succeeds: it starts a few tries
+// at once, then one more every Stagger or as soon as one fails, and starts none after
+// the connect deadline (one ConnectTimeout from now), which try must also
+// keep for its connect. It returns the first success; later successes are
+// handed to discard.
+func firstOf[T any](ctx context.Context, c *Client, eps []Endpoint, try func(ctx context.Context, ep Endpoint, connectBy time.Time) (T, error), discard func(T)) (T, Endpoint, error) {
+	var zero T
+	if len(eps) == 0 {
+		return zero, Endpoint{}, fmt.Errorf("%w: no node address is known", ErrUnreachable)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	connectBy := time.Now().Add(c.connectTimeout())
+	type result struct {
+		v   T
+		ep  Endpoint
+		err error
+	}
+	results := make(chan result, len(eps))
+	next, running := 0, 0
+	start := func() {
+		ep := eps[next]
+		next++
+		running++
+		go func() {
+			v, err := try(ctx, ep, connectBy)
+			results <- result{v, ep, err}
+		}()
+	}
+	// finish cancels the losers and collects them in the background.
+	finish := func() {
+		cancel()
+		go func(n int) {
+			for range n {
+				if r := <-results; r.err == nil && discard != nil {
+					discard(r.v)
+				}
+			}
+		}(running)
+	}
+	var errs []string
+	tick := time.NewTicker(c.stagger())
+	defer tick.Stop()
+	for next < min(burst, len(eps)) {
+		start()
+	}
+	for running > 0 {
+		select {
+		case r := <-results:
+			running--
+			if r.err == nil {
+				finish()
+				return r.v, r.ep, nil
+			}
+			errs = append(errs, fmt.Sprintf("%s: %v", r.ep, r.err))
+			if next < len(eps) && time.Now().Before(connectBy) {
+				start()
+			}
+		case <-tick.C:
+			if next < len(eps) && time.Now().Before(connectBy) {
+				start()
+			}
+		case <-ctx.Done():
+			finish()
+			return zero, Endpoint{}, ctx.Err()
+		}
+	}
+	cancel()
+	return zero, Endpoint{}, unreachable(errs, len(eps)-next)
+}
+
+func unreachable(errs []string, notTried int) error {
+	const show = 3
+	msg := strings.Join(errs[:min(len(errs), show)], "; ")
+	if more := len(errs) - show; more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	if notTried > 0 {
+		msg += fmt.Sprintf("; %d not tried within the connect timeout", notTried)
+	}
+	return fmt.Errorf("%w: %s", ErrUnreachable, msg)
+}
+
+// roundTrip sends one request on conn and decodes a 200 answer into out,
+// within timeout.
+func (c *Client) roundTrip(ctx context.Context, conn *tls.Conn, ep Endpoint, timeout time.Duration, method, path string, in, out any) error {
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	resp, err := c.send(ctx, conn, ep, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
+	}
+	return nil
+}
+
+// send writes one request and reads the answer's head; a status other than
+// 200 is an *APIError (409 wraps ErrWrongNonce).
+func (c *Client) send(ctx context.Context, conn *tls.Conn, ep Endpoint, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+ep.Name+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Close = true
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := req.Write(conn); err != nil {
+		return nil, fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var eb errorBody
+		json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&eb)
+		apiErr := &APIError{Node: ep.Name, Status: resp.StatusCode, Message: eb.Error}
+		if resp.StatusCode == http.StatusConflict {
+			return nil, fmt.Errorf("%w: %w", ErrWrongNonce, apiErr)
+		}
+		return nil, apiErr
+	}
+	return resp, nil
+}
+
+// call dials ep and makes one request on a fresh connection.
+func (c *Client) call(ctx context.Context, ep Endpoint, connectBy time.Time, method, path string, in, out any) error {
+	conn, err := c.dial(ctx, ep, connectBy)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return c.roundTrip(ctx, conn, ep, c.requestTimeout(), method, path, in, out)
+}
+
+// Members is the view of the first node that answers. It takes at most one
+// ConnectTimeout plus one RequestTimeout; when no node answers, the error
+// wraps ErrUnreachable and says why for the first few.
+func (c *Client) Members(ctx context.Context) (Snapshot, error) {
+	snap, _, err := firstOf(ctx, c, shuffled(c.endpoints(), ""), func(ctx context.Context, ep Endpoint, connectBy time.Time) (Snapshot, error) {
+		var s Snapshot
+		err := c.call(ctx, ep, connectBy, http.MethodGet, PathMembers, nil, &s)
+		return s, err
+	}, nil)
+	return snap, err
+}
+
+// keyTimeout bounds a keyring operation: it queries every member.
+const keyTimeout = time.Minute
+
+// keyOp connects to the first node that answers and runs one keyring
+// operation there (it is not repeated on another node: operations change
+// the cluster).
+func (c *Client) keyOp(ctx context.Context, path string, key []byte) (KeyReport, error) {
+	conn, ep, err := firstOf(ctx, c, shuffled(c.endpoints(), ""), c.dial, func(conn *tls.Conn) { conn.Close() })
+	if err != nil {
+		return KeyReport{}, err
+	}
+	defer conn.Close()
+	var resp KeyResponse
+	if err := c.roundTrip(ctx, conn, ep, keyTimeout, http.MethodPost, path, KeyRequest{Key: key}, &resp); err != nil {
+		return KeyReport{}, err
+	}
+	if resp.Error != "" {
+		return resp.Report, fmt.Errorf("%s through node %s: %s", path, ep.Name, resp.Error)
+	}
+	return resp.Report, nil
+}
+
+// KeyList lists the gossip keys each member holds.
+func (c *Client) KeyList(ctx context.Context) (KeyReport, error) {
+	return c.keyOp(ctx, PathKeyList, nil)
+}
+
+// KeyInstall adds key to every member's keyring.
+func (c *Client) KeyInstall(ctx context.Context, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, PathKeyInstall, key)
+}
+
+// KeyUse makes every member encrypt with key (installed before).
+func (c *Client) KeyUse(ctx context.Context, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, PathKeyUse, key)
+}
+
+// KeyRemove removes key from every member's keyring.
+func (c *Client) KeyRemove(ctx context.Context, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, PathKeyRemove, key)
+}
