@@ -15,13 +15,16 @@ import (
 	"strings"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/ports"
 )
 
 // Defaults applied by LoadConfig.
 const (
 	DefaultConfigPath       = "/etc/clusterctl/agent.json"
 	DefaultBindAddr         = "0.0.0.0"
-	DefaultPort             = 7946
+	DefaultPort             = ports.Gossip
 	DefaultInstanceDataPath = "/run/cloud-init/instance-data.json"
 	// DefaultStateDir holds the agent's snapshot of the members it knew and
 	// its keyring (directory 0700, files 0600).
@@ -78,12 +81,43 @@ type Config struct {
 	StateDir string `json:"state_dir,omitempty"`
 	// Timing overrides the gossip timings (zero fields: DefaultTiming).
 	Timing Timing `json:"timing,omitzero"`
+	// API is the node's side of the CLI's mutually authenticated API
+	// (package nodeapi). Without it the agent serves no API.
+	API APIConfig `json:"api,omitzero"`
 }
+
+// APIConfig is the TLS material and address of the agent's API. The CLI
+// renders it from the cluster's CA: the node's own certificate (its name in
+// the SAN) and key, and the CA certificate that clients must chain to.
+type APIConfig struct {
+	// BindAddr is the address the API listens on (default 0.0.0.0).
+	BindAddr string `json:"bind_addr,omitempty"`
+	// Port is the API's TCP port (LoadConfig: default ports.API).
+	Port int `json:"port,omitempty"`
+	// Cert, Key and CA are PEM. Key is never shown by String.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	CA   string `json:"ca,omitempty"`
+}
+
+// Enabled reports whether the API is configured.
+func (a APIConfig) Enabled() bool { return a.Cert != "" || a.Key != "" || a.CA != "" }
+
+// Credentials returns the API's TLS material for cluster.
+func (a APIConfig) Credentials(cluster string) pki.Credentials {
+	return pki.Credentials{Cluster: cluster, CertPEM: []byte(a.Cert), KeyPEM: []byte(a.Key), CAPEM: []byte(a.CA)}
+}
+
+// Addr is the API's listen address.
+func (a APIConfig) Addr() string { return net.JoinHostPort(a.BindAddr, strconv.Itoa(a.Port)) }
 
 // String describes the config without its key.
 func (c Config) String() string {
 	r := c
 	r.Key = nil
+	if r.API.Key != "" {
+		r.API.Key = "<redacted>"
+	}
 	type plain Config // drops the methods, so no recursion
 	return fmt.Sprintf("%+v", plain(r)) + " key:" + keyDescription(c.Key)
 }
@@ -176,6 +210,14 @@ func (c *Config) applyDefaults() {
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
+	if c.API.Enabled() {
+		if c.API.BindAddr == "" {
+			c.API.BindAddr = DefaultBindAddr
+		}
+		if c.API.Port == 0 {
+			c.API.Port = ports.API
+		}
+	}
 }
 
 func readInstanceID(path string) (string, error) {
@@ -267,6 +309,19 @@ func (c Config) Validate() error {
 	}
 	if c.Domain != "" && !validDomain(c.Domain) {
 		bad("domain: %q is not a DNS name", c.Domain)
+	}
+	if c.API.Enabled() {
+		if c.API.Cert == "" || c.API.Key == "" || c.API.CA == "" {
+			bad("api: cert, key and ca must all be set")
+		} else if _, err := c.API.Credentials(c.Cluster).ServerTLS(); err != nil {
+			bad("api: %v", err)
+		}
+		if _, err := netip.ParseAddr(c.API.BindAddr); err != nil {
+			bad("api.bind_addr: %q is not an IP address", c.API.BindAddr)
+		}
+		if c.API.Port < 0 || c.API.Port > 65535 {
+			bad("api.port: %d is outside 1-65535", c.API.Port)
+		}
 	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		bad("state_dir: %q must be an absolute path", c.StateDir)

@@ -1,21 +1,25 @@
 // Command clusterctl-agent is the agent that runs on every clusterctl node:
-// it joins the cluster's gossip ring and keeps /etc/hosts up to date. On
-// SIGTERM it stops without leaving (systemd restarts and reboots bring it
-// back, and it rejoins from its snapshot); it leaves for good only when
-// asked to (clusterctl down). See package agent.
+// it joins the cluster's gossip ring, keeps /etc/hosts up to date and
+// serves the CLI's mutually authenticated API (package nodeapi). On SIGTERM
+// it stops without leaving (systemd restarts and reboots bring it back, and
+// it rejoins from its snapshot); it leaves for good only when asked to
+// (clusterctl down). See package agent.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -49,5 +53,23 @@ func run(configPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	logger.Info("clusterctl-agent starting", "version", version, "config", cfg)
-	return a.Run(ctx)
+	if !cfg.API.Enabled() {
+		return a.Run(ctx)
+	}
+	// The API listens before gossip starts, so the CLI can follow a first
+	// node from its very start; it keeps serving until Run has returned
+	// (a leave asked through it completes first).
+	ln, err := net.Listen("tcp", cfg.API.Addr())
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, logger) }()
+	runErr := a.Run(ctx)
+	stopAPI()
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		logger.Warn("api stopped", "err", err)
+	}
+	return runErr
 }
