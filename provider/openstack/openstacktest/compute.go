@@ -1,4 +1,4 @@
-package fakeopenstack
+package openstacktest
 
 import (
 	"encoding/base64"

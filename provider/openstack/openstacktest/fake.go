@@ -1,4 +1,4 @@
-// Package fakeopenstack is a test-only, in-memory OpenStack cloud served over
+// Package openstacktest is a test-only, in-memory OpenStack cloud served over
 // HTTP on loopback: Keystone v3 (tokens and the service catalog), Nova
 // (servers, flavors, key pairs, console output, with compute microversions),
 // Neutron (networks, subnets, ports, security groups and rules, floating IPs),
@@ -18,7 +18,7 @@
 // It is not a general OpenStack simulator: only the calls and fields the
 // openstack provider uses, and what a client would reasonably send with them,
 // are implemented. Everything else answers 404 in the service's own format.
-package fakeopenstack
+package openstacktest
 
 import (
 	"crypto/rand"
@@ -145,7 +145,7 @@ func New(tlsServer bool) *Cloud {
 	h := c.handler()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		panic(fmt.Sprintf("fakeopenstack: listen on loopback: %v", err))
+		panic(fmt.Sprintf("openstacktest: listen on loopback: %v", err))
 	}
 	// Clients that reject the test certificate are expected; keep their
 	// handshake errors out of the test log.
