@@ -90,6 +90,21 @@ type Cloud struct {
 	Fault func(s ServerInfo) string
 	// NoObjectStore leaves Swift out of the catalog.
 	NoObjectStore bool
+	// ObjectStore is what serves the object-store endpoint: OpenStack
+	// Swift (the default), Ceph RGW, or a Swift without the tempurl
+	// middleware. See the ObjectStore* constants.
+	ObjectStore ObjectStoreKind
+	// Regions are the regions of the service catalog (default: Region
+	// alone). Each region's endpoints lead to the same services.
+	Regions []string
+	// SoftDelete makes DELETE of a server a soft delete, as on a cloud with
+	// reclaim_instance_interval > 0: the server turns SOFT_DELETED and keeps
+	// its ports (and so its security groups) until it is reclaimed or
+	// force-deleted (the forceDelete action).
+	SoftDelete bool
+	// SecurityGroupRuleQuota is the project's security_group_rule quota
+	// (Neutron's default is 100; -1 is unlimited).
+	SecurityGroupRuleQuota int
 
 	tokens   map[string]token
 	seq      int
@@ -140,7 +155,7 @@ const hostRAM = 65536
 // With tlsServer the endpoints use HTTPS with httptest's self-signed
 // certificate (see Certificate).
 func New(tlsServer bool) *Cloud {
-	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PageSize: 2, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
+	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PageSize: 2, SecurityGroupRuleQuota: 100, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
 	c.seedContents()
 	h := c.handler()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -242,6 +257,25 @@ func (c *Cloud) AddImage(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	im := &image{ID: c.newID(), Name: name, Created: now()}
+	c.images = append(c.images, im)
+	return im.ID
+}
+
+// Image visibilities (Glance v2).
+const (
+	VisibilityPublic    = "public"
+	VisibilityPrivate   = "private"
+	VisibilityShared    = "shared"
+	VisibilityCommunity = "community"
+)
+
+// AddImageWith adds an image with a visibility and the os_hidden flag and
+// returns its id. Like Glance, the default image list leaves out community
+// and hidden images; a GET by id finds them.
+func (c *Cloud) AddImageWith(name, visibility string, hidden bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	im := &image{ID: c.newID(), Name: name, Created: now(), Visibility: visibility, Hidden: hidden}
 	c.images = append(c.images, im)
 	return im.ID
 }

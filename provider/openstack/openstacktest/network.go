@@ -451,6 +451,12 @@ func (c *Cloud) createRule(w http.ResponseWriter, r *http.Request) {
 		neutronError(w, http.StatusBadRequest, "SecurityGroupInvalidProtocolForPort", "Invalid protocol for port range")
 		return
 	}
+	// Like Neutron, the quota is checked before the rule itself (the API
+	// layer counts; the plugin finds duplicates).
+	if q := c.SecurityGroupRuleQuota; q >= 0 && len(c.rules) >= q {
+		neutronError(w, http.StatusConflict, "OverQuota", "Quota exceeded for resources: ['security_group_rule'].")
+		return
+	}
 	for _, ex := range c.rules {
 		if ex.GroupID == ru.GroupID && ex.Direction == ru.Direction && ex.EtherType == ru.EtherType && ex.Protocol == ru.Protocol &&
 			ex.PortMin == ru.PortMin && ex.PortMax == ru.PortMax && ex.RemoteGroupID == ru.RemoteGroupID && ex.RemoteIPPrefix == ru.RemoteIPPrefix {
