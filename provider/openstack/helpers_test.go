@@ -74,11 +74,17 @@ func newProvider(t *testing.T, section string, e env) *openstack.Provider {
 
 func makeProvider(t *testing.T, section string, e env) (*openstack.Provider, error) {
 	t.Helper()
+	return makeProviderIn(t, section, e, t.TempDir())
+}
+
+// makeProviderIn is makeProvider with the cluster's state directory dir.
+func makeProviderIn(t *testing.T, section string, e env, dir string) (*openstack.Provider, error) {
+	t.Helper()
 	var node yaml.Node
 	if err := yaml.Unmarshal([]byte(section), &node); err != nil {
 		t.Fatal(err)
 	}
-	p, err := openstack.New(provider.Env{Cluster: testCluster, Dir: t.TempDir(), Config: &node})
+	p, err := openstack.New(provider.Env{Cluster: testCluster, Dir: dir, Config: &node})
 	if err != nil {
 		return nil, err
 	}

@@ -383,3 +383,20 @@ func (c *Cloud) validTempURL(r *http.Request, ct *swiftContainer) bool {
 	}
 	return false
 }
+
+// AccountMeta returns the Swift account's metadata item name (e.g.
+// "Temp-Url-Key"), "" when unset.
+func (c *Cloud) AccountMeta(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.swiftInit()
+	return c.swift.meta.Get("X-Account-Meta-" + name)
+}
+
+// SetAccountMeta sets a Swift account metadata item, as its owner would.
+func (c *Cloud) SetAccountMeta(name, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.swiftInit()
+	c.swift.meta.Set("X-Account-Meta-"+name, value)
+}
