@@ -287,7 +287,7 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request, mv int) {
 		return
 	}
 	if s.KeyName != "" && c.keypairs[s.KeyName] == nil {
-		bad(fmt.Sprintf("Invalid key_name provided."))
+		bad("Invalid key_name provided.")
 		return
 	}
 	if msg := checkMetadata(s.Metadata); msg != "" {

@@ -452,6 +452,12 @@ func decodeBody(r *http.Request, v any) error {
 	return dec.Decode(v)
 }
 
+// serviceMessage is an error whose text is the service's own message,
+// written as the service writes it (capitalised, with a full stop).
+type serviceMessage string
+
+func (m serviceMessage) Error() string { return string(m) }
+
 // pageOf applies limit/marker pagination to ids (in list order) and
 // returns the slice bounds and the marker for the next page ("" if none).
 func (c *Cloud) pageOf(r *http.Request, ids []string) (from, to int, next string, err error) {
@@ -459,7 +465,7 @@ func (c *Cloud) pageOf(r *http.Request, ids []string) (from, to int, next string
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, e := strconv.Atoi(v)
 		if e != nil || n < 0 {
-			return 0, 0, "", fmt.Errorf("Invalid input for limit: %q", v)
+			return 0, 0, "", serviceMessage(fmt.Sprintf("Invalid input for limit: %q", v))
 		}
 		if n < limit || limit <= 0 {
 			limit = n
