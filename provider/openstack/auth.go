@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,13 +200,76 @@ type cloudEntry struct {
 		AppCredSecret     string `yaml:"application_credential_secret"`
 		Token             string `yaml:"token"`
 	} `yaml:"auth"`
-	AuthType   string `yaml:"auth_type"`
-	RegionName string `yaml:"region_name"`
-	Interface  string `yaml:"interface"`
-	CACert     string `yaml:"cacert"`
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
-	Verify     *bool  `yaml:"verify"`
+	AuthType   string        `yaml:"auth_type"`
+	RegionName string        `yaml:"region_name"`
+	Regions    []cloudRegion `yaml:"regions"`
+	Interface  string        `yaml:"interface"`
+	CACert     string        `yaml:"cacert"`
+	Cert       string        `yaml:"cert"`
+	Key        string        `yaml:"key"`
+	Verify     *bool         `yaml:"verify"`
+}
+
+// cloudRegion is one entry of a cloud's regions: list, either a name or
+// {name: ..., values: {...}} whose values override the cloud's for that
+// region (as in openstacksdk).
+type cloudRegion struct {
+	Name   string
+	Values *cloudEntry
+}
+
+// UnmarshalYAML accepts both forms of a regions: entry.
+func (r *cloudRegion) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		r.Name = n.Value
+		return nil
+	}
+	var v struct {
+		Name   string      `yaml:"name"`
+		Values *cloudEntry `yaml:"values"`
+	}
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	if v.Name == "" {
+		return fmt.Errorf("line %d: a regions: entry needs a name", n.Line)
+	}
+	r.Name, r.Values = v.Name, v.Values
+	return nil
+}
+
+// chooseRegion applies a cloud's regions: list the way openstacksdk does:
+// the region asked for (openstack.region / --region, else region_name) must
+// be one of them; with none asked for, the first is used. A region's
+// values override the cloud's.
+func chooseRegion(c credentials, entry cloudEntry, want string) (credentials, error) {
+	if want == "" {
+		want = entry.RegionName
+	}
+	if len(entry.Regions) == 0 {
+		c.Region = want
+		return c, nil
+	}
+	names := make([]string, len(entry.Regions))
+	for i, r := range entry.Regions {
+		names[i] = r.Name
+	}
+	pick := entry.Regions[0]
+	if want != "" {
+		i := slices.Index(names, want)
+		if i < 0 {
+			return c, provider.BadInput("set region (openstack.region, --region or region_name) to one of: "+strings.Join(names, ", "),
+				"openstack: region %q is not one of the regions of %s", want, c.Source)
+		}
+		pick = entry.Regions[i]
+	}
+	if pick.Values != nil {
+		src := c.Source
+		c = pick.Values.credentials().merge(c)
+		c.Source = src
+	}
+	c.Region = pick.Name
+	return c, nil
 }
 
 // merge fills c's empty fields from base (secure.yaml over clouds.yaml).
@@ -340,6 +404,9 @@ func loadCredentials(cfg Config, getenv func(string) string) (credentials, error
 		}
 		c = entry.credentials()
 		c.Source = fmt.Sprintf("cloud %q in %s", name, path)
+		if c, err = chooseRegion(c, entry, cfg.Region); err != nil {
+			return c, err
+		}
 		securePath := getenv("OS_CLIENT_SECURE_FILE")
 		if securePath == "" {
 			if p := filepath.Join(filepath.Dir(path), "secure.yaml"); fileExists(p) {

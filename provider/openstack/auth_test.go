@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provider"
-	"github.com/clusterctl/clusterctl/provider/openstack/fakeopenstack"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
 
 const resources = "flavor: m1.small\nimage: debian-12-genericcloud-amd64\nnetwork: private\npoll_interval: 1ms\n"
@@ -20,9 +20,9 @@ const resources = "flavor: m1.small\nimage: debian-12-genericcloud-amd64\nnetwor
 // and networks with the token it got).
 func TestAuthSources(t *testing.T) {
 	c := newCloud(t, false)
-	f := fakeopenstack.DomainName
-	pw := passwordClouds(c, fakeopenstack.Password)
-	noPassword := strings.Replace(pw, fmt.Sprintf("      password: %q\n", fakeopenstack.Password), "", 1)
+	f := openstacktest.DomainName
+	pw := passwordClouds(c, openstacktest.Password)
+	noPassword := strings.Replace(pw, fmt.Sprintf("      password: %q\n", openstacktest.Password), "", 1)
 	appCred := fmt.Sprintf(`clouds:
   fake:
     auth_type: v3applicationcredential
@@ -31,7 +31,7 @@ func TestAuthSources(t *testing.T) {
       application_credential_id: %s
       application_credential_secret: %s
     region_name: RegionOne
-`, c.AuthURL(), fakeopenstack.AppCredID, fakeopenstack.AppCredSecret)
+`, c.AuthURL(), openstacktest.AppCredID, openstacktest.AppCredSecret)
 	unversioned := strings.Replace(pw, c.AuthURL(), c.URL+"/identity", 1)
 	if noPassword == pw || unversioned == pw {
 		t.Fatal("test set-up: the clouds.yaml edits did not apply")
@@ -46,19 +46,19 @@ func TestAuthSources(t *testing.T) {
 	}{
 		{name: "clouds.yaml password", clouds: pw, section: "cloud: fake\nclouds_file: CLOUDS\n"},
 		{name: "OS_CLOUD picks the cloud", clouds: pw, env: env{"OS_CLOUD": "fake"}, useCloudsEnvVar: true},
-		{name: "secure.yaml holds the password", clouds: noPassword, secure: fmt.Sprintf("clouds:\n  fake:\n    auth:\n      password: %q\n", fakeopenstack.Password),
+		{name: "secure.yaml holds the password", clouds: noPassword, secure: fmt.Sprintf("clouds:\n  fake:\n    auth:\n      password: %q\n", openstacktest.Password),
 			section: "cloud: fake\nclouds_file: CLOUDS\n"},
 		{name: "application credential in clouds.yaml", clouds: appCred, section: "cloud: fake\nclouds_file: CLOUDS\n"},
 		{name: "unversioned auth_url (version discovery)", clouds: unversioned, section: "cloud: fake\nclouds_file: CLOUDS\n"},
-		{name: "OS_* password", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": fakeopenstack.UserName, "OS_PASSWORD": fakeopenstack.Password,
-			"OS_PROJECT_NAME": fakeopenstack.ProjectName, "OS_USER_DOMAIN_NAME": f, "OS_PROJECT_DOMAIN_ID": fakeopenstack.DomainID, "OS_REGION_NAME": fakeopenstack.Region}},
-		{name: "OS_* project id", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": fakeopenstack.UserName, "OS_PASSWORD": fakeopenstack.Password,
-			"OS_PROJECT_ID": fakeopenstack.ProjectID, "OS_USER_DOMAIN_NAME": f}},
+		{name: "OS_* password", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": openstacktest.UserName, "OS_PASSWORD": openstacktest.Password,
+			"OS_PROJECT_NAME": openstacktest.ProjectName, "OS_USER_DOMAIN_NAME": f, "OS_PROJECT_DOMAIN_ID": openstacktest.DomainID, "OS_REGION_NAME": openstacktest.Region}},
+		{name: "OS_* project id", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": openstacktest.UserName, "OS_PASSWORD": openstacktest.Password,
+			"OS_PROJECT_ID": openstacktest.ProjectID, "OS_USER_DOMAIN_NAME": f}},
 		{name: "OS_* application credential by id", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_AUTH_TYPE": "v3applicationcredential",
-			"OS_APPLICATION_CREDENTIAL_ID": fakeopenstack.AppCredID, "OS_APPLICATION_CREDENTIAL_SECRET": fakeopenstack.AppCredSecret}},
-		{name: "OS_TOKEN scoped to a project", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_TOKEN": c.IssueToken(), "OS_PROJECT_ID": fakeopenstack.ProjectID}},
-		{name: "OS_* application credential by name", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": fakeopenstack.UserName, "OS_USER_DOMAIN_NAME": f,
-			"OS_APPLICATION_CREDENTIAL_NAME": fakeopenstack.AppCredName, "OS_APPLICATION_CREDENTIAL_SECRET": fakeopenstack.AppCredSecret}},
+			"OS_APPLICATION_CREDENTIAL_ID": openstacktest.AppCredID, "OS_APPLICATION_CREDENTIAL_SECRET": openstacktest.AppCredSecret}},
+		{name: "OS_TOKEN scoped to a project", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_TOKEN": c.IssueToken(), "OS_PROJECT_ID": openstacktest.ProjectID}},
+		{name: "OS_* application credential by name", env: env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": openstacktest.UserName, "OS_USER_DOMAIN_NAME": f,
+			"OS_APPLICATION_CREDENTIAL_NAME": openstacktest.AppCredName, "OS_APPLICATION_CREDENTIAL_SECRET": openstacktest.AppCredSecret}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,13 +91,13 @@ func TestCloudsYAMLSearchPath(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	pw := passwordClouds(c, fakeopenstack.Password)
-	noPassword := strings.Replace(pw, fmt.Sprintf("      password: %q\n", fakeopenstack.Password), "", 1)
+	pw := passwordClouds(c, openstacktest.Password)
+	noPassword := strings.Replace(pw, fmt.Sprintf("      password: %q\n", openstacktest.Password), "", 1)
 	if noPassword == pw {
 		t.Fatal("test set-up: the password was not removed from clouds.yaml")
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "clouds.yaml"), []byte(noPassword), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "secure.yaml"), []byte(fmt.Sprintf("clouds:\n  fake:\n    auth:\n      password: %q\n", fakeopenstack.Password)), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "secure.yaml"), []byte(fmt.Sprintf("clouds:\n  fake:\n    auth:\n      password: %q\n", openstacktest.Password)), 0o600))
 	t.Setenv("XDG_CONFIG_HOME", cfgHome)
 	t.Chdir(t.TempDir()) // no ./clouds.yaml
 	p := newProvider(t, "cloud: fake\n"+resources, nil)
@@ -117,7 +117,7 @@ func TestTLS(t *testing.T) {
 	c := newCloud(t, true)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	must(t, os.WriteFile(caFile, c.CertificatePEM(), 0o600))
-	base := passwordClouds(c, fakeopenstack.Password)
+	base := passwordClouds(c, openstacktest.Password)
 
 	t.Run("untrusted certificate is bad input naming cacert", func(t *testing.T) {
 		p := newProvider(t, "cloud: fake\nclouds_file: "+writeClouds(t, base, "")+"\n"+resources, nil)
@@ -136,8 +136,8 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("OS_CACERT", func(t *testing.T) {
-		e := env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": fakeopenstack.UserName, "OS_PASSWORD": fakeopenstack.Password,
-			"OS_PROJECT_ID": fakeopenstack.ProjectID, "OS_USER_DOMAIN_ID": fakeopenstack.DomainID, "OS_CACERT": caFile}
+		e := env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": openstacktest.UserName, "OS_PASSWORD": openstacktest.Password,
+			"OS_PROJECT_ID": openstacktest.ProjectID, "OS_USER_DOMAIN_ID": openstacktest.DomainID, "OS_CACERT": caFile}
 		p := newProvider(t, resources, e)
 		if err := p.Preflight(ctx(t), nil); err != nil {
 			t.Fatal(err)
@@ -172,10 +172,10 @@ func TestTLS(t *testing.T) {
 // shows in the message.
 func TestBadInput(t *testing.T) {
 	c := newCloud(t, false)
-	pw := passwordClouds(c, fakeopenstack.Password)
+	pw := passwordClouds(c, openstacktest.Password)
 	wrongPw := passwordClouds(c, "not-the-password")
 	appCred := fmt.Sprintf("clouds:\n  fake:\n    auth:\n      auth_url: %s\n      application_credential_id: %s\n      application_credential_secret: expired-secret\n",
-		c.AuthURL(), fakeopenstack.AppCredID)
+		c.AuthURL(), openstacktest.AppCredID)
 	tests := []struct {
 		name, clouds, section string
 		env                   env
@@ -202,10 +202,10 @@ func TestBadInput(t *testing.T) {
 		{name: "wrong password", clouds: wrongPw, section: resources,
 			want: []string{"password auth", `user "demo"`, "refused (HTTP 401)"}, fix: "password"},
 		{name: "expired application credential", clouds: appCred, section: resources,
-			want: []string{"application credential auth", fakeopenstack.AppCredID, "refused"}, fix: "expired"},
+			want: []string{"application credential auth", openstacktest.AppCredID, "refused"}, fix: "expired"},
 		{name: "no credentials at all", section: resources, want: []string{"no credentials"}, fix: "OS_CLOUD"},
 		{name: "password auth without project", section: resources,
-			env:  env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": "demo", "OS_PASSWORD": fakeopenstack.Password, "OS_USER_DOMAIN_NAME": "Default"},
+			env:  env{"OS_AUTH_URL": c.AuthURL(), "OS_USERNAME": "demo", "OS_PASSWORD": openstacktest.Password, "OS_USER_DOMAIN_NAME": "Default"},
 			want: []string{"password auth from OS_* environment variables is missing: project_name"}},
 		{name: "region not in the catalog", clouds: pw, section: resources + "region: RegionTwo\n", want: []string{"region RegionTwo"}, fix: "region"},
 	}

@@ -26,6 +26,12 @@
 // The agent reaches the nodes by URL: when agent.source is not set, the
 // binary is uploaded to a private Swift container of the cluster and the
 // nodes download it from a temporary URL (provider.AgentPublisher).
+// AgentURL plans that URL without making anything: it reads the object
+// store's /info to choose the key's scope (container on OpenStack Swift,
+// account on Ceph RGW and unknown stores) and the digest (SHA-256 when
+// allowed, else SHA-1), and records the plan and key in the state
+// directory; UploadAgent then makes the container, key and object.
+// CheckSeed (provider.SeedChecker) holds each user-data to Nova's limit.
 //
 // Configuration is the "openstack:" section of the cluster config:
 //
@@ -39,7 +45,7 @@
 //	  flavor: m1.small        # name or id (required)
 //	  image: debian-12        # name or id (required)
 //	  network: private        # name or id of a tenant network with one IPv4 subnet (required)
-//	  key_name: ""            # existing Nova key pair, for SSH by hand
+//	  key_name: ""            # existing Nova key pair (port 22 is not opened by clusterctl)
 //	  floating_ip_pool: ""    # external network to take a floating IP from
 //	  config_drive: false     # also pass the user-data on a config drive
 //	  security_group: ""      # default clusterctl-CLUSTER

@@ -11,15 +11,15 @@ import (
 
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack"
-	"github.com/clusterctl/clusterctl/provider/openstack/fakeopenstack"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
 
 const testCluster = "lab"
 
 // newCloud starts a fake cloud for the test.
-func newCloud(t *testing.T, tlsServer bool) *fakeopenstack.Cloud {
+func newCloud(t *testing.T, tlsServer bool) *openstacktest.Cloud {
 	t.Helper()
-	c := fakeopenstack.New(tlsServer)
+	c := openstacktest.New(tlsServer)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -42,7 +42,7 @@ func writeClouds(t *testing.T, clouds, secure string) string {
 }
 
 // passwordClouds is a clouds.yaml with cloud "fake" using password auth.
-func passwordClouds(c *fakeopenstack.Cloud, password string) string {
+func passwordClouds(c *openstacktest.Cloud, password string) string {
 	return fmt.Sprintf(`clouds:
   fake:
     auth:
@@ -54,7 +54,7 @@ func passwordClouds(c *fakeopenstack.Cloud, password string) string {
       project_domain_name: %s
     region_name: %s
     identity_api_version: 3
-`, c.AuthURL(), fakeopenstack.UserName, password, fakeopenstack.ProjectName, fakeopenstack.DomainName, fakeopenstack.DomainName, fakeopenstack.Region)
+`, c.AuthURL(), openstacktest.UserName, password, openstacktest.ProjectName, openstacktest.DomainName, openstacktest.DomainName, openstacktest.Region)
 }
 
 // env is a fake environment for the provider.
@@ -74,11 +74,17 @@ func newProvider(t *testing.T, section string, e env) *openstack.Provider {
 
 func makeProvider(t *testing.T, section string, e env) (*openstack.Provider, error) {
 	t.Helper()
+	return makeProviderIn(t, section, e, t.TempDir())
+}
+
+// makeProviderIn is makeProvider with the cluster's state directory dir.
+func makeProviderIn(t *testing.T, section string, e env, dir string) (*openstack.Provider, error) {
+	t.Helper()
 	var node yaml.Node
 	if err := yaml.Unmarshal([]byte(section), &node); err != nil {
 		t.Fatal(err)
 	}
-	p, err := openstack.New(provider.Env{Cluster: testCluster, Dir: t.TempDir(), Config: &node})
+	p, err := openstack.New(provider.Env{Cluster: testCluster, Dir: dir, Config: &node})
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +97,9 @@ func makeProvider(t *testing.T, section string, e env) (*openstack.Provider, err
 
 // standard returns a provider for cloud "fake" in a clouds.yaml with
 // password auth, plus extra config lines.
-func standard(t *testing.T, c *fakeopenstack.Cloud, extra string) *openstack.Provider {
+func standard(t *testing.T, c *openstacktest.Cloud, extra string) *openstack.Provider {
 	t.Helper()
-	path := writeClouds(t, passwordClouds(c, fakeopenstack.Password), "")
+	path := writeClouds(t, passwordClouds(c, openstacktest.Password), "")
 	return newProvider(t, fmt.Sprintf(`cloud: fake
 clouds_file: %s
 flavor: m1.small
@@ -121,7 +127,7 @@ func spec(t *testing.T, name string) provider.NodeSpec {
 func noSecrets(t *testing.T, texts ...string) {
 	t.Helper()
 	for _, s := range texts {
-		for _, secret := range []string{fakeopenstack.Password, fakeopenstack.AppCredSecret, "AdminPass-", "gAAAAA"} {
+		for _, secret := range []string{openstacktest.Password, openstacktest.AppCredSecret, "AdminPass-", "gAAAAA"} {
 			if strings.Contains(s, secret) {
 				t.Errorf("a secret (%q...) shows in: %s", secret[:4], s)
 			}

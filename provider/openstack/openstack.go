@@ -19,6 +19,7 @@ import (
 	gcos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
@@ -61,6 +62,9 @@ type Provider struct {
 	conn *conn
 	res  *resolved
 	sgID string
+	// agent is the agent's publication record when there is no state
+	// directory to keep it in (see agentFile).
+	agent *agentRecord
 
 	sgMu sync.Mutex // serialises making the security group
 }
@@ -72,6 +76,7 @@ var (
 	_ provider.NodeNetwork    = (*Provider)(nil)
 	_ provider.ClusterCleaner = (*Provider)(nil)
 	_ provider.AgentPublisher = (*Provider)(nil)
+	_ provider.SeedChecker    = (*Provider)(nil)
 )
 
 // New makes the provider from its environment. It reads no file and uses
@@ -130,6 +135,11 @@ func (p *Provider) connect(ctx context.Context) (*conn, error) {
 	if err := gcos.Authenticate(ctx, pc, creds.authOptions()); err != nil {
 		return nil, authError(creds, err)
 	}
+	if creds.Region == "" {
+		if err := oneRegion(pc, creds); err != nil {
+			return nil, err
+		}
+	}
 	eo := gophercloud.EndpointOpts{Region: creds.Region, Availability: availability(creds.Interface)}
 	c := &conn{creds: creds}
 	var errs []error
@@ -163,6 +173,46 @@ func (p *Provider) connect(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
+// oneRegion fails when no region is chosen and the service catalog has
+// several for the services clusterctl uses: each client would take the
+// first endpoint it finds, and Nova and Neutron could be in different
+// regions.
+func oneRegion(pc *gophercloud.ProviderClient, creds credentials) error {
+	res, ok := pc.GetAuthResult().(interface {
+		ExtractServiceCatalog() (*tokens.ServiceCatalog, error)
+	})
+	if !ok {
+		return nil
+	}
+	cat, err := res.ExtractServiceCatalog()
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, e := range cat.Entries {
+		switch e.Type {
+		case "compute", "network", "image", "object-store":
+		default:
+			continue
+		}
+		for _, ep := range e.Endpoints {
+			if r := firstOf(ep.RegionID, ep.Region); r != "" {
+				seen[r] = true
+			}
+		}
+	}
+	if len(seen) < 2 {
+		return nil
+	}
+	regions := make([]string, 0, len(seen))
+	for r := range seen {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	return provider.BadInput("choose one: set region_name in clouds.yaml, OS_REGION_NAME, openstack.region or --region",
+		"openstack: the service catalog of %s has several regions (%s) and none is chosen", creds.Source, strings.Join(regions, ", "))
+}
+
 func availability(iface string) gophercloud.Availability {
 	switch strings.TrimSuffix(iface, "URL") {
 	case "internal":
@@ -191,6 +241,9 @@ func apiError(doing string, err error) error {
 		switch {
 		case ue.Actual == http.StatusForbidden && strings.Contains(strings.ToLower(msg), "quota"):
 			return provider.WithHint(e, "the project's quota is used up: remove nodes or ask the cloud's operators for more (`openstack quota show`)")
+		case ue.Actual == http.StatusConflict && neutronErrorType(err) == "OverQuota":
+			return provider.WithHint(fmt.Errorf("openstack: %s: quota exceeded: %s (HTTP %d)", doing, msg, ue.Actual),
+				"the project's Neutron quota is used up: delete unused security groups or rules, or ask the cloud's operators for more (`openstack quota show`)")
 		case ue.Actual == http.StatusUnauthorized:
 			return provider.WithHint(e, "the token was refused; check the credentials")
 		case ue.Actual == http.StatusNotAcceptable:
@@ -203,19 +256,57 @@ func apiError(doing string, err error) error {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// metadataKeyRE is Nova's rule for server metadata keys (the
+// patternProperties of its metadata schema); values may have 255
+// characters at most.
+var metadataKeyRE = regexp.MustCompile(`^[a-zA-Z0-9-_:. ]{1,255}$`)
+
+// maxMetadataValue is Nova's limit on a metadata value.
+const maxMetadataValue = 255
+
+// checkTags reports node.tags that Nova would refuse as server metadata
+// (400 on every server create).
+func checkTags(node string, tags map[string]string) []error {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		switch {
+		case !metadataKeyRE.MatchString(k):
+			errs = append(errs, provider.BadInput("use only letters, digits, space and - _ : . in tag keys (at most 255), e.g. team.owner instead of team/owner",
+				"openstack: node %q: tag key %q is not a valid Nova metadata key (^[a-zA-Z0-9-_:. ]{1,255}$)", node, k))
+		case len(tags[k]) > maxMetadataValue:
+			errs = append(errs, provider.BadInput("shorten the tag's value to 255 characters",
+				"openstack: node %q: tag %q has a value of %d characters; Nova allows %d", node, k, len(tags[k]), maxMetadataValue))
+		}
+	}
+	return errs
+}
+
+// CheckSeed checks that the node's user-data fits Nova's limit on
+// user_data: 65535 bytes once base64-encoded.
+func (p *Provider) CheckSeed(spec provider.NodeSpec) error {
+	if n := base64.StdEncoding.EncodedLen(len(spec.Seed.UserData)); n > maxUserData {
+		return provider.BadInput("shorten cloudinit.extra or the user-data template (the agent is downloaded, not embedded)",
+			"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", spec.Name, n, maxUserData)
+	}
+	return nil
+}
+
 // Preflight authenticates and resolves flavor, image, network, floating IP
-// pool and key pair, and checks each node's user-data fits; every problem
-// is an *InputError, reported together. It creates nothing.
+// pool and key pair, and checks node names and tags; every problem is an
+// *InputError, reported together. It creates nothing. (The user-data is
+// checked by CheckSeed once it is rendered.)
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
 	for _, s := range specs {
 		if !nameRE.MatchString(s.Name) {
 			errs = append(errs, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
 		}
-		if n := base64.StdEncoding.EncodedLen(len(s.Seed.UserData)); n > maxUserData {
-			errs = append(errs, provider.BadInput("shorten cloudinit.extra (the agent is downloaded, not embedded)",
-				"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", s.Name, n, maxUserData))
-		}
+		errs = append(errs, checkTags(s.Name, s.Tags)...)
 	}
 	c, err := p.connect(ctx)
 	if err != nil {
@@ -291,7 +382,7 @@ func (p *Provider) ensureGroup(ctx context.Context, c *conn) (string, error) {
 		}
 	}
 	for _, r := range want {
-		if _, err := rules.Create(ctx, c.network, r).Extract(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+		if _, err := rules.Create(ctx, c.network, r).Extract(); err != nil && neutronErrorType(err) != "SecurityGroupRuleExists" {
 			return "", apiError("add a rule to "+doing, err)
 		}
 	}
@@ -326,18 +417,18 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 	if err != nil {
 		return provider.Instance{}, err
 	}
+	if err := p.CheckSeed(spec); err != nil {
+		return provider.Instance{}, err
+	}
+	if errs := checkTags(spec.Name, spec.Tags); len(errs) > 0 {
+		return provider.Instance{}, errors.Join(errs...)
+	}
 	// Encode once ourselves: gophercloud passes what is already base64
 	// through unchanged, so the guest sees exactly spec.Seed.UserData.
 	ud := base64.StdEncoding.EncodeToString(spec.Seed.UserData)
-	if len(ud) > maxUserData {
-		return provider.Instance{}, provider.BadInput("shorten cloudinit.extra",
-			"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", spec.Name, len(ud), maxUserData)
-	}
 	md := map[string]string{}
 	for k, v := range spec.Tags {
-		if len(k) <= 255 && len(v) <= 255 {
-			md[k] = v
-		}
+		md[k] = v
 	}
 	md[MetaCluster], md[MetaNode], md[MetaManagedBy] = p.env.Cluster, spec.Name, managedBy
 	opts := servers.CreateOpts{
@@ -383,6 +474,38 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 	return inst, nil
 }
 
+// forceDelete deletes a soft-deleted server at once (os-deferred-delete's
+// forceDelete action).
+func forceDelete(ctx context.Context, c *conn, id string) error {
+	resp, err := c.compute.Post(ctx, c.compute.ServiceURL("servers", id, "action"), map[string]any{"forceDelete": nil}, nil,
+		&gophercloud.RequestOpts{OkCodes: []int{http.StatusAccepted}})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		return apiError("force-delete soft-deleted server "+id, err)
+	}
+	return nil
+}
+
+// neutronErrorType returns the "type" of a Neutron error body
+// ({"NeutronError": {"type": "OverQuota", ...}}), or "".
+func neutronErrorType(err error) string {
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	var body struct {
+		NeutronError struct {
+			Type string `json:"type"`
+		} `json:"NeutronError"`
+	}
+	if jsonUnmarshal(ue.Body, &body) != nil {
+		return ""
+	}
+	return body.NeutronError.Type
+}
+
 func joinDetail(a, b string) string {
 	if a == "" {
 		return b
@@ -393,7 +516,7 @@ func joinDetail(a, b string) string {
 // waitActive polls the server until it is ACTIVE. ERROR ends the wait at
 // once with the server's fault message; so does the server vanishing.
 func (p *Provider) waitActive(ctx context.Context, c *conn, id, name string) (*servers.Server, error) {
-	last := "BUILD"
+	last, answered, start := "", false, time.Now()
 	for {
 		s, err := servers.Get(ctx, c.compute, id).Extract()
 		switch {
@@ -402,6 +525,7 @@ func (p *Provider) waitActive(ctx context.Context, c *conn, id, name string) (*s
 		case err != nil && ctx.Err() == nil:
 			return nil, apiError(fmt.Sprintf("get server %q (%s)", name, id), err)
 		case err == nil:
+			answered = true
 			last = s.Status
 			if s.TaskState != "" {
 				last += " (" + s.TaskState + ")"
@@ -419,10 +543,22 @@ func (p *Provider) waitActive(ctx context.Context, c *conn, id, name string) (*s
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("openstack: server %q (%s) still %s: %w", name, id, last, ctx.Err())
+			return nil, stillBuilding(name, id, last, answered, time.Since(start), ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// stillBuilding is the error of a wait for ACTIVE that ran out of time.
+// When Nova answered, it says what Nova answered, and does not wrap the
+// context's error: the caller would report that as "no answer".
+func stillBuilding(name, id, last string, answered bool, waited time.Duration, ctxErr error) error {
+	if !answered {
+		return fmt.Errorf("openstack: server %q (%s): Nova did not answer while it was being built: %w", name, id, ctxErr)
+	}
+	return provider.WithHint(
+		fmt.Errorf("openstack: server %q (%s) was still %s after %s: Nova answered, but the build did not finish", name, id, last, waited.Round(time.Second)),
+		"the cloud is slow to build servers now: raise timeouts.create, or look at `openstack server show "+id+"`; `clusterctl down "+name+"` removes it")
 }
 
 func faultError(s *servers.Server, name string) error {
@@ -473,8 +609,11 @@ func mapState(status, task string) provider.State {
 		return provider.StateRunning
 	case "SHUTOFF", "STOPPED", "SUSPENDED", "PAUSED", "SHELVED", "SHELVED_OFFLOADED":
 		return provider.StateStopped
-	case "DELETED", "SOFT_DELETED":
+	case "DELETED":
 		return provider.StateTerminated
+	case "SOFT_DELETED":
+		// Still there (restorable, holding its ports) until reclaimed.
+		return provider.StateStopped
 	case "ERROR":
 		return provider.StateError
 	}
@@ -609,8 +748,16 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 		if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
 			return nil
 		}
-		if err == nil && (s.Status == "DELETED" || s.Status == "SOFT_DELETED") {
+		if err == nil && s.Status == "DELETED" {
 			return nil
+		}
+		if err == nil && s.Status == "SOFT_DELETED" && s.TaskState == "" {
+			// A cloud with deferred delete keeps the server (and its ports,
+			// which hold the security group) until it is reclaimed: delete
+			// it for good now.
+			if err := forceDelete(ctx, c, id); err != nil {
+				return err
+			}
 		}
 		if err == nil && s.Status == "ERROR" && s.TaskState == "" {
 			// A delete that failed leaves the server in ERROR; ask again.

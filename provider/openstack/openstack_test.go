@@ -12,7 +12,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack"
-	"github.com/clusterctl/clusterctl/provider/openstack/fakeopenstack"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 	"github.com/clusterctl/clusterctl/provider/providertest"
 )
 
@@ -38,10 +38,10 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 	c := newCloud(t, false)
 	c.AddKeypair("ops", "ssh-ed25519 AAAA ops@example")
 	imageID := c.ImageID("ubuntu-24.04-server")
-	path := writeClouds(t, passwordClouds(c, fakeopenstack.Password), "")
+	path := writeClouds(t, passwordClouds(c, openstacktest.Password), "")
 	// Flavor by id, image by id, network by id.
 	p := newProvider(t, fmt.Sprintf("cloud: fake\nclouds_file: %s\nflavor: \"2\"\nimage: %s\nnetwork: %s\nkey_name: ops\nconfig_drive: true\npoll_interval: 1ms\n",
-		path, imageID, c.NetworkID(fakeopenstack.NetworkPrivate)), nil)
+		path, imageID, c.NetworkID(openstacktest.NetworkPrivate)), nil)
 
 	sp := spec(t, "red")
 	// User-data that is itself valid base64 must still be encoded once.
@@ -53,8 +53,8 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 	if inst.State != provider.StateRunning {
 		t.Errorf("state after Create = %q, want running", inst.State)
 	}
-	if a, err := netip.ParseAddr(inst.Address); err != nil || !netip.MustParsePrefix(fakeopenstack.PrivateCIDR).Contains(a) {
-		t.Errorf("address %q is not in the cluster network %s", inst.Address, fakeopenstack.PrivateCIDR)
+	if a, err := netip.ParseAddr(inst.Address); err != nil || !netip.MustParsePrefix(openstacktest.PrivateCIDR).Contains(a) {
+		t.Errorf("address %q is not in the cluster network %s", inst.Address, openstacktest.PrivateCIDR)
 	}
 	servers := c.Servers()
 	if len(servers) != 1 {
@@ -77,7 +77,7 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 		t.Errorf("Instance.Address %q, server's port has %q", inst.Address, s.FixedIP)
 	}
 	// The cluster's security group: gossip TCP and UDP from the group itself.
-	var sg *fakeopenstack.SecurityGroup
+	var sg *openstacktest.SecurityGroup
 	for _, g := range c.SecurityGroups() {
 		if g.Name == "clusterctl-"+testCluster {
 			sg = &g
@@ -174,7 +174,7 @@ func TestSecurityGroupMadeOnceAndRemovedByCleanup(t *testing.T) {
 func TestErrorStateFailsAtOnceWithFault(t *testing.T) {
 	c := newCloud(t, false)
 	c.BuildPolls = 3
-	path := writeClouds(t, passwordClouds(c, fakeopenstack.Password), "")
+	path := writeClouds(t, passwordClouds(c, openstacktest.Password), "")
 	p := newProvider(t, "cloud: fake\nclouds_file: "+path+"\nflavor: g1.huge\nimage: debian-12-genericcloud-amd64\nnetwork: private\npoll_interval: 1ms\n", nil)
 
 	// The context allows far more polls than the build takes: the wait
@@ -183,8 +183,8 @@ func TestErrorStateFailsAtOnceWithFault(t *testing.T) {
 	if err == nil {
 		t.Fatal("Create of a server that goes to ERROR: no error")
 	}
-	if !strings.Contains(err.Error(), fakeopenstack.NoValidHost) {
-		t.Errorf("error %q does not carry the fault message %q", err, fakeopenstack.NoValidHost)
+	if !strings.Contains(err.Error(), openstacktest.NoValidHost) {
+		t.Errorf("error %q does not carry the fault message %q", err, openstacktest.NoValidHost)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("the wait ran into its deadline instead of stopping on ERROR: %v", err)
@@ -231,7 +231,7 @@ func TestFloatingIP(t *testing.T) {
 	if fips[0].FixedIP != inst.Address || !strings.Contains(inst.Detail, fips[0].Address) {
 		t.Errorf("floating IP %+v; instance %+v: want it on the node's fixed address and shown in Detail", fips[0], inst)
 	}
-	if !netip.MustParsePrefix(fakeopenstack.PrivateCIDR).Contains(netip.MustParseAddr(inst.Address)) {
+	if !netip.MustParsePrefix(openstacktest.PrivateCIDR).Contains(netip.MustParseAddr(inst.Address)) {
 		t.Errorf("Address %q must stay the fixed address (the agent advertises it), not the floating one", inst.Address)
 	}
 	st, _ := p.Status(ctx(t), inst.ID)
@@ -280,7 +280,7 @@ func TestImageFoundOnALaterPage(t *testing.T) {
 		c.AddImage(fmt.Sprintf("filler-%d", i))
 	}
 	c.AddImage("the-last-one")
-	path := writeClouds(t, passwordClouds(c, fakeopenstack.Password), "")
+	path := writeClouds(t, passwordClouds(c, openstacktest.Password), "")
 	p := newProvider(t, "cloud: fake\nclouds_file: "+path+"\nflavor: m1.large\nimage: the-last-one\nnetwork: private\n", nil)
 	if err := p.Preflight(ctx(t), nil); err != nil {
 		t.Fatalf("Preflight: %v", err)
@@ -318,8 +318,8 @@ func TestNodeCIDR(t *testing.T) {
 	c := newCloud(t, false)
 	p := standard(t, c, "")
 	got, err := p.NodeCIDR(ctx(t))
-	if err != nil || got != netip.MustParsePrefix(fakeopenstack.PrivateCIDR) {
-		t.Errorf("NodeCIDR = %v, %v; want %s", got, err, fakeopenstack.PrivateCIDR)
+	if err != nil || got != netip.MustParsePrefix(openstacktest.PrivateCIDR) {
+		t.Errorf("NodeCIDR = %v, %v; want %s", got, err, openstacktest.PrivateCIDR)
 	}
 }
 

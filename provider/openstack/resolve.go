@@ -217,7 +217,23 @@ func (p *Provider) lookupImage(ctx context.Context, c *conn) (named, error) {
 			items = append(items, named{im.ID, im.Name})
 		}
 	}
-	return pick("image", "image", p.cfg.Image, items)
+	n, err := pick("image", "image", p.cfg.Image, items)
+	if err == nil {
+		return n, nil
+	}
+	// Glance's list leaves out community and hidden (os_hidden) images;
+	// asked for by id, they are found.
+	im, gerr := images.Get(ctx, c.image, p.cfg.Image).Extract()
+	switch {
+	case gerr == nil && im.Status == images.ImageStatusActive:
+		return named{im.ID, im.Name}, nil
+	case gerr == nil:
+		return named{}, provider.BadInput("choose an active image (`openstack image list`)",
+			"openstack: image %q (%s) is %s, not active", p.cfg.Image, im.Name, im.Status)
+	case gophercloud.ResponseCodeIs(gerr, http.StatusNotFound), gophercloud.ResponseCodeIs(gerr, http.StatusBadRequest):
+		return named{}, err
+	}
+	return named{}, apiError("look up image "+p.cfg.Image, gerr)
 }
 
 func (p *Provider) lookupNetwork(ctx context.Context, c *conn, r *resolved) error {

@@ -3,7 +3,7 @@
 package e2e
 
 // TestOpenStackLifecycle runs the real clusterctl binary against the fake
-// OpenStack cloud (provider/openstack/fakeopenstack) served by this test
+// OpenStack cloud (provider/openstack/openstacktest) served by this test
 // process on loopback. A harness plays the part of the servers' cloud-init:
 // for every server that turns ACTIVE it reads the user-data the fake Nova
 // received, downloads the agent from the URL in it (the Swift temporary URL
@@ -39,7 +39,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/clusterctl/clusterctl/provider/openstack/fakeopenstack"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
 
 const osClusterCIDR = "127.0.80.0/24"
@@ -50,7 +50,7 @@ type osEnv struct {
 	bin    string
 	home   string
 	config string
-	cloud  *fakeopenstack.Cloud
+	cloud  *openstacktest.Cloud
 }
 
 // freePort finds a TCP and UDP port free on 127.0.0.1 for gossip.
@@ -89,7 +89,7 @@ func osSetup(t *testing.T) *osEnv {
 		}
 	}
 
-	e.cloud = fakeopenstack.New(false)
+	e.cloud = openstacktest.New(false)
 	t.Cleanup(e.cloud.Close)
 	e.cloud.AddNetwork("cluster", osClusterCIDR)
 
@@ -104,8 +104,8 @@ func osSetup(t *testing.T) *osEnv {
       user_domain_name: %s
       project_domain_name: %s
     region_name: %s
-`, e.cloud.AuthURL(), fakeopenstack.UserName, fakeopenstack.ProjectName, fakeopenstack.DomainName, fakeopenstack.DomainName, fakeopenstack.Region)
-	secure := fmt.Sprintf("clouds:\n  e2e:\n    auth:\n      password: %q\n", fakeopenstack.Password)
+`, e.cloud.AuthURL(), openstacktest.UserName, openstacktest.ProjectName, openstacktest.DomainName, openstacktest.DomainName, openstacktest.Region)
+	secure := fmt.Sprintf("clouds:\n  e2e:\n    auth:\n      password: %q\n", openstacktest.Password)
 	writeFile(t, filepath.Join(cdir, "clouds.yaml"), clouds)
 	writeFile(t, filepath.Join(cdir, "secure.yaml"), secure)
 
@@ -167,7 +167,7 @@ func (e *osEnv) cli(ctx context.Context, args ...string) (string, string, int) {
 
 type guestHarness struct {
 	t     *testing.T
-	cloud *fakeopenstack.Cloud
+	cloud *openstacktest.Cloud
 	dir   string
 
 	mu     sync.Mutex
@@ -175,7 +175,7 @@ type guestHarness struct {
 	errs   []error
 }
 
-func startHarness(ctx context.Context, t *testing.T, cloud *fakeopenstack.Cloud) *guestHarness {
+func startHarness(ctx context.Context, t *testing.T, cloud *openstacktest.Cloud) *guestHarness {
 	h := &guestHarness{t: t, cloud: cloud, dir: t.TempDir(), agents: map[string]*exec.Cmd{}}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -244,7 +244,7 @@ type userData struct {
 }
 
 // boot does what cloud-init and the install script would do on the server.
-func (h *guestHarness) boot(s fakeopenstack.Server) (*exec.Cmd, error) {
+func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, error) {
 	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
 		return nil, fmt.Errorf("user-data does not start with #cloud-config: %.40q", s.UserData)
 	}
@@ -347,7 +347,7 @@ func TestOpenStackLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	h := startHarness(ctx, t, e.cloud)
-	secrets := []string{fakeopenstack.Password, "AdminPass-"}
+	secrets := []string{openstacktest.Password, "AdminPass-"}
 	var outputs []string
 
 	// Bad input: exit 2, a near match, nothing created at the cloud.

@@ -1,4 +1,4 @@
-package fakeopenstack
+package openstacktest
 
 import (
 	"crypto/rand"
@@ -230,11 +230,22 @@ func (c *Cloud) tokenBody(t token) map[string]any {
 }
 
 func (c *Cloud) catalog() []any {
+	c.mu.Lock()
+	regions := append([]string(nil), c.Regions...)
+	c.mu.Unlock()
+	if len(regions) == 0 {
+		regions = []string{Region}
+	}
+	// Every region's endpoints lead to the same fake services: a test of
+	// region choice looks at which regions the client accepts, not at
+	// separate contents.
 	svc := func(typ, name, url string) map[string]any {
 		var eps []any
-		for _, iface := range []string{"public", "internal", "admin"} {
-			eps = append(eps, map[string]any{"id": strings.Repeat(string(iface[0]), 8) + typ, "interface": iface,
-				"region": Region, "region_id": Region, "url": url})
+		for _, region := range regions {
+			for _, iface := range []string{"public", "internal", "admin"} {
+				eps = append(eps, map[string]any{"id": strings.Repeat(string(iface[0]), 8) + typ + "-" + region, "interface": iface,
+					"region": region, "region_id": region, "url": url})
+			}
 		}
 		return map[string]any{"id": name + "-service", "type": typ, "name": name, "endpoints": eps}
 	}

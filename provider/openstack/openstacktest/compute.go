@@ -1,9 +1,11 @@
-package fakeopenstack
+package openstacktest
 
 import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -208,6 +210,55 @@ type createServerReq struct {
 	} `json:"server"`
 }
 
+// metadataKeyPattern is the pattern of Nova's metadata schema
+// (patternProperties); values are strings of at most 255 characters.
+const metadataKeyPattern = `^[a-zA-Z0-9-_:. ]{1,255}$`
+
+var metadataKeyRE = regexp.MustCompile(metadataKeyPattern)
+
+// checkMetadata validates server metadata like Nova's JSON schema and
+// returns its 400 message ("" when valid). Nova reports the first problem
+// as "Invalid input for field/attribute metadata. Value: <the dict>.
+// <jsonschema's message>".
+func checkMetadata(md map[string]string) string {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var bad []string
+	for _, k := range keys {
+		if !metadataKeyRE.MatchString(k) {
+			bad = append(bad, pyRepr(k))
+		}
+	}
+	if len(bad) > 0 {
+		verb := "does"
+		if len(bad) > 1 {
+			verb = "do"
+		}
+		return fmt.Sprintf("Invalid input for field/attribute metadata. Value: %s. %s %s not match any of the regexes: %s",
+			pyDict(md, keys), strings.Join(bad, ", "), verb, pyRepr(metadataKeyPattern))
+	}
+	for _, k := range keys {
+		if v := md[k]; len(v) > 255 {
+			return fmt.Sprintf("Invalid input for field/attribute %s. Value: %s. %s is too long", k, pyRepr(v), pyRepr(v))
+		}
+	}
+	return ""
+}
+
+// pyRepr quotes s as Python's repr of a str does (in the common case).
+func pyRepr(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) + "'" }
+
+func pyDict(md map[string]string, keys []string) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = pyRepr(k) + ": " + pyRepr(md[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
 // maxUserData is Nova's limit on the base64 user_data.
 const maxUserData = 65535
 
@@ -236,14 +287,14 @@ func (c *Cloud) createServer(w http.ResponseWriter, r *http.Request, mv int) {
 		return
 	}
 	if s.KeyName != "" && c.keypairs[s.KeyName] == nil {
-		bad(fmt.Sprintf("Invalid key_name provided."))
+		bad("Invalid key_name provided.")
+		return
+	}
+	if msg := checkMetadata(s.Metadata); msg != "" {
+		bad(msg)
 		return
 	}
 	for k, v := range s.Metadata {
-		if len(k) == 0 || len(k) > 255 || len(v) > 255 {
-			bad("Invalid input for field/attribute metadata.")
-			return
-		}
 		srv.Metadata[k] = v
 	}
 	if len(srv.Metadata) > 128 {
@@ -494,7 +545,13 @@ func (c *Cloud) deleteServer(w http.ResponseWriter, r *http.Request, _ int) {
 		novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Instance %s could not be found.", r.PathValue("id")))
 		return
 	}
-	if !s.deleting {
+	switch {
+	case s.deleting:
+	case c.SoftDelete:
+		// reclaim_instance_interval > 0: the server stays, powered off,
+		// with its ports, until it is reclaimed or force-deleted.
+		s.Status, s.VMState, s.TaskState = "SOFT_DELETED", "soft-delete", ""
+	default:
 		s.deleting, s.polls, s.TaskState = true, 0, "deleting"
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -513,9 +570,17 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request, _ int) {
 		novaError(w, http.StatusNotFound, "itemNotFound", fmt.Sprintf("Instance %s could not be found.", r.PathValue("id")))
 		return
 	}
+	if _, ok := body["forceDelete"]; ok {
+		// os-deferred-delete: deletes a server in any state at once.
+		if !s.deleting {
+			s.deleting, s.polls, s.TaskState = true, 0, "deleting"
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
 	args, ok := body["os-getConsoleOutput"]
 	if !ok {
-		novaError(w, http.StatusBadRequest, "badRequest", "this fake only implements os-getConsoleOutput")
+		novaError(w, http.StatusBadRequest, "badRequest", "this fake only implements os-getConsoleOutput and forceDelete")
 		return
 	}
 	if s.Status == "BUILD" || s.Status == "ERROR" {

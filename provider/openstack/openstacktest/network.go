@@ -1,4 +1,4 @@
-package fakeopenstack
+package openstacktest
 
 import (
 	"fmt"
@@ -449,6 +449,12 @@ func (c *Cloud) createRule(w http.ResponseWriter, r *http.Request) {
 	}
 	if (ru.PortMin != 0 || ru.PortMax != 0) && ru.Protocol != "tcp" && ru.Protocol != "udp" {
 		neutronError(w, http.StatusBadRequest, "SecurityGroupInvalidProtocolForPort", "Invalid protocol for port range")
+		return
+	}
+	// Like Neutron, the quota is checked before the rule itself (the API
+	// layer counts; the plugin finds duplicates).
+	if q := c.SecurityGroupRuleQuota; q >= 0 && len(c.rules) >= q {
+		neutronError(w, http.StatusConflict, "OverQuota", "Quota exceeded for resources: ['security_group_rule'].")
 		return
 	}
 	for _, ex := range c.rules {

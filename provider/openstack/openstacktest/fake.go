@@ -1,4 +1,4 @@
-// Package fakeopenstack is a test-only, in-memory OpenStack cloud served over
+// Package openstacktest is a test-only, in-memory OpenStack cloud served over
 // HTTP on loopback: Keystone v3 (tokens and the service catalog), Nova
 // (servers, flavors, key pairs, console output, with compute microversions),
 // Neutron (networks, subnets, ports, security groups and rules, floating IPs),
@@ -18,7 +18,7 @@
 // It is not a general OpenStack simulator: only the calls and fields the
 // openstack provider uses, and what a client would reasonably send with them,
 // are implemented. Everything else answers 404 in the service's own format.
-package fakeopenstack
+package openstacktest
 
 import (
 	"crypto/rand"
@@ -90,6 +90,21 @@ type Cloud struct {
 	Fault func(s ServerInfo) string
 	// NoObjectStore leaves Swift out of the catalog.
 	NoObjectStore bool
+	// ObjectStore is what serves the object-store endpoint: OpenStack
+	// Swift (the default), Ceph RGW, or a Swift without the tempurl
+	// middleware. See the ObjectStore* constants.
+	ObjectStore ObjectStoreKind
+	// Regions are the regions of the service catalog (default: Region
+	// alone). Each region's endpoints lead to the same services.
+	Regions []string
+	// SoftDelete makes DELETE of a server a soft delete, as on a cloud with
+	// reclaim_instance_interval > 0: the server turns SOFT_DELETED and keeps
+	// its ports (and so its security groups) until it is reclaimed or
+	// force-deleted (the forceDelete action).
+	SoftDelete bool
+	// SecurityGroupRuleQuota is the project's security_group_rule quota
+	// (Neutron's default is 100; -1 is unlimited).
+	SecurityGroupRuleQuota int
 
 	tokens   map[string]token
 	seq      int
@@ -140,12 +155,12 @@ const hostRAM = 65536
 // With tlsServer the endpoints use HTTPS with httptest's self-signed
 // certificate (see Certificate).
 func New(tlsServer bool) *Cloud {
-	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PageSize: 2, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
+	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PageSize: 2, SecurityGroupRuleQuota: 100, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
 	c.seedContents()
 	h := c.handler()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		panic(fmt.Sprintf("fakeopenstack: listen on loopback: %v", err))
+		panic(fmt.Sprintf("openstacktest: listen on loopback: %v", err))
 	}
 	// Clients that reject the test certificate are expected; keep their
 	// handshake errors out of the test log.
@@ -242,6 +257,25 @@ func (c *Cloud) AddImage(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	im := &image{ID: c.newID(), Name: name, Created: now()}
+	c.images = append(c.images, im)
+	return im.ID
+}
+
+// Image visibilities (Glance v2).
+const (
+	VisibilityPublic    = "public"
+	VisibilityPrivate   = "private"
+	VisibilityShared    = "shared"
+	VisibilityCommunity = "community"
+)
+
+// AddImageWith adds an image with a visibility and the os_hidden flag and
+// returns its id. Like Glance, the default image list leaves out community
+// and hidden images; a GET by id finds them.
+func (c *Cloud) AddImageWith(name, visibility string, hidden bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	im := &image{ID: c.newID(), Name: name, Created: now(), Visibility: visibility, Hidden: hidden}
 	c.images = append(c.images, im)
 	return im.ID
 }
@@ -418,6 +452,12 @@ func decodeBody(r *http.Request, v any) error {
 	return dec.Decode(v)
 }
 
+// serviceMessage is an error whose text is the service's own message,
+// written as the service writes it (capitalised, with a full stop).
+type serviceMessage string
+
+func (m serviceMessage) Error() string { return string(m) }
+
 // pageOf applies limit/marker pagination to ids (in list order) and
 // returns the slice bounds and the marker for the next page ("" if none).
 func (c *Cloud) pageOf(r *http.Request, ids []string) (from, to int, next string, err error) {
@@ -425,7 +465,7 @@ func (c *Cloud) pageOf(r *http.Request, ids []string) (from, to int, next string
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, e := strconv.Atoi(v)
 		if e != nil || n < 0 {
-			return 0, 0, "", fmt.Errorf("Invalid input for limit: %q", v)
+			return 0, 0, "", serviceMessage(fmt.Sprintf("Invalid input for limit: %q", v))
 		}
 		if n < limit || limit <= 0 {
 			limit = n
