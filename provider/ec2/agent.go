@@ -122,7 +122,7 @@ func (p *Provider) AgentURL(ctx context.Context, cluster, sum string) (string, e
 	if err != nil {
 		return "", err
 	}
-	req, err := s3.NewPresignClient(p.s3).PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(p.objectKey(sum))},
+	req, err := s3.NewPresignClient(p.s3).PresignGetObject(context.WithValue(ctx, presigning{}, true), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(p.objectKey(sum))},
 		s3.WithPresignExpires(p.cfg.PresignTTL))
 	if err != nil {
 		return "", mapErr("presign the agent's URL", err)

@@ -490,6 +490,10 @@ func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 	return p.subnetNet, nil
 }
 
+// presigning marks the context of a presign, which runs the operation's
+// middleware but sends nothing: it is not counted.
+type presigning struct{}
+
 // callCounter counts API operations by name.
 type callCounter struct {
 	mu sync.Mutex
@@ -499,7 +503,9 @@ type callCounter struct {
 func (c *callCounter) middleware(st *middleware.Stack) error {
 	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("clusterctlCallCounter",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			c.add(awsmiddleware.GetServiceID(ctx) + ":" + awsmiddleware.GetOperationName(ctx))
+			if ctx.Value(presigning{}) == nil {
+				c.add(awsmiddleware.GetServiceID(ctx) + ":" + awsmiddleware.GetOperationName(ctx))
+			}
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
 }
