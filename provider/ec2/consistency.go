@@ -70,6 +70,9 @@ func (p *Provider) terminate(ctx context.Context, id string) (gone bool, err err
 		if err == nil {
 			return false, nil
 		}
+		if isCode(err, "InvalidInstanceID.Malformed") {
+			return true, nil // no instance can have that id
+		}
 		if !isCode(err, "InvalidInstanceID.NotFound") {
 			return false, mapErr(fmt.Sprintf("terminate instance %q", id), err)
 		}
