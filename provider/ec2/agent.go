@@ -11,15 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -62,12 +61,7 @@ func (p *Provider) saveResources(r resources) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(r, "", "  ")
-	path := filepath.Join(p.env.Dir, resourcesFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(filepath.Join(p.env.Dir, resourcesFile), append(b, '\n'), 0o600)
 }
 
 // objectKey is where one agent binary is kept in the bucket.
@@ -75,64 +69,118 @@ func (p *Provider) objectKey(sum string) string {
 	return "clusterctl/" + p.env.Cluster + "/clusterctl-agent-" + sum
 }
 
+// bucketPrefix is how the names of the cluster's buckets begin.
+func bucketPrefix(cluster string) string {
+	if len(cluster) > 40 {
+		cluster = strings.TrimRight(cluster[:40], "-")
+	}
+	return "clusterctl-" + cluster + "-"
+}
+
 // newBucketName makes a globally unique bucket name for the cluster.
 func newBucketName(cluster string) string {
 	var b [5]byte
 	_, _ = rand.Read(b[:])
-	if len(cluster) > 40 {
-		cluster = strings.TrimRight(cluster[:40], "-")
-	}
-	return "clusterctl-" + cluster + "-" + hex.EncodeToString(b[:])
+	return bucketPrefix(cluster) + hex.EncodeToString(b[:])
 }
 
-// PublishAgent uploads the agent binary to the cluster's private bucket
-// (made once, with all public access blocked) unless the same binary is
-// there already, and returns a presigned GET URL valid for presign_ttl and
-// the binary's SHA-256.
+// PublishAgent makes the agent binary downloadable by the nodes: AgentURL,
+// then UploadAgent. It returns the URL and the binary's SHA-256.
 func (p *Provider) PublishAgent(ctx context.Context, cluster, binary string) (string, string, error) {
-	if cluster != p.env.Cluster {
-		return "", "", fmt.Errorf("ec2: publish agent for cluster %q from a provider of cluster %q", cluster, p.env.Cluster)
-	}
-	sum, size, err := hashFile(binary)
+	sum, _, err := hashFile(binary)
 	if err != nil {
 		return "", "", provider.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
 	}
-	if err := p.clients(ctx); err != nil {
-		return "", "", err
-	}
-	bucket, err := p.ensureBucket(ctx)
+	url, err := p.AgentURL(ctx, cluster, sum)
 	if err != nil {
 		return "", "", err
+	}
+	if err := p.UploadAgent(ctx, cluster, binary, sum); err != nil {
+		return "", "", err
+	}
+	return url, sum, nil
+}
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// AgentURL returns the presigned GET URL (valid presign_ttl) the nodes will
+// download the agent whose SHA-256 is sum from. It makes nothing at AWS: it
+// chooses the bucket (ec2.bucket, else the one recorded in ec2.json, else a
+// new name, recorded there before the bucket exists) and signs the URL
+// locally. UploadAgent makes the URL serve the binary.
+func (p *Provider) AgentURL(ctx context.Context, cluster, sum string) (string, error) {
+	if cluster != p.env.Cluster {
+		return "", fmt.Errorf("ec2: agent URL for cluster %q from a provider of cluster %q", cluster, p.env.Cluster)
+	}
+	if !sha256RE.MatchString(sum) {
+		return "", fmt.Errorf("ec2: agent URL: %q is not a SHA-256 in lower-case hex", sum)
+	}
+	if err := p.ready(ctx); err != nil {
+		return "", err
+	}
+	bucket, _, err := p.agentBucket()
+	if err != nil {
+		return "", err
+	}
+	req, err := s3.NewPresignClient(p.s3).PresignGetObject(context.WithValue(ctx, presigning{}, true), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(p.objectKey(sum))},
+		s3.WithPresignExpires(p.cfg.PresignTTL))
+	if err != nil {
+		return "", mapErr("presign the agent's URL", err)
+	}
+	return req.URL, nil
+}
+
+// UploadAgent makes AgentURL's URL serve binary, whose SHA-256 must be sum:
+// it makes the bucket if clusterctl owns it and it does not exist (private,
+// tagged), and uploads the binary unless it is there already. Idempotent.
+func (p *Provider) UploadAgent(ctx context.Context, cluster, binary, sum string) error {
+	if cluster != p.env.Cluster {
+		return fmt.Errorf("ec2: upload the agent for cluster %q from a provider of cluster %q", cluster, p.env.Cluster)
+	}
+	got, size, err := hashFile(binary)
+	if err != nil {
+		return provider.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
+	}
+	if got != sum {
+		return fmt.Errorf("ec2: agent binary %q has SHA-256 %s, not %s: it changed after up planned; run up again", binary, got, sum)
+	}
+	if err := p.ready(ctx); err != nil {
+		return err
+	}
+	bucket, owned, err := p.agentBucket()
+	if err != nil {
+		return err
+	}
+	if owned {
+		if err := p.makeBucket(ctx, bucket); err != nil {
+			return err
+		}
 	}
 	key := p.objectKey(sum)
 	_, err = p.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if err != nil && !isCode(err, "NotFound", "NoSuchKey") {
-		return "", "", mapErr(fmt.Sprintf("look for the agent in bucket %q", bucket), err)
+	if err == nil {
+		return nil
 	}
+	if !isCode(err, "NotFound", "NoSuchKey") {
+		return mapErr(fmt.Sprintf("look for the agent in bucket %q", bucket), err)
+	}
+	f, err := os.Open(binary)
 	if err != nil {
-		f, err := os.Open(binary)
-		if err != nil {
-			return "", "", err
-		}
-		defer f.Close()
-		_, err = p.s3.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:        aws.String(bucket),
-			Key:           aws.String(key),
-			Body:          f,
-			ContentLength: aws.Int64(size),
-			ContentType:   aws.String("application/octet-stream"),
-			Metadata:      map[string]string{"sha256": sum},
-		})
-		if err != nil {
-			return "", "", mapErr(fmt.Sprintf("upload the agent to bucket %q", bucket), err)
-		}
+		return err
 	}
-	req, err := s3.NewPresignClient(p.s3).PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)},
-		s3.WithPresignExpires(p.cfg.PresignTTL))
+	defer f.Close()
+	_, err = p.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(bucket),
+		Key:           aws.String(key),
+		Body:          f,
+		ContentLength: aws.Int64(size),
+		ContentType:   aws.String("application/octet-stream"),
+		Metadata:      map[string]string{"sha256": sum},
+	})
 	if err != nil {
-		return "", "", mapErr("presign the agent's URL", err)
+		return mapErr(fmt.Sprintf("upload the agent to bucket %q", bucket), err)
 	}
-	return req.URL, sum, nil
+	return nil
 }
 
 func hashFile(path string) (sum string, size int64, err error) {
@@ -149,174 +197,72 @@ func hashFile(path string) (sum string, size int64, err error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// ensureBucket returns the bucket to publish in: ec2.bucket, else the one
-// recorded for this cluster, else a new private bucket.
-func (p *Provider) ensureBucket(ctx context.Context) (string, error) {
+// agentBucket returns the bucket to publish in and whether clusterctl owns
+// it: ec2.bucket, else the one recorded for this cluster, else a new name.
+// The choice is recorded in ec2.json before anything is made (write-ahead),
+// so AgentURL and a later UploadAgent agree and down --all finds it.
+func (p *Provider) agentBucket() (string, bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	r, err := p.loadResources()
+	if err != nil {
+		return "", false, err
+	}
 	if p.cfg.Bucket != "" {
-		r, err := p.loadResources()
-		if err != nil {
-			return "", err
-		}
 		if r.Bucket != p.cfg.Bucket {
 			r.Region, r.Bucket, r.BucketOwned = p.region, p.cfg.Bucket, false
 			if err := p.saveResources(r); err != nil {
-				return "", err
+				return "", false, err
 			}
 		}
-		return p.cfg.Bucket, nil
-	}
-	r, err := p.loadResources()
-	if err != nil {
-		return "", err
+		return p.cfg.Bucket, false, nil
 	}
 	if r.Bucket != "" && r.BucketOwned {
-		_, err := p.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(r.Bucket)})
-		if err == nil {
-			return r.Bucket, nil
-		}
-		if !isCode(err, "NotFound", "NoSuchBucket") {
-			return "", mapErr(fmt.Sprintf("look for bucket %q", r.Bucket), err)
-		}
-	} else {
-		r = resources{Region: p.region, Bucket: newBucketName(p.env.Cluster), BucketOwned: true}
+		return r.Bucket, true, nil
 	}
-	// Write-ahead: the name is recorded before the bucket exists.
+	if p.env.Dir == "" && p.bucket != "" {
+		return p.bucket, true, nil // no state directory: remember it here
+	}
+	r = resources{Region: p.region, Bucket: newBucketName(p.env.Cluster), BucketOwned: true}
 	if err := p.saveResources(r); err != nil {
-		return "", err
+		return "", false, err
 	}
-	in := &s3.CreateBucketInput{Bucket: aws.String(r.Bucket)}
-	if p.region != "us-east-1" {
-		in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(p.region)}
+	p.bucket = r.Bucket
+	return r.Bucket, true, nil
+}
+
+// makeBucket makes clusterctl's bucket unless it exists, and (again, as an
+// earlier up may have been cut off between the calls) blocks all public
+// access to it and tags it for the cluster.
+func (p *Provider) makeBucket(ctx context.Context, bucket string) error {
+	_, err := p.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+	if err != nil && !isCode(err, "NotFound", "NoSuchBucket") {
+		return mapErr(fmt.Sprintf("look for bucket %q", bucket), err)
 	}
-	if _, err := p.s3.CreateBucket(ctx, in); err != nil && !isCode(err, "BucketAlreadyOwnedByYou") {
-		return "", mapErr(fmt.Sprintf("create bucket %q", r.Bucket), err)
+	if err != nil {
+		in := &s3.CreateBucketInput{Bucket: aws.String(bucket)}
+		if p.region != "us-east-1" {
+			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(p.region)}
+		}
+		if _, err := p.s3.CreateBucket(ctx, in); err != nil && !isCode(err, "BucketAlreadyOwnedByYou") {
+			return mapErr(fmt.Sprintf("create bucket %q", bucket), err)
+		}
 	}
 	if _, err := p.s3.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{
-		Bucket: aws.String(r.Bucket),
+		Bucket: aws.String(bucket),
 		PublicAccessBlockConfiguration: &s3types.PublicAccessBlockConfiguration{
 			BlockPublicAcls: aws.Bool(true), IgnorePublicAcls: aws.Bool(true),
 			BlockPublicPolicy: aws.Bool(true), RestrictPublicBuckets: aws.Bool(true),
 		},
 	}); err != nil {
-		return "", mapErr(fmt.Sprintf("block public access to bucket %q", r.Bucket), err)
+		return mapErr(fmt.Sprintf("block public access to bucket %q", bucket), err)
 	}
 	var tags []s3types.Tag
 	for _, t := range p.clusterTags() {
 		tags = append(tags, s3types.Tag{Key: t.Key, Value: t.Value})
 	}
-	if _, err := p.s3.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(r.Bucket), Tagging: &s3types.Tagging{TagSet: tags}}); err != nil {
-		return "", mapErr(fmt.Sprintf("tag bucket %q", r.Bucket), err)
+	if _, err := p.s3.PutBucketTagging(ctx, &s3.PutBucketTaggingInput{Bucket: aws.String(bucket), Tagging: &s3types.Tagging{TagSet: tags}}); err != nil {
+		return mapErr(fmt.Sprintf("tag bucket %q", bucket), err)
 	}
-	return r.Bucket, nil
-}
-
-// CleanupCluster removes what clusterctl made for the whole cluster: its
-// security group (retrying while terminated instances still hold it, within
-// delete_timeout) and the agent objects and the bucket it made. A bucket
-// of the user's (ec2.bucket) keeps everything but clusterctl's objects.
-func (p *Provider) CleanupCluster(ctx context.Context, cluster string) error {
-	if cluster != p.env.Cluster {
-		return fmt.Errorf("ec2: clean up cluster %q from a provider of cluster %q", cluster, p.env.Cluster)
-	}
-	if err := p.clients(ctx); err != nil {
-		return err
-	}
-	var errs []error
-	if err := p.deleteGroups(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if err := p.deleteBucket(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-func (p *Provider) deleteGroups(ctx context.Context) error {
-	out, err := p.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{
-		{Name: aws.String("tag:" + TagCluster), Values: []string{p.env.Cluster}},
-		{Name: aws.String("tag:" + TagManagedBy), Values: []string{ManagedBy}},
-	}})
-	if err != nil {
-		return mapErr("list the cluster's security groups", err)
-	}
-	var errs []error
-	for _, g := range out.SecurityGroups {
-		id := aws.ToString(g.GroupId)
-		if id == p.cfg.SecurityGroupID {
-			continue // the user's
-		}
-		deadline := time.Now().Add(p.cfg.DeleteTimeout)
-		delay := time.Second
-		for {
-			_, err := p.ec2.DeleteSecurityGroup(ctx, &awsec2.DeleteSecurityGroupInput{GroupId: aws.String(id)})
-			if err == nil || isCode(err, "InvalidGroup.NotFound") {
-				break
-			}
-			// Instances that are still shutting down hold the group.
-			if !isCode(err, "DependencyViolation") || time.Now().Add(delay).After(deadline) {
-				errs = append(errs, mapErr(fmt.Sprintf("delete security group %q", id), err))
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 15*time.Second)
-		}
-	}
-	p.mu.Lock()
-	if p.group != p.cfg.SecurityGroupID {
-		p.group = ""
-	}
-	p.mu.Unlock()
-	return errors.Join(errs...)
-}
-
-func (p *Provider) deleteBucket(ctx context.Context) error {
-	r, err := p.loadResources()
-	if err != nil {
-		return err
-	}
-	if r.Bucket == "" {
-		return nil
-	}
-	prefix := "clusterctl/" + p.env.Cluster + "/"
-	if r.BucketOwned {
-		prefix = ""
-	}
-	pg := s3.NewListObjectsV2Paginator(p.s3, &s3.ListObjectsV2Input{Bucket: aws.String(r.Bucket), Prefix: aws.String(prefix)})
-	for pg.HasMorePages() {
-		page, err := pg.NextPage(ctx)
-		if isCode(err, "NoSuchBucket") {
-			return p.forgetBucket()
-		}
-		if err != nil {
-			return mapErr(fmt.Sprintf("list bucket %q", r.Bucket), err)
-		}
-		for _, o := range page.Contents {
-			if _, err := p.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: o.Key}); err != nil {
-				return mapErr(fmt.Sprintf("delete %q from bucket %q", aws.ToString(o.Key), r.Bucket), err)
-			}
-		}
-	}
-	if r.BucketOwned {
-		if _, err := p.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(r.Bucket)}); err != nil && !isCode(err, "NoSuchBucket") {
-			return mapErr(fmt.Sprintf("delete bucket %q", r.Bucket), err)
-		}
-	}
-	return p.forgetBucket()
-}
-
-func (p *Provider) forgetBucket() error {
-	if p.env.Dir == "" {
-		return nil
-	}
-	err := os.Remove(filepath.Join(p.env.Dir, resourcesFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
+	return nil
 }

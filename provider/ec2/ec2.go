@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -71,6 +70,15 @@ type Provider struct {
 	vpcCIDR   netip.Prefix
 	subnetNet netip.Prefix
 	group     string // the security group the nodes are in
+	bucket    string // the agent's bucket, when there is no state directory
+
+	accessMu      sync.Mutex // guards the result of the access check (see ready)
+	accessChecked bool
+	accessErr     error
+
+	// consistency is how long and how often the provider asks again when
+	// EC2 says a resource it just made does not exist (a field for tests).
+	consistency backoff
 
 	calls callCounter
 
@@ -85,6 +93,7 @@ var (
 	_ provider.AgentPublisher = (*Provider)(nil)
 	_ provider.NodeNetwork    = (*Provider)(nil)
 	_ provider.ClusterCleaner = (*Provider)(nil)
+	_ provider.SeedChecker    = (*Provider)(nil)
 )
 
 // Option changes how New builds the provider.
@@ -116,7 +125,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 		}
 		cfg.Region = env.Region
 	}
-	p := &Provider{cfg: cfg, env: env, localAddrs: interfaceAddrs}
+	p := &Provider{cfg: cfg, env: env, localAddrs: interfaceAddrs, consistency: eventualConsistency}
 	for _, o := range opts {
 		o(p)
 	}
@@ -282,7 +291,21 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 	if p.cfg.KeyName != "" {
 		in.KeyName = aws.String(p.cfg.KeyName)
 	}
-	out, err := p.ec2.RunInstances(ctx, in)
+	var out *awsec2.RunInstancesOutput
+	run := func() (err error) {
+		out, err = p.ec2.RunInstances(ctx, in)
+		return err
+	}
+	if group == p.cfg.SecurityGroupID {
+		err = run() // the user's group: Preflight saw it
+	} else {
+		// The group clusterctl made may not be known to RunInstances yet;
+		// the ClientToken makes a repeated request safe.
+		err = p.retryGroupNotFound(ctx, run)
+	}
+	if isCode(err, "InvalidGroup.NotFound") && group != p.cfg.SecurityGroupID {
+		return provider.Instance{}, groupNotVisible(fmt.Sprintf("run instance for node %q", spec.Name), group, err)
+	}
 	if err != nil {
 		return provider.Instance{}, mapErr(fmt.Sprintf("run instance for node %q", spec.Name), err)
 	}
@@ -382,7 +405,7 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 	if !validInstanceID(id) {
 		return provider.Instance{ID: id, State: provider.StateNotFound}, nil
 	}
-	if err := p.clients(ctx); err != nil {
+	if err := p.ready(ctx); err != nil {
 		return provider.Instance{}, err
 	}
 	list, err := p.describe(ctx, nil, []string{id})
@@ -399,42 +422,28 @@ func (p *Provider) Status(ctx context.Context, id string) (provider.Instance, er
 }
 
 // Delete terminates the instance and waits, within delete_timeout, until
-// EC2 reports it terminated. An unknown id is not an error.
+// EC2 reports it terminated. An id EC2 does not know, for the whole of the
+// eventual-consistency window, is not an error (see terminate). Delete is
+// safe to call for several instances at once: nothing in it is serialised,
+// so their waits overlap; the caller bounds how many run at once.
 func (p *Provider) Delete(ctx context.Context, id string) error {
 	if !validInstanceID(id) {
 		return nil
 	}
-	if err := p.clients(ctx); err != nil {
+	if err := p.ready(ctx); err != nil {
 		return err
 	}
-	_, err := p.ec2.TerminateInstances(ctx, &awsec2.TerminateInstancesInput{InstanceIds: []string{id}})
-	if isCode(err, "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed") {
-		return nil
+	gone, err := p.terminate(ctx, id)
+	if err != nil || gone {
+		return err
 	}
-	if err != nil {
-		return mapErr(fmt.Sprintf("terminate instance %q", id), err)
-	}
-	if p.cfg.DeleteTimeout == 0 {
-		return nil
-	}
-	w := awsec2.NewInstanceTerminatedWaiter(p.ec2, func(o *awsec2.InstanceTerminatedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = time.Second, 15*time.Second
-	})
-	err = w.Wait(ctx, &awsec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.DeleteTimeout)
-	if isCode(err, "InvalidInstanceID.NotFound") {
-		return nil
-	}
-	if err != nil {
-		return provider.WithHint(fmt.Errorf("ec2: instance %q was asked to terminate but is not terminated within %s: %w", id, p.cfg.DeleteTimeout, err),
-			"see the instance in the EC2 console; run `clusterctl down` again to wait once more (ec2.delete_timeout)")
-	}
-	return nil
+	return p.waitTerminated(ctx, id)
 }
 
 // List returns the cluster's instances that are not terminated, including
 // ones clusterctl's state does not know.
 func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instance, error) {
-	if err := p.clients(ctx); err != nil {
+	if err := p.ready(ctx); err != nil {
 		return nil, err
 	}
 	list, err := p.describe(ctx, []types.Filter{
@@ -454,7 +463,7 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 	if !validInstanceID(id) {
 		return nil, fmt.Errorf("ec2: console of %q: %w", id, provider.ErrNotFound)
 	}
-	if err := p.clients(ctx); err != nil {
+	if err := p.ready(ctx); err != nil {
 		return nil, err
 	}
 	out, err := p.ec2.GetConsoleOutput(ctx, &awsec2.GetConsoleOutputInput{InstanceId: aws.String(id)})
@@ -481,6 +490,10 @@ func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 	return p.subnetNet, nil
 }
 
+// presigning marks the context of a presign, which runs the operation's
+// middleware but sends nothing: it is not counted.
+type presigning struct{}
+
 // callCounter counts API operations by name.
 type callCounter struct {
 	mu sync.Mutex
@@ -490,7 +503,9 @@ type callCounter struct {
 func (c *callCounter) middleware(st *middleware.Stack) error {
 	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("clusterctlCallCounter",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			c.add(awsmiddleware.GetServiceID(ctx) + ":" + awsmiddleware.GetOperationName(ctx))
+			if ctx.Value(presigning{}) == nil {
+				c.add(awsmiddleware.GetServiceID(ctx) + ":" + awsmiddleware.GetOperationName(ctx))
+			}
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
 }

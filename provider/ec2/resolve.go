@@ -20,7 +20,7 @@ import (
 // resolve finds, once, the AMI, the subnet and its VPC, and checks a
 // configured security group is in that VPC. It creates nothing.
 func (p *Provider) resolve(ctx context.Context) error {
-	if err := p.clients(ctx); err != nil {
+	if err := p.ready(ctx); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -155,111 +155,6 @@ func (p *Provider) checkGroup(ctx context.Context, vpc string) error {
 	return nil
 }
 
-// Preflight checks, before anything is made, everything AWS can tell about
-// the config: credentials, region, instance type, AMI, subnet (or a default
-// VPC), the security group's VPC, the user-data size, and that the nodes can
-// reach the CLI's observer.
-func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
-	if err := p.clients(ctx); err != nil {
-		return err
-	}
-	if err := p.checkCredentials(ctx); err != nil {
-		return err
-	}
-	if err := p.checkRegion(ctx); err != nil {
-		return err
-	}
-	var errs []error
-	if _, err := p.ec2.DescribeInstanceTypes(ctx, &awsec2.DescribeInstanceTypesInput{InstanceTypes: []types.InstanceType{types.InstanceType(p.cfg.InstanceType)}}); err != nil {
-		if isCode(err, "InvalidInstanceType") || isCode(err, "InvalidParameterValue") {
-			errs = append(errs, provider.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro",
-				"ec2: instance type %q does not exist in region %q", p.cfg.InstanceType, p.region))
-		} else {
-			errs = append(errs, mapErr("describe instance types", err))
-		}
-	}
-	if p.cfg.KeyName != "" {
-		if _, err := p.ec2.DescribeKeyPairs(ctx, &awsec2.DescribeKeyPairsInput{KeyNames: []string{p.cfg.KeyName}}); err != nil {
-			if isCode(err, "InvalidKeyPair.NotFound") {
-				errs = append(errs, provider.BadInput("set ec2.key_name to a key pair of this region (`aws ec2 describe-key-pairs`), or remove it",
-					"ec2: key pair %q does not exist in region %q", p.cfg.KeyName, p.region))
-			} else {
-				errs = append(errs, mapErr("describe key pairs", err))
-			}
-		}
-	}
-	if err := p.resolve(ctx); err != nil {
-		errs = append(errs, err)
-	} else if err := p.checkObserverReach(); err != nil {
-		errs = append(errs, err)
-	}
-	for _, s := range specs {
-		if len(s.Seed.UserData) > 0 {
-			if _, err := EncodeUserData(s.Seed.UserData); err != nil {
-				errs = append(errs, fmt.Errorf("node %q: %w", s.Name, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// checkCredentials asks the SDK's chain for credentials without sending them
-// anywhere. The error never contains them.
-func (p *Provider) checkCredentials(ctx context.Context) error {
-	cfgCreds := p.ec2.Options().Credentials
-	if cfgCreds == nil {
-		return provider.BadInput("configure AWS credentials (see docs/ec2.md)", "ec2: no AWS credentials found")
-	}
-	if _, err := cfgCreds.Retrieve(ctx); err != nil {
-		return provider.BadInput("configure credentials for the SDK's default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, `aws configure`, `aws sso login --profile NAME` with ec2.profile or AWS_PROFILE, or an instance role",
-			"ec2: no AWS credentials found (%s)", credErrSummary(err))
-	}
-	return nil
-}
-
-// credErrSummary keeps the SDK's explanation of why the chain failed but
-// cuts it at a reasonable length.
-func credErrSummary(err error) string {
-	s := err.Error()
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
-}
-
-// checkRegion makes sure the region exists and is enabled for the account.
-func (p *Provider) checkRegion(ctx context.Context) error {
-	// Ask a region that always exists and is enabled in the partition: the
-	// configured one may not exist (its endpoint would not resolve).
-	anchor := "us-east-1"
-	switch {
-	case strings.HasPrefix(p.region, "cn-"):
-		anchor = "cn-north-1"
-	case strings.HasPrefix(p.region, "us-gov-"):
-		anchor = "us-gov-west-1"
-	}
-	out, err := p.ec2.DescribeRegions(ctx, &awsec2.DescribeRegionsInput{AllRegions: aws.Bool(true)}, func(o *awsec2.Options) {
-		o.Region = anchor
-		o.RetryMaxAttempts = 3
-	})
-	if err != nil {
-		return mapErr("describe regions", err)
-	}
-	var names []string
-	for _, r := range out.Regions {
-		if aws.ToString(r.RegionName) == p.region {
-			if aws.ToString(r.OptInStatus) == "not-opted-in" {
-				return provider.BadInput("enable the region in the AWS account settings (Regions), or use another region",
-					"ec2: region %q is not enabled for this account", p.region)
-			}
-			return nil
-		}
-		names = append(names, aws.ToString(r.RegionName))
-	}
-	sort.Strings(names)
-	return provider.BadInput("set ec2.region (or AWS_REGION) to one of: "+strings.Join(names, ", "), "ec2: region %q does not exist", p.region)
-}
-
 // checkObserverReach fails when the nodes could not reach the CLI's
 // observer: this machine needs an address inside the VPC (it runs in it, or
 // the VPC is routed here) or inside one of ec2.observer_cidrs (a VPN), which
@@ -337,14 +232,16 @@ func (p *Provider) findGroup(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", mapErr("describe security groups", err)
 	}
-	for _, g := range out.SecurityGroups {
-		if tagValue(g.Tags, TagCluster) == p.env.Cluster && tagValue(g.Tags, TagManagedBy) == ManagedBy {
-			return aws.ToString(g.GroupId), nil
-		}
+	// A group name is unique within a VPC: there is at most one.
+	if len(out.SecurityGroups) == 0 {
+		return "", nil
+	}
+	g := out.SecurityGroups[0]
+	if tagValue(g.Tags, TagCluster) != p.env.Cluster || tagValue(g.Tags, TagManagedBy) != ManagedBy {
 		return "", provider.BadInput("delete or rename that group, or set ec2.security_group_id to use it as it is",
 			"ec2: a security group named %q exists in VPC %q but clusterctl did not make it", p.groupName(), p.vpc)
 	}
-	return "", nil
+	return aws.ToString(g.GroupId), nil
 }
 
 // authorizeGossip adds the gossip rules that are missing from group id.
@@ -363,7 +260,14 @@ func (p *Provider) authorizeGossip(ctx context.Context, id string) error {
 		}
 		perms = append(perms, perm)
 	}
-	_, err := p.ec2.AuthorizeSecurityGroupIngress(ctx, &awsec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(id), IpPermissions: perms})
+	// Right after CreateSecurityGroup, EC2 may not know the group yet.
+	err := p.retryGroupNotFound(ctx, func() error {
+		_, err := p.ec2.AuthorizeSecurityGroupIngress(ctx, &awsec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(id), IpPermissions: perms})
+		return err
+	})
+	if isCode(err, "InvalidGroup.NotFound") && id != p.cfg.SecurityGroupID {
+		return groupNotVisible("allow gossip", id, err)
+	}
 	if err != nil && !isCode(err, "InvalidPermission.Duplicate") {
 		return mapErr(fmt.Sprintf("allow gossip in security group %q", id), err)
 	}
