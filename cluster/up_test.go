@@ -149,12 +149,12 @@ type recorder struct {
 	phases []string
 }
 
-func (r *recorder) Phase(node, phase string, d time.Duration) {
+func (r *recorder) Phase(node string, phase cluster.Phase, d time.Duration) {
 	r.mu.Lock()
 	if testing.Verbose() {
-		println(time.Now().Format("15:04:05.000"), node, phase, d.String())
+		println(time.Now().Format("15:04:05.000"), node, phase.String(), d.String())
 	}
-	r.phases = append(r.phases, node+" "+phase)
+	r.phases = append(r.phases, node+" "+phase.String())
 	r.mu.Unlock()
 }
 func (r *recorder) Note(node, msg string) {}
@@ -235,7 +235,7 @@ func TestUpStatusDown(t *testing.T) {
 		t.Errorf("picked name %q, want green (red and blue are taken)", res[0].Name)
 	}
 
-	rep, err := m.Status(ctx)
+	rep, err := m.Status(ctx, "")
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -261,13 +261,13 @@ func TestUpStatusDown(t *testing.T) {
 
 	st, _ := m.Store.Load()
 	blueID := st.Node("blue").InstanceID
-	if _, err := m.Down(ctx, []string{"blue"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"blue"}}); err != nil {
 		t.Fatalf("down blue: %v", err)
 	}
 	if !b.exited(blueID) {
 		t.Error("blue's agent did not end by itself: down did not ask it to leave")
 	}
-	rep, err = m.Status(ctx)
+	rep, err = m.Status(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestUpStatusDown(t *testing.T) {
 		t.Errorf("status after down blue: %+v", rep.Nodes)
 	}
 
-	if _, err := m.Down(ctx, nil, true); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{All: true}); err != nil {
 		t.Fatalf("down --all: %v", err)
 	}
 	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
@@ -325,11 +325,11 @@ func TestUpJoinTimeoutKeepsNode(t *testing.T) {
 	if key, err := m.Store.ReadKey(); err != nil || len(key) != 32 {
 		t.Errorf("gossip key after up: %d bytes, %v; want 32 bytes", len(key), err)
 	}
-	rep, _ := m.Status(ctx)
+	rep, _ := m.Status(ctx, "")
 	if len(rep.Nodes) != 1 || rep.Nodes[0].Gossip == "alive" {
 		t.Errorf("status: %+v", rep.Nodes)
 	}
-	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"red"}}); err != nil {
 		t.Fatalf("down of a node that never joined: %v", err)
 	}
 	if list, _ := p.List(ctx, "test"); len(list) != 0 {
@@ -350,7 +350,7 @@ func TestCreateFailureKeepsNodeForDown(t *testing.T) {
 	if n := st.Node("red"); n == nil || n.InstanceID == "" {
 		t.Fatalf("state %+v: the half-made node must stay with its id", st.Nodes)
 	}
-	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"red"}}); err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := p.List(ctx, "test"); len(list) != 0 {
