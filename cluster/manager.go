@@ -60,7 +60,7 @@ func NewManager(cfg *Config, home, cluster string, r Reporter, log *slog.Logger)
 type nopReporter struct{}
 
 func (nopReporter) Phase(string, Phase, time.Duration) {}
-func (nopReporter) Note(string, string)                 {}
+func (nopReporter) Note(string, string)                {}
 
 func (m *Manager) now() time.Time {
 	if m.Now != nil {

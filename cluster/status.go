@@ -12,15 +12,15 @@ import (
 
 // NodeStatus is one row of `clusterctl status`.
 type NodeStatus struct {
-	Name          string `json:"name"`
-	Provider      string `json:"provider"`
-	InstanceID    string `json:"instance_id,omitempty"`
-	Address       string `json:"address,omitempty"`
+	Name          string      `json:"name"`
+	Provider      string      `json:"provider"`
+	InstanceID    string      `json:"instance_id,omitempty"`
+	Address       string      `json:"address,omitempty"`
 	Phase         Phase       `json:"phase"`
 	ProviderState string      `json:"provider_state"`
 	Gossip        GossipState `json:"gossip"`
-	Hostname      string `json:"hostname,omitempty"`
-	Error         string `json:"error,omitempty"`
+	Hostname      string      `json:"hostname,omitempty"`
+	Error         string      `json:"error,omitempty"`
 	// Detail is the provider's note on the machine (a fault message, a
 	// floating IP).
 	Detail string `json:"detail,omitempty"`
