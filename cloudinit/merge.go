@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -38,7 +39,54 @@ func parseExtra(extra []byte) (*yaml.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloudinit.extra: %w", err)
 	}
+	if err := checkKeys(m); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// checkKeys rejects every mapping key in n that is not a non-empty string
+// (a null key "?", a number, a list): cloud-config keys are names, and a
+// key like that would turn into "”" or a different type in the user-data.
+// All such keys are reported at once.
+func checkKeys(n *yaml.Node) error {
+	var errs []error
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Kind != yaml.MappingNode {
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!str" && k.Value != "" {
+				walk(n.Content[i+1], path+k.Value+".")
+				continue
+			}
+			where := ""
+			if path != "" {
+				where = " under " + strings.TrimSuffix(path, ".")
+			}
+			errs = append(errs, fmt.Errorf("cloudinit.extra: line %d: the key %s%s is not a name; cloud-config keys are non-empty strings (quote a key that YAML reads as a number or boolean)", k.Line, describeKey(k), where))
+		}
+	}
+	walk(n, "")
+	return errors.Join(errs...)
+}
+
+// describeKey names a rejected key for an error message.
+func describeKey(k *yaml.Node) string {
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		return "that is a " + kindName(k)
+	case isNull(k):
+		return "that is null (an empty \"?\" key)"
+	case k.Value == "":
+		return `""`
+	}
+	return fmt.Sprintf("%s (a %s)", k.Value, strings.TrimPrefix(k.ShortTag(), "!!"))
 }
 
 // parseMapping parses a single YAML document that must be a mapping (or
