@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/strictyaml"
 )
 
 // ownedScalars are the top-level keys whose value the user-data owns: Extra
@@ -94,12 +96,17 @@ func describeKey(k *yaml.Node) string {
 // comments and quoting of multi-line strings dropped so the encoder can lay
 // them out.
 func parseMapping(data []byte) (*yaml.Node, error) {
-	var check any // catches duplicate keys and alias bombs
-	if err := yaml.Unmarshal(data, &check); err != nil {
-		return nil, err
-	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	// Duplicate keys first, in linear time: yaml.v3's own check (below)
+	// is quadratic in the number of keys of a mapping.
+	if err := strictyaml.Duplicates(&doc); err != nil {
+		return nil, err
+	}
+	var check any // catches alias bombs
+	if err := yaml.Unmarshal(data, &check); err != nil {
 		return nil, err
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {

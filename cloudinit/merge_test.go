@@ -155,6 +155,7 @@ func TestMergeExtraErrors(t *testing.T) {
 		{"number key", "runcmd: [ls]\n8080: x\n", []string{"line 2: the key 8080 (a int) is not a name", "quote a key"}},
 		{"list key", "? [a, b]\n: c\n", []string{"cloudinit.extra:", "invalid map key"}},
 		{"nested null key", "ntp:\n  enabled: true\n  ~: x\n", []string{"line 3: the key that is null", "under ntp"}},
+		{"a key thousands of times", strings.Repeat("packages: [jq]\n", 3000), []string{`line 2: mapping key "packages" already defined at line 1`, "and 2989 more duplicate keys"}},
 		{"every bad key at once", "1: a\n2: b\n", []string{"line 1: the key 1", "line 2: the key 2"}},
 	}
 	for _, tt := range tests {

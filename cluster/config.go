@@ -139,6 +139,9 @@ func ParseConfig(name string, data []byte, cfg *Config) error {
 	if root.Kind != yaml.MappingNode {
 		return provider.BadInput("the config file must be a YAML mapping (key: value)", "%s: line %d: not a mapping", name, root.Line)
 	}
+	if err := strictyaml.Duplicates(root); err != nil {
+		return provider.BadInput("give each key once", "%s: %w", name, err)
+	}
 	// Split off provider sections; the rest is decoded strictly.
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: root.Line, Column: root.Column}
 	for i := 0; i+1 < len(root.Content); i += 2 {
