@@ -370,4 +370,3 @@ func (r *noteRecorder) has(node, part string) bool {
 	defer r.mu.Unlock()
 	return slices.ContainsFunc(r.notes, func(n string) bool { return strings.HasPrefix(n, node+": ") && strings.Contains(n, part) })
 }
-
