@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,7 +78,11 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 		if err := a.pub.UploadAgent(ctx, m.Cluster, a.binary, a.src.SHA256); err != nil {
 			err = fmt.Errorf("upload the agent binary: %w", err)
 			m.failAll(plans, "upload", err)
-			return nil, provider.WithHint(err, "the nodes stay in state as failed: remove them with `clusterctl down --all` (or by name), then run up again")
+			names := make([]string, len(plans))
+			for i, pl := range plans {
+				names[i] = pl.node.Name
+			}
+			return nil, provider.WithHint(err, "the nodes stay in state as failed: remove them with `clusterctl down "+strings.Join(names, " ")+"`, then run up again")
 		}
 	}
 
