@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/strictyaml"
 )
 
 // ownedScalars are the top-level keys whose value the user-data owns: Extra
@@ -38,7 +41,54 @@ func parseExtra(extra []byte) (*yaml.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloudinit.extra: %w", err)
 	}
+	if err := checkKeys(m); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// checkKeys rejects every mapping key in n that is not a non-empty string
+// (a null key "?", a number, a list): cloud-config keys are names, and a
+// key like that would turn into "”" or a different type in the user-data.
+// All such keys are reported at once.
+func checkKeys(n *yaml.Node) error {
+	var errs []error
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Kind != yaml.MappingNode {
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!str" && k.Value != "" {
+				walk(n.Content[i+1], path+k.Value+".")
+				continue
+			}
+			where := ""
+			if path != "" {
+				where = " under " + strings.TrimSuffix(path, ".")
+			}
+			errs = append(errs, fmt.Errorf("cloudinit.extra: line %d: the key %s%s is not a name; cloud-config keys are non-empty strings (quote a key that YAML reads as a number or boolean)", k.Line, describeKey(k), where))
+		}
+	}
+	walk(n, "")
+	return errors.Join(errs...)
+}
+
+// describeKey names a rejected key for an error message.
+func describeKey(k *yaml.Node) string {
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		return "that is a " + kindName(k)
+	case isNull(k):
+		return "that is null (an empty \"?\" key)"
+	case k.Value == "":
+		return `""`
+	}
+	return fmt.Sprintf("%s (a %s)", k.Value, strings.TrimPrefix(k.ShortTag(), "!!"))
 }
 
 // parseMapping parses a single YAML document that must be a mapping (or
@@ -46,12 +96,17 @@ func parseExtra(extra []byte) (*yaml.Node, error) {
 // comments and quoting of multi-line strings dropped so the encoder can lay
 // them out.
 func parseMapping(data []byte) (*yaml.Node, error) {
-	var check any // catches duplicate keys and alias bombs
-	if err := yaml.Unmarshal(data, &check); err != nil {
-		return nil, err
-	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	// Duplicate keys first, in linear time: yaml.v3's own check (below)
+	// is quadratic in the number of keys of a mapping.
+	if err := strictyaml.Duplicates(&doc); err != nil {
+		return nil, err
+	}
+	var check any // catches alias bombs
+	if err := yaml.Unmarshal(data, &check); err != nil {
 		return nil, err
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {

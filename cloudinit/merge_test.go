@@ -149,6 +149,14 @@ func TestMergeExtraErrors(t *testing.T) {
 		{"writes the unit", "write_files:\n  - path: /etc/systemd/system/clusterctl-agent.service\n", []string{`"/etc/systemd/system/clusterctl-agent.service"`}},
 		{"list into a scalar", "runcmd: echo hi\n", []string{`line 1: key "runcmd" is a scalar here but a list in the user-data`}},
 		{"merge key", "base: &b {a: 1}\nntp:\n  <<: *b\n", []string{"line 3: merge keys (<<) are not supported"}},
+		{"null key", "?\n", []string{`cloudinit.extra: line 1: the key that is null (an empty "?" key) is not a name`}},
+		{"null key with a value", "? \n: x\nruncmd: [ls]\n", []string{"line 1: the key that is null"}},
+		{"empty key", "'': x\n", []string{`line 1: the key "" is not a name`}},
+		{"number key", "runcmd: [ls]\n8080: x\n", []string{"line 2: the key 8080 (a int) is not a name", "quote a key"}},
+		{"list key", "? [a, b]\n: c\n", []string{"cloudinit.extra:", "invalid map key"}},
+		{"nested null key", "ntp:\n  enabled: true\n  ~: x\n", []string{"line 3: the key that is null", "under ntp"}},
+		{"a key thousands of times", strings.Repeat("packages: [jq]\n", 3000), []string{`line 2: mapping key "packages" already defined at line 1`, "and 2989 more duplicate keys"}},
+		{"every bad key at once", "1: a\n2: b\n", []string{"line 1: the key 1", "line 2: the key 2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -48,7 +50,7 @@ type NodeConfig struct {
 
 // GossipConfig configures the memberlist cluster.
 type GossipConfig struct {
-	// Port is the agents' gossip port (TCP and UDP). Default 7946.
+	// Port is the agents' gossip port (TCP and UDP). Default ports.Gossip.
 	Port int `yaml:"port"`
 	// Observer is the address on this machine that the CLI's short-lived
 	// observer binds to and advertises, which nodes must be able to reach.
@@ -88,7 +90,6 @@ type Timeouts struct {
 // Defaults used when the config does not say.
 const (
 	DefaultCluster   = "default"
-	DefaultGossip    = 7946
 	DefaultCPUs      = 1
 	DefaultMemoryMiB = 1024
 )
@@ -138,6 +139,9 @@ func ParseConfig(name string, data []byte, cfg *Config) error {
 	if root.Kind != yaml.MappingNode {
 		return provider.BadInput("the config file must be a YAML mapping (key: value)", "%s: line %d: not a mapping", name, root.Line)
 	}
+	if err := strictyaml.Duplicates(root); err != nil {
+		return provider.BadInput("give each key once", "%s: %w", name, err)
+	}
 	// Split off provider sections; the rest is decoded strictly.
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: root.Line, Column: root.Column}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -173,7 +177,7 @@ func (c *Config) applyDefaults() {
 		c.Cluster = DefaultCluster
 	}
 	if c.Gossip.Port == 0 {
-		c.Gossip.Port = DefaultGossip
+		c.Gossip.Port = ports.Gossip
 	}
 	if c.Node.CPUs == 0 {
 		c.Node.CPUs = DefaultCPUs
@@ -203,17 +207,11 @@ func (c *Config) DomainFor(cluster string) string {
 	return cluster + ".internal"
 }
 
-var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidName reports whether s is an RFC 1123 DNS label in lower case, which
-// is what node and cluster names must be.
-func ValidName(s string) bool { return labelRE.MatchString(s) }
-
 // Validate checks values and returns every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(fix, format string, a ...any) { errs = append(errs, provider.BadInput(fix, format, a...)) }
-	if !ValidName(c.Cluster) {
+	if !dnslabel.Valid(c.Cluster) {
 		bad("use lower-case letters, digits and '-', at most 63 characters", "cluster name %q is not a valid DNS label", c.Cluster)
 	}
 	if c.Provider != "" {

@@ -74,3 +74,21 @@ func TestConfigDefaultsAndProviderSection(t *testing.T) {
 		t.Error("an absent --config file must be an error")
 	}
 }
+
+// A config that repeats a key thousands of times is rejected at once as
+// bad input naming the lines (it once took minutes to load: yaml.v3 checks
+// duplicates pair by pair). The same input is in the fuzz corpus.
+func TestRepeatedKeysAreBadInput(t *testing.T) {
+	for _, doc := range []string{
+		strings.Repeat("cluster: a\n", 3000),
+		"node:\n  tags:\n" + strings.Repeat("    a: b\n", 3000),
+		"qemu: {image: a}\nqemu: {image: b}\n",
+	} {
+		cfg := &cluster.Config{}
+		err := cluster.ParseConfig("c.yaml", []byte(doc), cfg)
+		var in *provider.InputError
+		if !errors.As(err, &in) || !strings.Contains(err.Error(), "already defined at line") {
+			t.Errorf("config %.40q...: error %v, want an input error naming the duplicate", doc, err)
+		}
+	}
+}

@@ -1,14 +1,16 @@
 package cluster
 
 import (
-	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -16,7 +18,7 @@ import (
 // lines on a terminal or plain lines in a pipe.
 type Reporter interface {
 	// Phase says that node entered phase after elapsed time since its start.
-	Phase(node, phase string, elapsed time.Duration)
+	Phase(node string, phase Phase, elapsed time.Duration)
 	// Note is a free-form remark about node ("" for the cluster).
 	Note(node, msg string)
 }
@@ -43,7 +45,7 @@ func NewManager(cfg *Config, home, cluster string, r Reporter, log *slog.Logger)
 	if cluster == "" {
 		cluster = cfg.Cluster
 	}
-	if !ValidName(cluster) {
+	if !dnslabel.Valid(cluster) {
 		return nil, provider.BadInput("use lower-case letters, digits and '-', at most 63 characters", "cluster name %q is not a valid DNS label", cluster)
 	}
 	if r == nil {
@@ -57,8 +59,8 @@ func NewManager(cfg *Config, home, cluster string, r Reporter, log *slog.Logger)
 
 type nopReporter struct{}
 
-func (nopReporter) Phase(string, string, time.Duration) {}
-func (nopReporter) Note(string, string)                 {}
+func (nopReporter) Phase(string, Phase, time.Duration) {}
+func (nopReporter) Note(string, string)                {}
 
 func (m *Manager) now() time.Time {
 	if m.Now != nil {
@@ -109,6 +111,7 @@ func (m *Manager) agentBinary() (string, error) {
 	return "", provider.BadInput(fix, "the agent binary clusterctl-agent was not found")
 }
 
+// gossipAddr is the host:port an agent at addr gossips on (IPv6 in brackets).
 func gossipAddr(addr string, port int) string {
-	return fmt.Sprintf("%s:%d", addr, port)
+	return net.JoinHostPort(addr, strconv.Itoa(port))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -44,7 +45,7 @@ func checkNames(names []string, used map[string]bool) error {
 	seen := map[string]bool{}
 	for _, n := range names {
 		switch {
-		case !ValidName(n):
+		case !dnslabel.Valid(n):
 			errs = append(errs, provider.BadInput("node names are DNS labels: lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-'", "invalid node name %q", n))
 		case seen[n]:
 			errs = append(errs, provider.BadInput("give each node once", "node name %q is given twice", n))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -39,8 +40,8 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 	if err != nil {
 		return Rendered{}, err
 	}
-	plans, _, err := m.plan(ctx, st, p, UpRequest{Names: []string{name}}, true)
-	if err != nil {
+	pl := newPlanner(m, p, true)
+	if err := pl.plan(ctx, st, UpRequest{Names: []string{name}}); err != nil {
 		return Rendered{}, err
 	}
 	_, keyErr := m.Store.ReadKey()
@@ -48,7 +49,7 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return out, fmt.Errorf("create %q: %w", dir, err)
 	}
-	spec := plans[0].spec
+	spec := pl.nodes[0].spec
 	files := []struct {
 		name string
 		data []byte
@@ -58,7 +59,7 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 			continue
 		}
 		path := filepath.Join(dir, f.name)
-		if err := WriteFileAtomic(path, f.data, 0o600); err != nil {
+		if err := atomicfile.WriteFile(path, f.data, 0o600); err != nil {
 			return out, err
 		}
 		out.Files = append(out.Files, path)

@@ -7,21 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // StateVersion is the version of the state file format.
 const StateVersion = 1
-
-// Node phases recorded in state.
-const (
-	PhaseRecorded = "recorded" // in state; the provider has not been asked yet
-	PhaseCreating = "creating" // the provider is making it
-	PhaseBooting  = "booting"  // the provider made it; waiting for the agent to join
-	PhaseJoined   = "joined"   // its agent joined with the nonce we rendered
-	PhaseFailed   = "failed"   // a phase failed; see Error
-	PhaseLeaving  = "leaving"  // down has started
-)
 
 // State is what clusterctl knows about one cluster. It is kept in
 // <home>/clusters/<name>/state.json.
@@ -29,7 +22,12 @@ type State struct {
 	Version  int    `json:"version"`
 	Cluster  string `json:"cluster"`
 	Provider string `json:"provider,omitempty"`
-	Nodes    []Node `json:"nodes"`
+	// Cleanup names the providers that may hold cluster-wide resources of
+	// this cluster (provider.ClusterCleaner: a security group, a bucket).
+	// up records a provider here before it makes anything; down --all
+	// cleans each, even when no node was ever created.
+	Cleanup []string `json:"cleanup,omitempty"`
+	Nodes   []Node   `json:"nodes"`
 }
 
 // Node is one node as recorded in state.
@@ -40,7 +38,7 @@ type Node struct {
 	InstanceID string    `json:"instance_id,omitempty"`
 	Address    string    `json:"address,omitempty"`
 	MAC        string    `json:"mac,omitempty"`
-	Phase      string    `json:"phase"`
+	Phase      Phase     `json:"phase"`
 	Error      string    `json:"error,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	JoinedAt   time.Time `json:"joined_at,omitzero"`
@@ -54,6 +52,13 @@ func (s *State) Node(name string) *Node {
 		}
 	}
 	return nil
+}
+
+// NeedsCleanup records that provider may hold cluster-wide resources.
+func (s *State) NeedsCleanup(provider string) {
+	if !slices.Contains(s.Cleanup, provider) {
+		s.Cleanup = append(s.Cleanup, provider)
+	}
 }
 
 // Remove drops the node called name.
@@ -148,7 +153,7 @@ func (s *Store) Update(fn func(*State) error) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	return WriteFileAtomic(s.statePath(), append(data, '\n'), 0o600)
+	return atomicfile.WriteFile(s.statePath(), append(data, '\n'), 0o600)
 }
 
 // ReadKey returns the gossip key if it exists (os.ErrNotExist otherwise).
@@ -175,45 +180,6 @@ func trimNL(b []byte) []byte {
 func (s *Store) Destroy() error {
 	if err := os.RemoveAll(s.Dir); err != nil {
 		return fmt.Errorf("remove cluster directory: %w", err)
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it and renames it into place, so readers see the old or
-// the new content, never a part.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %q: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

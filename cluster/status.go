@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"sort"
 	"time"
@@ -9,25 +10,17 @@ import (
 	"github.com/clusterctl/clusterctl/provider"
 )
 
-// Gossip states shown by status besides memberlist's alive/suspect/dead/left.
-const (
-	GossipNeverJoined = "never-joined" // no join with this node's nonce was ever seen
-	GossipGone        = "not-seen"     // it had joined, but no member reports it now
-	GossipStale       = "stale"        // a member has the name but another nonce
-	GossipUnknown     = "unknown"      // no member of the cluster could be reached
-)
-
 // NodeStatus is one row of `clusterctl status`.
 type NodeStatus struct {
-	Name          string `json:"name"`
-	Provider      string `json:"provider"`
-	InstanceID    string `json:"instance_id,omitempty"`
-	Address       string `json:"address,omitempty"`
-	Phase         string `json:"phase"`
-	ProviderState string `json:"provider_state"`
-	Gossip        string `json:"gossip"`
-	Hostname      string `json:"hostname,omitempty"`
-	Error         string `json:"error,omitempty"`
+	Name          string      `json:"name"`
+	Provider      string      `json:"provider"`
+	InstanceID    string      `json:"instance_id,omitempty"`
+	Address       string      `json:"address,omitempty"`
+	Phase         Phase       `json:"phase"`
+	ProviderState string      `json:"provider_state"`
+	Gossip        GossipState `json:"gossip"`
+	Hostname      string      `json:"hostname,omitempty"`
+	Error         string      `json:"error,omitempty"`
 	// Detail is the provider's note on the machine (a fault message, a
 	// floating IP).
 	Detail string `json:"detail,omitempty"`
@@ -44,15 +37,15 @@ type StatusReport struct {
 }
 
 // Status merges the state, each provider's view and the gossip view.
-func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
+// provName is the provider to list the cluster's machines at when the
+// state names none (no state file): "" = the config's. Machines a provider
+// lists for the cluster that the state does not know are strays.
+func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, error) {
 	st, err := m.Store.Load()
 	if err != nil {
 		return StatusReport{}, err
 	}
 	rep := StatusReport{Cluster: m.Cluster, Provider: st.Provider, Nodes: []NodeStatus{}}
-	if len(st.Nodes) == 0 && st.Provider == "" {
-		return rep, nil
-	}
 	provs := map[string]provider.Provider{}
 	getProv := func(name string) provider.Provider {
 		if p, ok := provs[name]; ok {
@@ -65,8 +58,30 @@ func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
 		provs[name] = p
 		return p
 	}
+	if st.Provider == "" {
+		name := cmp.Or(provName, m.Cfg.Provider)
+		if name == "" {
+			return rep, nil
+		}
+		if provName != "" {
+			if _, err := m.provider(name); err != nil {
+				return rep, err
+			}
+		}
+		rep.Provider = name
+		getProv(name)
+	} else if provName != "" {
+		getProv(provName)
+	}
+	for _, name := range st.Cleanup {
+		getProv(name)
+	}
 
-	gossip, reached := m.gossipView(ctx, getProv(st.Provider), st.Nodes)
+	var gossip []agent.Member
+	var reached bool
+	if st.Provider != "" {
+		gossip, reached = m.gossipView(ctx, getProv(st.Provider), st.Nodes)
+	}
 	known := map[string]bool{}
 	for _, n := range st.Nodes {
 		ns := NodeStatus{Name: n.Name, Provider: n.Provider, InstanceID: n.InstanceID, Address: n.Address, Phase: n.Phase, Error: n.Error, ProviderState: string(provider.StateUnknown)}
@@ -105,7 +120,7 @@ func (m *Manager) Status(ctx context.Context) (StatusReport, error) {
 			if st.Node(in.Name) != nil && st.Node(in.Name).InstanceID == "" {
 				continue // create was interrupted; the row above shows it
 			}
-			rep.Nodes = append(rep.Nodes, NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: "stray", ProviderState: string(in.State), Gossip: GossipUnknown, Detail: in.Detail, Stray: true})
+			rep.Nodes = append(rep.Nodes, NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: PhaseStray, ProviderState: string(in.State), Gossip: GossipUnknown, Detail: in.Detail, Stray: true})
 		}
 	}
 	sort.SliceStable(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })
@@ -145,11 +160,11 @@ func (m *Manager) gossipView(ctx context.Context, p provider.Provider, nodes []N
 	return obs.Members(), true
 }
 
-func gossipState(n Node, members []agent.Member, reached bool) (state, hostname string) {
+func gossipState(n Node, members []agent.Member, reached bool) (state GossipState, hostname string) {
 	sameName := false
 	for _, mem := range members {
 		if mem.Meta.Nonce == n.Nonce {
-			return mem.State, mem.Meta.Hostname
+			return GossipState(mem.State), mem.Meta.Hostname
 		}
 		if mem.Name == n.Name {
 			sameName = true

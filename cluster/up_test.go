@@ -36,6 +36,9 @@ type booter struct {
 	selfExit map[string]bool
 	// skip names nodes that never boot (their agent never starts).
 	skip map[string]bool
+	// addrOf gives the address of a machine whose address the provider
+	// chose (a cloud); nil when clusterctl chose it (spec.Address).
+	addrOf func(id string) string
 }
 
 func newBooter(t *testing.T) *booter {
@@ -70,9 +73,13 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	if err != nil {
 		return err
 	}
+	addr := spec.Address.String()
+	if !spec.Address.IsValid() && b.addrOf != nil {
+		addr = b.addrOf(id)
+	}
 	cfg.AdvertiseCIDR = ""
-	cfg.AdvertiseAddr = spec.Address.String()
-	cfg.BindAddr = spec.Address.String()
+	cfg.AdvertiseAddr = addr
+	cfg.BindAddr = addr
 	cfg.InstanceID = id
 	hosts := filepath.Join(b.t.TempDir(), "hosts")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
@@ -149,19 +156,26 @@ type recorder struct {
 	phases []string
 }
 
-func (r *recorder) Phase(node, phase string, d time.Duration) {
+func (r *recorder) Phase(node string, phase cluster.Phase, d time.Duration) {
 	r.mu.Lock()
 	if testing.Verbose() {
-		println(time.Now().Format("15:04:05.000"), node, phase, d.String())
+		println(time.Now().Format("15:04:05.000"), node, phase.String(), d.String())
 	}
-	r.phases = append(r.phases, node+" "+phase)
+	r.phases = append(r.phases, node+" "+phase.String())
 	r.mu.Unlock()
 }
 func (r *recorder) Note(node, msg string) {}
 
 func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manager, *recorder) {
 	t.Helper()
-	dir := t.TempDir()
+	return newManagerIn(t, t.TempDir(), p, cfgText)
+}
+
+// newManagerIn makes a manager whose config, agent binary and home are in
+// dir, on provider p (any shape of the fake); two managers made for one dir
+// are two clusterctl commands on one cluster.
+func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string) (*cluster.Manager, *recorder) {
+	t.Helper()
 	agentBin := filepath.Join(dir, "clusterctl-agent")
 	if err := os.WriteFile(agentBin, []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -169,9 +183,19 @@ func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manage
 	cfgPath := filepath.Join(dir, "cluster.yaml")
 	// A gossip port of its own per test, so no agent or socket of another
 	// test (or package running in parallel) can answer.
-	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\nagent: {binary: %s}\n", freePort(t), agentBin)
+	port := freePort(t)
+	if data, err := os.ReadFile(filepath.Join(dir, "port")); err == nil {
+		fmt.Sscan(string(data), &port) // a manager made before for this dir
+	} else if err := os.WriteFile(filepath.Join(dir, "port"), []byte(fmt.Sprint(port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\nagent: {binary: %s}\n", port, agentBin)
 	if !strings.Contains(cfgText, "timeouts:") {
 		cfgText += "timeouts: {join: 60s, leave: 10s}\n"
+	}
+	if !strings.Contains(cfgText, "observer:") && !addressChooser(p) {
+		base += "gossip: {port: " + fmt.Sprint(port) + ", observer: 127.77.0.1}\n"
+		base = strings.Replace(base, fmt.Sprintf("gossip: {port: %d}\n", port), "", 1)
 	}
 	if err := os.WriteFile(cfgPath, []byte(base+cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -196,6 +220,11 @@ func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manage
 		return p, nil
 	}
 	return m, rec
+}
+
+func addressChooser(p provider.Provider) bool {
+	_, ok := p.(provider.AddressChooser)
+	return ok
 }
 
 func TestMain(m *testing.M) {
@@ -235,7 +264,7 @@ func TestUpStatusDown(t *testing.T) {
 		t.Errorf("picked name %q, want green (red and blue are taken)", res[0].Name)
 	}
 
-	rep, err := m.Status(ctx)
+	rep, err := m.Status(ctx, "")
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -261,13 +290,13 @@ func TestUpStatusDown(t *testing.T) {
 
 	st, _ := m.Store.Load()
 	blueID := st.Node("blue").InstanceID
-	if _, err := m.Down(ctx, []string{"blue"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"blue"}}); err != nil {
 		t.Fatalf("down blue: %v", err)
 	}
 	if !b.exited(blueID) {
 		t.Error("blue's agent did not end by itself: down did not ask it to leave")
 	}
-	rep, err = m.Status(ctx)
+	rep, err = m.Status(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +309,7 @@ func TestUpStatusDown(t *testing.T) {
 		t.Errorf("status after down blue: %+v", rep.Nodes)
 	}
 
-	if _, err := m.Down(ctx, nil, true); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{All: true}); err != nil {
 		t.Fatalf("down --all: %v", err)
 	}
 	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
@@ -325,11 +354,11 @@ func TestUpJoinTimeoutKeepsNode(t *testing.T) {
 	if key, err := m.Store.ReadKey(); err != nil || len(key) != 32 {
 		t.Errorf("gossip key after up: %d bytes, %v; want 32 bytes", len(key), err)
 	}
-	rep, _ := m.Status(ctx)
+	rep, _ := m.Status(ctx, "")
 	if len(rep.Nodes) != 1 || rep.Nodes[0].Gossip == "alive" {
 		t.Errorf("status: %+v", rep.Nodes)
 	}
-	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"red"}}); err != nil {
 		t.Fatalf("down of a node that never joined: %v", err)
 	}
 	if list, _ := p.List(ctx, "test"); len(list) != 0 {
@@ -350,7 +379,7 @@ func TestCreateFailureKeepsNodeForDown(t *testing.T) {
 	if n := st.Node("red"); n == nil || n.InstanceID == "" {
 		t.Fatalf("state %+v: the half-made node must stay with its id", st.Nodes)
 	}
-	if _, err := m.Down(ctx, []string{"red"}, false); err != nil {
+	if _, err := m.Down(ctx, cluster.DownRequest{Names: []string{"red"}}); err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := p.List(ctx, "test"); len(list) != 0 {

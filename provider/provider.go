@@ -119,20 +119,25 @@ type AddressChooser interface {
 }
 
 // Preflighter is implemented by providers that can check, before anything is
-// created, that the host and configuration are usable (binaries present,
-// image readable, network exists). Problems are returned as *InputError so
-// the user gets exit status 2 and nothing half-made.
+// created, that the host and configuration are usable (credentials and
+// region first, binaries present, image readable, network exists). up calls
+// it before any other provider call but ClusterNetwork, so its specs carry
+// names, sizes and (with AddressChooser) addresses and MACs, but no Seed:
+// checks of the rendered seed belong in SeedChecker. Problems are returned
+// as *InputError so the user gets exit status 2 and nothing half-made.
 type Preflighter interface {
 	Preflight(ctx context.Context, specs []NodeSpec) error
 }
 
-// AgentPublisher is implemented by providers whose nodes cannot get the
-// agent binary on a seed ISO (clouds). PublishAgent makes the binary
-// downloadable by the cluster's nodes (for example a private object with a
-// presigned URL) and returns the URL and the binary's SHA-256 (hex); the
-// user-data downloads and verifies it before running it.
+// AgentPublisher is implemented by providers whose nodes cannot get the agent on a seed ISO (clouds).
 type AgentPublisher interface {
-	PublishAgent(ctx context.Context, cluster, binary string) (url, sha256 string, err error)
+	// AgentURL returns the URL the nodes will download the agent whose SHA-256 (hex) is sha256 from,
+	// making nothing at the provider: it may read and record names in the provider's own files in the
+	// state directory, but creates nothing at the provider.
+	AgentURL(ctx context.Context, cluster, sha256 string) (string, error)
+	// UploadAgent makes AgentURL's URL serve binary, making the bucket or container if needed.
+	// up calls it only after its write-ahead record. Idempotent.
+	UploadAgent(ctx context.Context, cluster, binary, sha256 string) error
 }
 
 // NodeNetwork is implemented by providers that assign addresses themselves
@@ -144,8 +149,11 @@ type NodeNetwork interface {
 }
 
 // ClusterCleaner is implemented by providers that make cluster-wide
-// resources (a security group, a bucket). `down --all` calls it once no
-// node of the cluster is left.
+// resources (a security group, a bucket). up records, before it makes
+// anything, that the provider may hold such resources for the cluster;
+// `down --all` calls CleanupCluster once no node of the cluster is left,
+// also when no node was ever created or no state file exists. Cleaning a
+// cluster that has nothing left is not an error.
 type ClusterCleaner interface {
 	CleanupCluster(ctx context.Context, cluster string) error
 }
@@ -174,8 +182,10 @@ type OutboundNIC interface {
 }
 
 // SeedChecker is implemented by providers that limit what a node's seed may
-// be (EC2's 16 KB user-data). up calls CheckSeed for every node once its
-// seed is rendered, before anything is made; a problem is an *InputError.
+// be (EC2's 16 KB user-data, Nova's 64 KB). up calls CheckSeed for every
+// node once its real seed is rendered (after Preflight and the cloud
+// lookups), before its write-ahead record and before anything is made; a
+// problem is an *InputError.
 type SeedChecker interface {
 	CheckSeed(spec NodeSpec) error
 }

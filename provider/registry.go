@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/ports"
 )
 
 // Env is what a provider factory receives.
@@ -25,7 +27,7 @@ type Env struct {
 	// in the provider's section are relative to it ("" = working directory).
 	ConfigDir string
 	// GossipPort is the cluster's gossip port (gossip.port), for providers
-	// that open it in a firewall. 0 means the default, 7946.
+	// that open it in a firewall. 0 means the default, ports.Gossip.
 	GossipPort int
 	// Observer is gossip.observer, the address the nodes reach the CLI at,
 	// or the zero value when it is not set.
@@ -35,10 +37,10 @@ type Env struct {
 	Profile, Region string
 }
 
-// Port returns GossipPort, or 7946 when it is 0.
+// Port returns GossipPort, or ports.Gossip when it is 0.
 func (e Env) Port() int {
 	if e.GossipPort == 0 {
-		return 7946
+		return ports.Gossip
 	}
 	return e.GossipPort
 }

@@ -68,7 +68,7 @@ type lineReporter struct {
 	w  io.Writer
 }
 
-func (r *lineReporter) Phase(node, phase string, elapsed time.Duration) {
+func (r *lineReporter) Phase(node string, phase cluster.Phase, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fmt.Fprintf(r.w, "%-12s %-10s %5.0fs\n", node, phase, elapsed.Seconds())
@@ -90,7 +90,7 @@ type liveReporter struct {
 	mu     sync.Mutex
 	w      io.Writer
 	nodes  []string
-	phase  map[string]string
+	phase  map[string]cluster.Phase
 	since  map[string]time.Time
 	final  map[string]time.Duration
 	drawn  int
@@ -102,7 +102,7 @@ type liveReporter struct {
 }
 
 func newLiveReporter(w io.Writer) *liveReporter {
-	r := &liveReporter{w: w, phase: map[string]string{}, since: map[string]time.Time{}, final: map[string]time.Duration{},
+	r := &liveReporter{w: w, phase: map[string]cluster.Phase{}, since: map[string]time.Time{}, final: map[string]time.Duration{},
 		stop: make(chan struct{}), done: make(chan struct{}), nowFn: time.Now}
 	go r.loop()
 	return r
@@ -124,7 +124,7 @@ func (r *liveReporter) loop() {
 	}
 }
 
-func (r *liveReporter) Phase(node, phase string, elapsed time.Duration) {
+func (r *liveReporter) Phase(node string, phase cluster.Phase, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.phase[node]; !ok {
@@ -133,7 +133,7 @@ func (r *liveReporter) Phase(node, phase string, elapsed time.Duration) {
 		r.since[node] = r.nowFn().Add(-elapsed)
 	}
 	r.phase[node] = phase
-	if terminal(phase) {
+	if phase.Final() {
 		r.final[node] = elapsed
 	}
 	r.redraw()
@@ -147,14 +147,6 @@ func (r *liveReporter) Note(node, msg string) {
 	}
 	r.notes = append(r.notes, msg)
 	r.redraw()
-}
-
-func terminal(phase string) bool {
-	switch phase {
-	case "joined", "failed", "deleted":
-		return true
-	}
-	return false
 }
 
 func (r *liveReporter) redraw() {
@@ -177,9 +169,9 @@ func (r *liveReporter) redraw() {
 		}
 		mark := "…"
 		switch r.phase[n] {
-		case "joined", "deleted":
+		case cluster.PhaseJoined, cluster.PhaseDeleted:
 			mark = "✓"
-		case "failed":
+		case cluster.PhaseFailed:
 			mark = "✗"
 		}
 		fmt.Fprintf(&b, "\x1b[2K%s %-12s %-10s %5.0fs\n", mark, n, r.phase[n], el.Seconds())

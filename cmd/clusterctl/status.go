@@ -10,14 +10,16 @@ import (
 )
 
 func newStatus(g *globals) *cobra.Command {
-	var out string
+	var out, prov string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each node's provider state and gossip state in one table",
 		Long: `status merges three views: clusterctl's state, the provider's view of each
-machine, and the gossip view (alive, suspect, dead, left, never-joined,
-not-seen, stale) seen through a short-lived observer. Machines the provider
-lists for the cluster that the state does not know are shown as strays.`,
+machine, and the gossip view (alive, dead, left, never-joined, not-seen,
+stale, unknown) seen through a short-lived observer. Machines the provider
+lists for the cluster that the state does not know are shown as strays,
+also when there is no state: then --provider (default: the config's
+provider) says where to look.`,
 		Args: inputArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := checkFormat(out)
@@ -29,7 +31,7 @@ lists for the cluster that the state does not know are shown as strays.`,
 			if err != nil {
 				return err
 			}
-			r, err := m.Status(cmd.Context())
+			r, err := m.Status(cmd.Context(), prov)
 			if err != nil {
 				return err
 			}
@@ -40,6 +42,8 @@ lists for the cluster that the state does not know are shown as strays.`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&prov, "provider", "p", "", "provider to list the cluster's machines at when it has no state (default: the config's)")
+	_ = cmd.RegisterFlagCompletionFunc("provider", completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("output", completeFormats)
 	return cmd
 }

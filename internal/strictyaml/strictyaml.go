@@ -55,6 +55,9 @@ func Decode(node *yaml.Node, v any) error {
 	if t == nil || t.Kind() != reflect.Pointer {
 		return fmt.Errorf("strictyaml: Decode needs a pointer, got %T", v)
 	}
+	if err := Duplicates(node); err != nil {
+		return err
+	}
 	var problems []error
 	c := checker{problems: &problems, budget: maxVisits}
 	c.check(node, t.Elem(), "")
@@ -65,6 +68,53 @@ func Decode(node *yaml.Node, v any) error {
 		return err
 	}
 	return nil
+}
+
+// maxDuplicates bounds how many duplicate keys one error lists.
+const maxDuplicates = 10
+
+// Duplicates reports the keys that a mapping anywhere in the tree under n
+// has twice (at most maxDuplicates of them, then a count), in time linear
+// in the size of the tree; aliases are not followed, as their targets are
+// in the tree themselves. yaml.v3 makes the same check when it decodes, but
+// compares every key of a mapping with every other and makes a message for
+// each pair: a 33 KB config repeating one key took minutes (quadratic time
+// and memory), so Decode runs this first and never hands yaml.v3 a mapping
+// with a duplicate key.
+func Duplicates(n *yaml.Node) error {
+	type key struct {
+		kind  yaml.Kind
+		value string
+	}
+	var errs []error
+	more := 0
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			first := make(map[key]int, len(n.Content)/2)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				id := key{k.Kind, k.Value}
+				line, dup := first[id]
+				switch {
+				case !dup:
+					first[id] = k.Line
+				case len(errs) < maxDuplicates:
+					errs = append(errs, fmt.Errorf("line %d: mapping key %q already defined at line %d", k.Line, k.Value, line))
+				default:
+					more++
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	if more > 0 {
+		errs = append(errs, fmt.Errorf("and %d more duplicate keys", more))
+	}
+	return errors.Join(errs...)
 }
 
 func prefix(name string, err error) error {

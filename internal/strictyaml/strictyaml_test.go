@@ -95,3 +95,33 @@ func TestNestedAliasesAreBounded(t *testing.T) {
 		t.Fatalf("a document of millions of aliased nodes: %v", err)
 	}
 }
+
+// A key given twice is an error naming both lines, wherever the mapping
+// is (an anchored one too); a document repeating one key thousands of times
+// lists a few and counts the rest (yaml.v3's own check makes a message per
+// pair of keys, which took minutes for this document).
+func TestDuplicateKeys(t *testing.T) {
+	var v outer
+	err := Unmarshal("f.yaml", []byte("title: a\ninner: &i {size: 1, size: 2}\ntitle: b\nptr: *i\n"), &v)
+	if err == nil {
+		t.Fatal("duplicate keys accepted")
+	}
+	for _, want := range []string{`f.yaml: line 2: mapping key "size" already defined at line 2`, `f.yaml: line 3: mapping key "title" already defined at line 1`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\ndoes not contain %q", err, want)
+		}
+	}
+
+	doc := "by_name:\n  a: {name: x}\n" + strings.Repeat("title: t\n", 3000)
+	err = Unmarshal("big.yaml", []byte(doc), &v)
+	if err == nil {
+		t.Fatal("duplicate keys accepted")
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "already defined"); n != maxDuplicates {
+		t.Errorf("%d duplicates listed, want %d", n, maxDuplicates)
+	}
+	if !strings.Contains(msg, "and 2989 more duplicate keys") {
+		t.Errorf("error does not count the rest: %q", msg)
+	}
+}

@@ -35,6 +35,10 @@ type Provider struct {
 	FailCreate error
 	// Calls records each method call, e.g. "Create red", "Delete fake-1".
 	Calls []string
+
+	// assign makes Create give each node an address in Prefix itself, as a
+	// cloud does (set by NewCloud).
+	assign bool
 }
 
 type node struct {
@@ -59,6 +63,13 @@ func (p *Provider) record(call string) {
 	p.Calls = append(p.Calls, call)
 }
 
+// CallLog returns a copy of Calls, safe while other goroutines call p.
+func (p *Provider) CallLog() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.Calls...)
+}
+
 // Create implements provider.Provider.
 func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
 	if err := ctx.Err(); err != nil {
@@ -75,6 +86,8 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 	inst := provider.Instance{ID: id, Name: spec.Name, State: provider.StateRunning}
 	if spec.Address.IsValid() {
 		inst.Address = spec.Address.String()
+	} else if p.assign {
+		inst.Address = p.freeAddr()
 	}
 	p.nodes[id] = &node{inst: inst, spec: spec, cl: spec.Cluster}
 	hook := p.OnCreate
@@ -85,6 +98,25 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 		}
 	}
 	return inst, nil
+}
+
+// freeAddr returns the first address of Prefix from .10 on that no node
+// has. The caller holds p.mu.
+func (p *Provider) freeAddr() string {
+	used := map[string]bool{}
+	for _, n := range p.nodes {
+		used[n.inst.Address] = true
+	}
+	a := p.Prefix.Masked().Addr()
+	for i := 0; i < 10; i++ {
+		a = a.Next()
+	}
+	for ; p.Prefix.Contains(a); a = a.Next() {
+		if !used[a.String()] && a != p.Host {
+			return a.String()
+		}
+	}
+	return ""
 }
 
 // Status implements provider.Provider.
@@ -143,3 +175,9 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 func (p *Provider) ClusterNetwork(ctx context.Context) (netip.Prefix, netip.Addr, error) {
 	return p.Prefix, p.Host, nil
 }
+
+var (
+	_ provider.Provider       = (*Provider)(nil)
+	_ provider.ConsoleLogger  = (*Provider)(nil)
+	_ provider.AddressChooser = (*Provider)(nil)
+)

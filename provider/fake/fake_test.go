@@ -18,3 +18,14 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestCloudConformance(t *testing.T) {
+	c := fake.NewCloud()
+	providertest.Run(t, providertest.Harness{
+		Provider: c,
+		Cluster:  "conf",
+		Spec: func(t *testing.T, name string) provider.NodeSpec {
+			return provider.NodeSpec{Cluster: "conf", Name: name, Dir: t.TempDir()}
+		},
+	})
+}
