@@ -44,6 +44,7 @@ type Result struct {
 type plan struct {
 	node Node
 	spec provider.NodeSpec
+	ssh  *sshUserKey // the cluster's SSH key; nil with ssh: false (see ssh.go)
 }
 
 // createParallel bounds how many nodes are created at once.
@@ -220,6 +221,10 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 	if err != nil {
 		return nil, nil, err
 	}
+	sshKey, err := m.sshUserKey()
+	if err != nil {
+		return nil, nil, err
+	}
 
 	plans := make([]plan, len(names))
 	var peers []cloudinit.Peer
@@ -280,6 +285,10 @@ func (m *Manager) plan(ctx context.Context, st *State, p provider.Provider, req 
 			continue
 		}
 		in.OutboundMAC = pl.spec.OutboundMAC
+		if in.SSH, err = m.nodeSSH(pl, sshKey); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		r, err := cloudinit.Render(in)
 		if err != nil {
 			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", pl.node.Name, err))
@@ -440,6 +449,9 @@ func (m *Manager) record(provName string, key []byte, plans []plan) error {
 				return err
 			}
 		} else {
+			return err
+		}
+		if err := m.saveSSHKey(plans); err != nil {
 			return err
 		}
 		for _, pl := range plans {
