@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -288,7 +289,7 @@ func (m *Manager) sshAddress(ctx context.Context, n Node) (string, error) {
 			n.Address = inst.Address
 		}
 	}
-	if n.Address == "" {
+	if _, err := netip.ParseAddr(n.Address); err != nil {
 		return "", provider.BadInput("see `clusterctl status`: the provider reports no address for it; `clusterctl logs "+n.Name+"` shows its console",
 			"node %q has no address clusterctl can reach", n.Name)
 	}

@@ -191,6 +191,14 @@ func TestSSHBadInput(t *testing.T) {
 	if err != nil || len(targets) != 1 || targets[0].Name != "red" {
 		t.Errorf("--all: %+v %v", targets, err)
 	}
+	// A node without an address it can be reached at.
+	if err := m.Store.Update(func(st *cluster.State) error { st.Node("red").Address = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var in *provider.InputError
+	if _, err := m.SSHTargets(ctx, []string{"red"}, false); !errors.As(err, &in) || !strings.Contains(err.Error(), `node "red" has no address clusterctl can reach`) {
+		t.Errorf("node without address: %v", err)
+	}
 	// A node with no pinned key (made with ssh: false) is refused with a fix.
 	if err := m.Store.Update(func(st *cluster.State) error { st.Node("red").HostKey = ""; return nil }); err != nil {
 		t.Fatal(err)
