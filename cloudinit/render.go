@@ -69,6 +69,23 @@ type Input struct {
 	Agent       AgentSource
 	Extra       []byte // optional user cloud-config merged into the user-data
 	Template    []byte // optional replacement for the default user-data template
+	// SSH, when set, gives the image's default user clusterctl's login key
+	// and the node its host key; nil leaves SSH as the image has it.
+	SSH *SSH
+}
+
+// SSH is what a node gets for `clusterctl ssh`: cloud-init's cc_ssh writes
+// HostKey as the node's only host key (ssh_keys, after ssh_deletekeys has
+// removed the image's keys) and adds AuthorizedKeys to the image's default
+// user (ssh_authorized_keys).
+type SSH struct {
+	// AuthorizedKeys are public keys in authorized_keys form.
+	AuthorizedKeys []string
+	// HostKeyPrivate is the node's ed25519 host key as an OpenSSH private
+	// key file. Secret: it never appears in an error message.
+	HostKeyPrivate string
+	// HostKeyPublic is its public half, "ssh-ed25519 AAAA...".
+	HostKeyPublic string
 }
 
 // Rendered holds the three NoCloud documents for one node. NetworkConfig is

@@ -32,6 +32,15 @@ type TemplateData struct {
 	AgentInstall  []string
 	AgentUnitName string
 	Paths         TemplatePaths
+	// SSH is nil when clusterctl does not set up SSH (ssh: false).
+	SSH *TemplateSSH
+}
+
+// TemplateSSH is Input.SSH as a template sees it.
+type TemplateSSH struct {
+	AuthorizedKeys []string
+	HostKeyPrivate string // secret
+	HostKeyPublic  string
 }
 
 // TemplatePeer is a Peer as a template sees it.
@@ -60,6 +69,9 @@ func newTemplateData(in Input) TemplateData {
 		AgentInstall:  agentInstall(in.Agent),
 		AgentUnitName: AgentUnitName,
 		Paths:         TemplatePaths{HostsPath, AgentConfigPath, AgentUnitPath, AgentBinaryPath},
+	}
+	if in.SSH != nil {
+		d.SSH = &TemplateSSH{AuthorizedKeys: in.SSH.AuthorizedKeys, HostKeyPrivate: in.SSH.HostKeyPrivate, HostKeyPublic: in.SSH.HostKeyPublic}
 	}
 	if in.Address.IsValid() {
 		d.Address, d.Prefix = in.Address.Addr().String(), in.Address.String()

@@ -38,7 +38,40 @@ func (in Input) Validate() error {
 	errs = append(errs, checkPeers(in)...)
 	add(checkAgentConfig(in.AgentConfig))
 	add(in.Agent.validate())
+	if in.SSH != nil {
+		errs = append(errs, in.SSH.validate()...)
+	}
 	return errors.Join(errs...)
+}
+
+// validate checks the keys' form. The private key is never quoted.
+func (s *SSH) validate() []error {
+	var errs []error
+	if len(s.AuthorizedKeys) == 0 {
+		errs = append(errs, errors.New("ssh: no authorized key"))
+	}
+	for i, k := range s.AuthorizedKeys {
+		if err := checkPublicKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("ssh: authorized key %d: %w", i, err))
+		}
+	}
+	if err := checkPublicKey(s.HostKeyPublic); err != nil || !strings.HasPrefix(s.HostKeyPublic, "ssh-ed25519 ") {
+		errs = append(errs, errors.New("ssh: the host public key is not one \"ssh-ed25519 ...\" line"))
+	}
+	const begin, end = "-----BEGIN OPENSSH PRIVATE KEY-----\n", "-----END OPENSSH PRIVATE KEY-----\n"
+	if !strings.HasPrefix(s.HostKeyPrivate, begin) || !strings.HasSuffix(s.HostKeyPrivate, end) || !utf8.ValidString(s.HostKeyPrivate) {
+		errs = append(errs, errors.New("ssh: the host private key is not an OpenSSH private key file"))
+	}
+	return errs
+}
+
+// checkPublicKey requires one printable line "TYPE BASE64 [COMMENT]".
+func checkPublicKey(k string) error {
+	f := strings.Fields(k)
+	if len(f) < 2 || strings.IndexFunc(k, unicode.IsControl) >= 0 || !utf8.ValidString(k) || !strings.HasPrefix(f[0], "ssh-") && !strings.HasPrefix(f[0], "ecdsa-") && !strings.HasPrefix(f[0], "sk-") {
+		return fmt.Errorf("%q is not one public key line like \"ssh-ed25519 AAAA... comment\"", k)
+	}
+	return nil
 }
 
 // checkText requires a non-empty UTF-8 string without control characters.

@@ -34,6 +34,7 @@ type Config struct {
 	Agent     AgentConfig     `yaml:"agent"`
 	CloudInit CloudInitConfig `yaml:"cloudinit"`
 	Timeouts  Timeouts        `yaml:"timeouts"`
+	SSH       SSHConfig       `yaml:"ssh"` // see ssh.go
 
 	// Providers holds each provider's own section, by provider name.
 	Providers map[string]*yaml.Node `yaml:"-"`

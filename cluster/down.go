@@ -321,7 +321,9 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, obs *agent.O
 	if err := os.RemoveAll(m.Store.NodeDir(n.Name)); err != nil {
 		return finish(PhaseFailed, fmt.Errorf("remove node files: %w", err))
 	}
-	if err := m.Store.Update(func(st *State) error { st.Remove(n.Name); return nil }); err != nil {
+	// Forgetting the node drops its pinned host key from state and from
+	// the managed known_hosts file.
+	if err := m.Store.Update(func(st *State) error { st.Remove(n.Name); return m.writeKnownHosts(st) }); err != nil {
 		return finish(PhaseFailed, err)
 	}
 	return finish(PhaseDeleted, nil)

@@ -22,6 +22,7 @@ import (
 type plan struct {
 	node Node
 	spec provider.NodeSpec
+	ssh  *sshUserKey // the cluster's SSH key; nil with ssh: false (see ssh.go)
 }
 
 // agentPlan is how the nodes get the agent binary.
@@ -66,6 +67,7 @@ type planner struct {
 	agent  agentPlan
 	extra  []byte
 	tmpl   []byte
+	ssh    *sshUserKey // the cluster's SSH key; nil with ssh: false
 }
 
 func newPlanner(m *Manager, p provider.Provider, dry bool) *planner {
@@ -87,6 +89,9 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 		return err
 	}
 	if pl.extra, pl.tmpl, err = m.userCloudInit(); err != nil {
+		return err
+	}
+	if pl.ssh, err = m.sshUserKey(); err != nil {
 		return err
 	}
 
@@ -272,6 +277,10 @@ func (pl *planner) render(st *State) error {
 			extra: pl.extra, tmpl: pl.tmpl, outboundMAC: n.spec.OutboundMAC,
 		})
 		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if in.SSH, err = m.nodeSSH(n, pl.ssh); err != nil {
 			errs = append(errs, err)
 			continue
 		}

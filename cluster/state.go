@@ -42,6 +42,11 @@ type Node struct {
 	Error      string    `json:"error,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	JoinedAt   time.Time `json:"joined_at,omitzero"`
+	// HostKey is the public half of the SSH host key clusterctl made for
+	// the node ("ssh-ed25519 AAAA..."); SSHUser the user ssh logs in as.
+	// Both are empty when the node was made with ssh: false.
+	HostKey string `json:"host_key,omitempty"`
+	SSHUser string `json:"ssh_user,omitempty"`
 }
 
 // Node returns a pointer to the node called name, or nil.

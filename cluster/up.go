@@ -169,6 +169,16 @@ func (m *Manager) record(provName string, pl *planner) error {
 		case !errors.Is(err, os.ErrNotExist):
 			return err
 		}
+		if pl.ssh != nil && pl.ssh.isNew {
+			// Another up may have made the cluster's SSH key since pl
+			// was planned: the nodes must trust that one.
+			if _, err := os.Stat(m.Store.SSHKeyPath()); err == nil {
+				if pl.ssh, err = m.sshUserKey(); err != nil {
+					return err
+				}
+				again = true
+			}
+		}
 		if pl.addressTaken(st) {
 			if err := pl.assign(st); err != nil {
 				return err
@@ -184,6 +194,9 @@ func (m *Manager) record(provName string, pl *planner) error {
 			if err := atomicfile.WriteFile(m.Store.keyPath(), []byte(encodeKey(pl.key)), 0o600); err != nil {
 				return err
 			}
+		}
+		if err := m.saveSSHKey(pl.nodes); err != nil {
+			return err
 		}
 		st.Cluster = m.Cluster
 		st.Provider = provName

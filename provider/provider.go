@@ -78,6 +78,10 @@ type Instance struct {
 	Name    string `json:"name"`
 	State   State  `json:"state"`
 	Address string `json:"address,omitempty"`
+	// PublicAddress is the address the machine is reached at from outside
+	// its network (a cloud's public or floating IP), when it has one;
+	// `clusterctl ssh` connects to it.
+	PublicAddress string `json:"public_address,omitempty"`
 	// Detail is a short human-readable note (a fault message, a pid).
 	Detail string `json:"detail,omitempty"`
 }

@@ -32,3 +32,31 @@ func completeNodes(g *globals) func(*cobra.Command, []string, string) ([]string,
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
 }
+
+// completeFirstNode completes a node name as the first argument only (ssh,
+// logs: what follows is a command or nothing).
+func completeFirstNode(g *globals) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	nodes := completeNodes(g)
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		return nodes(cmd, args, prefix)
+	}
+}
+
+// completeNodePaths offers "NAME:" for each node (cp), and local files.
+func completeNodePaths(g *globals) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	nodes := completeNodes(g)
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) >= 2 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		names, _ := nodes(cmd, args, prefix)
+		out := make([]string, 0, len(names))
+		for _, n := range names {
+			out = append(out, n+":")
+		}
+		return out, cobra.ShellCompDirectiveNoSpace
+	}
+}

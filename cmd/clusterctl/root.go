@@ -57,6 +57,7 @@ cluster's encrypted gossip membership — never by polling SSH.`,
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.AddCommand(newUp(g), newDown(g), newStatus(g), newRender(g), newVersion(g))
+	root.AddCommand(newSSH(g), newCp(g), newLogs(g))
 	return root
 }
 
@@ -69,6 +70,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var status *statusError // a remote command's exit status (ssh.go)
+	if errors.As(err, &status) {
+		if status.err != nil {
+			printError(stderr, status.err)
+		}
+		return status.code
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
 		err = usererr.BadInput("see `clusterctl --help`", "%w", err)

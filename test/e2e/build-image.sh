@@ -31,9 +31,12 @@ die() {
 OUTDIR=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/clusterctl/images/debian12}
 SUITE=bookworm
 DISK_SIZE=${DISK_SIZE:-2G}
-INCLUDE="systemd,systemd-sysv,udev,linux-image-cloud-amd64,cloud-init,initramfs-tools,iproute2,ca-certificates,curl,e2fsprogs,netbase,iputils-ping,procps,dbus"
+INCLUDE="systemd,systemd-sysv,udev,linux-image-cloud-amd64,cloud-init,initramfs-tools,iproute2,ca-certificates,curl,e2fsprogs,netbase,iputils-ping,procps,dbus,openssh-server,sudo"
 # dbus: systemd-logind needs it, and logind turns the ACPI power button
 # (QMP system_powerdown, what the provider's Delete sends) into a clean poweroff.
+# openssh-server, sudo: `clusterctl ssh`/`cp` log in as cloud-init's default user
+# (debian), as on Debian's cloud images; cloud-init replaces the host keys made
+# here with the one clusterctl made for each node (ssh_deletekeys, ssh_keys).
 
 script=$(readlink -f "$0")
 hash=$(sha256sum "$script" | cut -c1-16) || die "cannot hash $script"

@@ -5,7 +5,9 @@
 // checks what a user would see: up returns when both agents joined, status
 // shows them alive with the right addresses and hostnames, the guests'
 // /etc/hosts map the nodes to their cluster addresses, down makes a node
-// leave, and down --all leaves nothing behind.
+// leave, and down --all leaves nothing behind. clusterctl ssh and cp reach
+// the nodes with the host keys pinned when they were made, and refuse a node
+// whose host key was replaced.
 //
 // Run with `make e2e` (needs root, qemu-system-x86, qemu-utils, mmdebstrap;
 // `make deps` installs them). It takes several minutes under TCG.
@@ -252,6 +254,8 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 	}
 
+	e.checkSSH(ctx)
+
 	if _, err := e.cli(ctx, "down", "blue"); err != nil {
 		t.Fatal(err)
 	}
@@ -275,6 +279,66 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	if out, _ := exec.Command("ip", "-n", e.ns, "-o", "link", "show", "type", "tun").Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("tap devices left after down --all:\n%s", out)
+	}
+}
+
+// checkSSH logs in to the nodes with clusterctl ssh and cp (host keys
+// pinned at creation), then replaces blue's host key on blue itself and
+// checks that clusterctl refuses blue from then on.
+func (e *env) checkSSH(ctx context.Context) {
+	t := e.t
+	t.Helper()
+	out, err := e.cli(ctx, "ssh", "red", "--", "hostname")
+	if err != nil || out != "red\n" {
+		t.Errorf("ssh red -- hostname printed %q (%v), want \"red\\n\"", out, err)
+	}
+	out, err = e.cli(ctx, "ssh", "--all", "--", "hostname")
+	if err != nil || !strings.Contains(out, "red: red\n") || !strings.Contains(out, "blue: blue\n") {
+		t.Errorf("ssh --all -- hostname printed %q (%v)", out, err)
+	}
+	if _, err := e.cli(ctx, "ssh", "red", "--", "exit", "7"); err == nil || !strings.Contains(err.Error(), "exit status 7") {
+		t.Errorf("ssh red -- exit 7: %v, want exit status 7", err)
+	}
+
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(in, []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli(ctx, "cp", in, "red:/tmp/in.txt"); err != nil {
+		t.Error(err)
+	}
+	if out, err := e.cli(ctx, "ssh", "red", "--", "cat", "/tmp/in.txt"); err != nil || out != "from the host\n" {
+		t.Errorf("the file copied to red holds %q (%v)", out, err)
+	}
+	back := filepath.Join(dir, "hostname")
+	if _, err := e.cli(ctx, "cp", "red:/etc/hostname", back); err != nil {
+		t.Error(err)
+	}
+	if data, _ := os.ReadFile(back); string(data) != "red\n" {
+		t.Errorf("red's /etc/hostname copied out holds %q", data)
+	}
+
+	// blue gets a new host key on blue itself; clusterctl must refuse it.
+	regen := `sudo sh -c 'rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh'`
+	if _, err := e.cli(ctx, "ssh", "blue", "--", regen); err != nil {
+		t.Fatalf("replace blue's host key: %v", err)
+	}
+	cmd := e.command(ctx, "ssh", "blue", "--", "hostname")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := -1
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	if code != 255 || stdout.Len() != 0 {
+		t.Errorf("ssh to blue with a changed host key: exit %d, stdout %q, want 255 and nothing", code, stdout.String())
+	}
+	for _, want := range []string{"Host key verification failed.", `node "blue" did not present the host key clusterctl made for it`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+		}
 	}
 }
 
