@@ -163,7 +163,7 @@ func concurrentCreate(t *testing.T, h Harness) {
 func listed(ctx context.Context, p provider.Provider, cluster, id string, want bool) error {
 	list, err := p.List(ctx, cluster)
 	if err != nil {
-		return fmt.Errorf("List: %w", err)
+		return fmt.Errorf("list: %w", err)
 	}
 	found := false
 	for _, in := range list {
