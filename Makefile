@@ -14,7 +14,7 @@ empty     :=
 space     := $(empty) $(empty)
 OMIT_ALL  := $(subst $(space),$(comma),$(foreach p,$(PROVIDERS),clusterctl_omit_$(p)))
 
-.PHONY: help build deps test unit e2e ci bench demo demo-down vet lint size fuzz clean
+.PHONY: help build deps test unit e2e ci bench scale demo demo-down vet lint size fuzz clean
 
 help:
 	@echo "make build      build bin/clusterctl and bin/clusterctl-agent (static, linux/amd64)"
@@ -26,6 +26,7 @@ help:
 	@echo "make test       unit + e2e: everything CI runs"
 	@echo "make ci         deps + test (what .ci/run calls)"
 	@echo "make bench      benchmarks (join detection vs 3 s polling, seed ISO build)"
+	@echo "make scale      membership harness: real agents on loopback addresses, N = 50 and 200 (SCALE_FLAGS=... for more)"
 	@echo "make demo       bring up a real two-node QEMU cluster and show its status (root)"
 	@echo "make demo-down  remove the demo cluster and its network namespace"
 
@@ -88,3 +89,8 @@ demo-down:
 
 clean:
 	rm -rf $(BIN)
+
+# The membership harness (test/scale): real agent processes, one per
+# loopback address; prints the table docs/benchmarks.md quotes.
+scale:
+	$(GO) run ./test/scale $(SCALE_FLAGS)
