@@ -131,4 +131,3 @@ func (p *Provider) checkGroup(ctx context.Context, vpc string) error {
 	}
 	return nil
 }
-
