@@ -78,9 +78,10 @@ type Instance struct {
 	Name    string `json:"name"`
 	State   State  `json:"state"`
 	Address string `json:"address,omitempty"`
-	// PublicAddress is the address the machine is reached at from outside
-	// its network (a cloud's public or floating IP), when it has one;
-	// `clusterctl ssh` connects to it.
+	// PublicAddress is the address the CLI dials the node's API (and SSH)
+	// at from outside the cloud network: EC2's public IPv4 address,
+	// OpenStack's floating IP. Empty when there is none (yet), and on local
+	// providers, where Address is reachable from this machine.
 	PublicAddress string `json:"public_address,omitempty"`
 	// Detail is a short human-readable note (a fault message, a pid).
 	Detail string `json:"detail,omitempty"`

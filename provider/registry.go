@@ -2,7 +2,6 @@ package provider
 
 import (
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -27,11 +26,15 @@ type Env struct {
 	// in the provider's section are relative to it ("" = working directory).
 	ConfigDir string
 	// GossipPort is the cluster's gossip port (gossip.port), for providers
-	// that open it in a firewall. 0 means the default, ports.Gossip.
+	// that open it in a firewall between nodes. 0 means ports.Gossip.
 	GossipPort int
-	// Observer is gossip.observer, the address the nodes reach the CLI at,
-	// or the zero value when it is not set.
-	Observer netip.Addr
+	// APIPort is the port of the agents' mutually authenticated API, the
+	// one port the CLI dials (at a node's PublicAddress on clouds), for
+	// providers that open it in a firewall. 0 means ports.API.
+	APIPort int
+	// SSH says whether clusterctl opens SSH (TCP 22) to the nodes, to the
+	// same sources as the API port (the config's ssh: switch).
+	SSH bool
 	// Profile and Region are the --profile and --region flags; they override
 	// the provider's config keys of the same meaning ("" = not given).
 	Profile, Region string
@@ -43,6 +46,14 @@ func (e Env) Port() int {
 		return ports.Gossip
 	}
 	return e.GossipPort
+}
+
+// API returns APIPort, or ports.API when it is 0.
+func (e Env) API() int {
+	if e.APIPort == 0 {
+		return ports.API
+	}
+	return e.APIPort
 }
 
 // Factory makes a provider from its environment. It must not create

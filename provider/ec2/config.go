@@ -11,6 +11,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -19,7 +21,7 @@ import (
 const (
 	DefaultInstanceType  = "t3.micro"
 	DefaultImage         = "debian-12"
-	DefaultGossipPort    = 7946
+	DefaultGossipPort    = ports.Gossip
 	DefaultPresignTTL    = 2 * time.Hour
 	DefaultDeleteTimeout = 5 * time.Minute
 	MaxPresignTTL        = 7 * 24 * time.Hour // SigV4 presigned URLs live at most a week
@@ -47,7 +49,8 @@ type Config struct {
 
 	SecurityGroupID string   `yaml:"security_group_id"`
 	GossipPort      int      `yaml:"-"` // gossip.port, from provider.Env
-	ObserverCIDRs   []string `yaml:"observer_cidrs"`
+	APIPort         int      `yaml:"-"` // the agents' API port, from provider.Env
+	APIFrom         []string `yaml:"api_from"`
 
 	Bucket     string        `yaml:"bucket"`
 	PresignTTL time.Duration `yaml:"presign_ttl"`
@@ -58,8 +61,13 @@ type Config struct {
 	// LocalStack). Never needed on AWS.
 	EndpointURL string `yaml:"endpoint_url"`
 
-	observer []netip.Prefix
+	// apiFrom is APIFrom parsed; empty means "detect this machine's
+	// public address" (Preflight).
+	apiFrom []netip.Prefix
 }
+
+// apiFromKey names the allow-list of the API and SSH ports in messages.
+const apiFromKey = "ec2.api_from"
 
 const fixConfig = `edit the "ec2:" section of the cluster config (see docs/ec2.md)`
 
@@ -79,7 +87,11 @@ var (
 func ParseConfig(node *yaml.Node) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
-		return Config{}, &provider.InputError{Err: fmt.Errorf("ec2 config: %w", err), Fix: fixConfig}
+		fix := fixConfig
+		if hasKey(node, "observer_cidrs") {
+			fix = "remove ec2.observer_cidrs: the nodes no longer reach clusterctl (it dials them); ec2.api_from lists who may reach the nodes' API and SSH ports, and defaults to this machine's public address"
+		}
+		return Config{}, &provider.InputError{Err: fmt.Errorf("ec2 config: %w", err), Fix: fix}
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -96,7 +108,10 @@ func (c *Config) setDefaults() {
 		c.Image = DefaultImage
 	}
 	if c.GossipPort == 0 {
-		c.GossipPort = DefaultGossipPort
+		c.GossipPort = ports.Gossip
+	}
+	if c.APIPort == 0 {
+		c.APIPort = ports.API
 	}
 	if c.PresignTTL == 0 {
 		c.PresignTTL = DefaultPresignTTL
@@ -149,18 +164,11 @@ func (c *Config) validate() error {
 	if strings.ContainsAny(c.KeyName, "\n\x00") || len(c.KeyName) > 255 {
 		bad("use the name of an EC2 key pair", "key_name %q is not a key pair name", c.KeyName)
 	}
-	c.observer = nil
-	for _, s := range c.ObserverCIDRs {
-		p, err := netip.ParsePrefix(s)
-		switch {
-		case err != nil:
-			bad("use CIDRs like 10.8.0.0/24 (the network the clusterctl machine is in)", "observer_cidrs: %q: %v", s, err)
-		case !p.Addr().Is4():
-			bad("use IPv4 CIDRs", "observer_cidrs: %q is not IPv4", s)
-		default:
-			c.observer = append(c.observer, p.Masked())
-		}
+	apiFrom, err := publicip.ParseCIDRs(apiFromKey, c.APIFrom)
+	if err != nil {
+		errs = append(errs, err)
 	}
+	c.apiFrom = apiFrom
 	if c.Bucket != "" && (!bucketRE.MatchString(c.Bucket) || strings.Contains(c.Bucket, "..")) {
 		bad("use an S3 bucket name (3-63 lower-case letters, digits, dots and dashes)", "bucket %q is not a bucket name", c.Bucket)
 	}
@@ -189,4 +197,21 @@ func (c Config) amiParameter() string {
 		return c.AMIParameter
 	}
 	return imageParameters[c.Image]
+}
+
+// hasKey reports whether the mapping node (or the document holding one)
+// has key at its top level.
+func hasKey(node *yaml.Node, key string) bool {
+	if node != nil && node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
+	if node == nil || node.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }

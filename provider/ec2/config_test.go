@@ -29,9 +29,10 @@ func TestParseConfigErrors(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key with line", "region: eu-west-1\ninstance_typ: t3.micro\n", []string{"instance_typ", "line 2", "instance_type"}},
-		{"all problems at once", "region: Europe\nami: ami-xyz\nimage: debian-12\ninstance_type: huge\nsubnet_id: net-1\nsecurity_group_id: group\nobserver_cidrs: [10.0.0.0/33, '::/0']\npresign_ttl: 30s\nbucket: Bad_Bucket\nendpoint_url: ftp://x\n",
-			[]string{`region "Europe"`, `ami "ami-xyz"`, "more than one is set", `instance_type "huge"`, `subnet_id "net-1"`, `security_group_id "group"`, `"10.0.0.0/33"`, `"::/0" is not IPv4`, "presign_ttl 30s", `bucket "Bad_Bucket"`, `endpoint_url "ftp://x"`}},
+		{"all problems at once", "region: Europe\nami: ami-xyz\nimage: debian-12\ninstance_type: huge\nsubnet_id: net-1\nsecurity_group_id: group\napi_from: [10.0.0.0/33, 203.0.113.7/24]\npresign_ttl: 30s\nbucket: Bad_Bucket\nendpoint_url: ftp://x\n",
+			[]string{`region "Europe"`, `ami "ami-xyz"`, "more than one is set", `instance_type "huge"`, `subnet_id "net-1"`, `security_group_id "group"`, `ec2.api_from entry 1 "10.0.0.0/33" is not a CIDR`, `ec2.api_from entry 2 "203.0.113.7/24" has host bits set`, "presign_ttl 30s", `bucket "Bad_Bucket"`, `endpoint_url "ftp://x"`}},
 		{"unknown image", "image: windows\n", []string{`image "windows" is not known`}},
+		{"an address, not a network, in api_from", "api_from: [198.51.100.7]\n", []string{`ec2.api_from entry 1 "198.51.100.7" is an address, not a network: write 198.51.100.7/32`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +76,7 @@ func TestExample(t *testing.T) {
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add("region: eu-west-1\ninstance_type: t3.micro\n")
-	f.Add("observer_cidrs: [10.8.0.0/24]\npresign_ttl: 1h\n")
+	f.Add("api_from: [198.51.100.0/24, '2001:db8::/32']\npresign_ttl: 1h\n")
 	f.Add("ami: ami-0123456789abcdef0\nsubnet_id: subnet-0123abcd\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		var doc yaml.Node
@@ -118,5 +119,23 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	var in *provider.InputError
 	if !errors.As(err, &in) || !strings.Contains(err.Error(), `--region "Mars"`) {
 		t.Errorf("bad --region: %v", err)
+	}
+}
+
+// TestObserverCIDRsRemoved: a config still using the member observer's
+// ec2.observer_cidrs is refused by the strict decoder, with a fix that
+// points to ec2.api_from.
+func TestObserverCIDRsRemoved(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("region: eu-west-1\nobserver_cidrs: [10.8.0.0/24]\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ec2.ParseConfig(&doc)
+	var ie *provider.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "observer_cidrs") || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("error %v, want the unknown key observer_cidrs at line 2", err)
+	}
+	if !strings.Contains(ie.Fix, "ec2.api_from") {
+		t.Errorf("fix %q does not point to ec2.api_from", ie.Fix)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -67,7 +68,6 @@ type Provider struct {
 	ami       string
 	subnet    string
 	vpc       string
-	vpcCIDR   netip.Prefix
 	subnetNet netip.Prefix
 	group     string // the security group the nodes are in
 	bucket    string // the agent's bucket, when there is no state directory
@@ -82,8 +82,13 @@ type Provider struct {
 
 	calls callCounter
 
-	// localAddrs lists this machine's addresses (a field for tests).
-	localAddrs func() ([]netip.Addr, error)
+	// detect says how this machine's public address is found when
+	// ec2.api_from is empty (tests point it at a loopback server).
+	detect publicip.Options
+	// apiFrom is this machine's detected public address (see allowList),
+	// kept once found; guarded by detectMu.
+	detectMu sync.Mutex
+	apiFrom  []netip.Prefix
 }
 
 var (
@@ -105,6 +110,13 @@ func WithLoadOptions(opts ...func(*config.LoadOptions) error) Option {
 	return func(p *Provider) { p.extraOpts = append(p.extraOpts, opts...) }
 }
 
+// WithPublicIP sets how this machine's public address is detected when
+// ec2.api_from is empty (by default: publicip's endpoints, or those in its
+// environment variable).
+func WithPublicIP(opts publicip.Options) Option {
+	return func(p *Provider) { p.detect = opts }
+}
+
 // New makes the provider from its environment. It creates nothing and needs
 // no network; credentials are looked up on first use.
 func New(env provider.Env, opts ...Option) (*Provider, error) {
@@ -116,6 +128,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 		return nil, errors.New("ec2 provider: the cluster name is not set")
 	}
 	cfg.GossipPort = env.Port()
+	cfg.APIPort = env.API()
 	if env.Profile != "" {
 		cfg.Profile = env.Profile
 	}
@@ -125,7 +138,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 		}
 		cfg.Region = env.Region
 	}
-	p := &Provider{cfg: cfg, env: env, localAddrs: interfaceAddrs, consistency: eventualConsistency}
+	p := &Provider{cfg: cfg, env: env, consistency: eventualConsistency}
 	for _, o := range opts {
 		o(p)
 	}
@@ -357,7 +370,10 @@ func toInstance(in types.Instance) provider.Instance {
 		ID:      aws.ToString(in.InstanceId),
 		Name:    tagValue(in.Tags, TagNode),
 		Address: aws.ToString(in.PrivateIpAddress),
-		State:   provider.StateUnknown,
+		// EC2 assigns the public address when the instance starts: it is
+		// usually not in RunInstances' answer, but in DescribeInstances'.
+		PublicAddress: aws.ToString(in.PublicIpAddress),
+		State:         provider.StateUnknown,
 	}
 	if in.State != nil {
 		out.State = mapState(in.State.Name)

@@ -73,6 +73,8 @@ func mapErr(what string, err error) error {
 		return provider.WithHint(wrapped, "AWS has no capacity for this instance type here right now: try another ec2.instance_type, or a subnet in another availability zone (ec2.subnet_id)")
 	case code == "InstanceLimitExceeded" || code == "VcpuLimitExceeded" || code == "MaxSpotInstanceCountExceeded":
 		return provider.WithHint(wrapped, "the account's instance or vCPU quota for this region is used up: terminate instances you do not need, or ask for more in Service Quotas (EC2 \"Running On-Demand Standard instances\")")
+	case code == "RulesPerSecurityGroupLimitExceeded" || code == "SecurityGroupLimitExceeded":
+		return provider.WithHint(wrapped, "the account's security group quota for this region is used up (rules per group, or groups per VPC): delete rules or groups you do not need, list fewer networks in ec2.api_from, or ask for more in Service Quotas (VPC \"Inbound or outbound rules per security group\", \"VPC security groups per Region\")")
 	case code == "ParameterNotFound":
 		return provider.BadInput("set ec2.ami to an AMI id, or ec2.image to debian-12 or ubuntu-24.04", "ec2: %s: %w", what, err)
 	case code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException" || code == "SlowDown":

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -265,7 +264,6 @@ func TestPreflightBadInput(t *testing.T) {
 			[]string{"security group " + `"` + aws.ToString(sg.GroupId) + `" is in VPC "` + aws.ToString(vpc.Vpc.VpcId) + `"`}},
 		{"AMI", "ami: ami-0badbadbadbadbad0\n", []string{`AMI "ami-0badbadbadbadbad0" does not exist`}},
 		{"subnet", "subnet_id: subnet-0badbadbadbadbad0\n", []string{`subnet "subnet-0badbadbadbadbad0" does not exist`}},
-		{"observer unreachable", "", []string{"gossip observer", "observer_cidrs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,16 +275,10 @@ func TestPreflightBadInput(t *testing.T) {
 			if !strings.Contains(tt.config, "ami:") {
 				text += "ami_parameter: " + param + "\n"
 			}
-			if tt.name != "observer unreachable" {
-				text += "observer_cidrs: [127.0.0.0/8]\n" // this machine "is on a VPN"
-			}
 			p, err := ec2.New(provider.Env{Cluster: "bad", Dir: t.TempDir(), Config: yamlNode(t, text+tt.config)}, staticCreds())
 			if err != nil {
 				t.Fatal(err)
 			}
-			// This machine is on a VPN (127.0.0.0/8 in observer_cidrs), or
-			// nowhere near the VPC.
-			ec2.SetLocalAddrs(p, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.10"))
 			s := spec(t, "bad", "one")
 			err = p.Preflight(ctx, []provider.NodeSpec{s})
 			if err == nil {
@@ -309,7 +301,7 @@ func TestPreflightBadInput(t *testing.T) {
 	}
 
 	t.Run("good config passes", func(t *testing.T) {
-		f := newProvider(t, srv.URL, "good", "observer_cidrs: [127.0.0.0/8]\n")
+		f := newProvider(t, srv.URL, "good", "")
 		if err := f.p.Preflight(ctx, []provider.NodeSpec{spec(t, "good", "one")}); err != nil {
 			t.Fatalf("Preflight of a good config: %v", err)
 		}
@@ -330,7 +322,7 @@ func TestNoDefaultVPC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f := newProvider(t, srv.URL, "novpc", "observer_cidrs: [127.0.0.0/8]\n")
+	f := newProvider(t, srv.URL, "novpc", "")
 	err = f.p.Preflight(ctx, nil)
 	var ie *provider.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "has no default VPC") || !strings.Contains(ie.Fix, "subnet_id") {
@@ -384,7 +376,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 	srv := moto(t)
 	fp := newFaultProxy(t, srv.URL)
 	ctx := context.Background()
-	f := newProvider(t, fp.URL, "leak", "observer_cidrs: [127.0.0.0/8]\n")
+	f := newProvider(t, fp.URL, "leak", "")
 	var seen []string
 	note := func(v ...any) { seen = append(seen, fmt.Sprint(v...)) }
 	note(f.p.Config())

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
@@ -38,6 +40,9 @@ const (
 	testKeyID  = "AKIDCLUSTERCTLTEST01"
 	testSecret = "sEcReT-clusterctl-test-do-not-print-7f3a9"
 	testRegion = "eu-west-1"
+	// defaultPublicIP is what this machine's public address is detected
+	// as, unless a test sets publicip.EnvURL itself.
+	defaultPublicIP = "203.0.113.44"
 )
 
 var (
@@ -60,7 +65,15 @@ func moto(t testing.TB) *mototest.Server {
 }
 
 func TestMain(m *testing.M) {
+	// No test may ask the real "what is my IP" endpoints: unless a test
+	// says otherwise, this machine's public address is 203.0.113.44, as a
+	// loopback server says.
+	ip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, defaultPublicIP)
+	}))
+	os.Setenv(publicip.EnvURL, ip.URL)
 	code := m.Run()
+	ip.Close()
 	if motoSrv != nil {
 		motoSrv.Stop()
 	}
@@ -128,10 +141,19 @@ type fixture struct {
 // config lines.
 func newProvider(t testing.TB, endpoint, cluster, extra string) fixture {
 	t.Helper()
+	return newProviderEnv(t, endpoint, provider.Env{Cluster: cluster}, extra)
+}
+
+// newProviderEnv is newProvider with more of the environment (SSH, ports)
+// given; its Dir and Config are filled in.
+func newProviderEnv(t testing.TB, endpoint string, env provider.Env, extra string) fixture {
+	t.Helper()
 	_, param := someAMI(t, endpoint)
 	text := fmt.Sprintf("region: %s\nendpoint_url: %s\nami_parameter: %s\ndelete_timeout: 1m\n%s", testRegion, endpoint, param, extra)
 	dir := t.TempDir()
-	p, err := ec2.New(provider.Env{Cluster: cluster, Dir: dir, Config: yamlNode(t, text)}, staticCreds())
+	cluster := env.Cluster
+	env.Dir, env.Config = dir, yamlNode(t, text)
+	p, err := ec2.New(env, staticCreds())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +203,11 @@ func tagsOf(tags []types.Tag) map[string]string {
 
 // TestCreate checks what Create makes, looking at moto directly: AMI from
 // the SSM parameter, the default VPC's subnet, IMDSv2, tags, the user-data
-// (gzip, base64) and one shared security group with the gossip rules.
+// (gzip, base64) and one shared security group with the expected rules.
 func TestCreate(t *testing.T) {
 	srv := moto(t)
 	ctx := context.Background()
-	f := newProvider(t, srv.URL, "red", "observer_cidrs: [10.8.0.0/24]\n")
+	f := newProvider(t, srv.URL, "red", "api_from: [198.51.100.0/24]\n")
 	c := ec2Client(t, srv.URL)
 	ami, _ := someAMI(t, srv.URL)
 
@@ -277,27 +299,9 @@ func TestCreate(t *testing.T) {
 	if aws.ToString(g.GroupName) != "clusterctl-red" || tagsOf(g.Tags)[ec2.TagManagedBy] != "clusterctl" {
 		t.Errorf("group %q tags %v", aws.ToString(g.GroupName), tagsOf(g.Tags))
 	}
-	protos := map[string]bool{}
-	for _, perm := range g.IpPermissions {
-		proto := aws.ToString(perm.IpProtocol)
-		protos[proto] = true
-		if aws.ToInt32(perm.FromPort) != 7946 || aws.ToInt32(perm.ToPort) != 7946 {
-			t.Errorf("rule %s %d-%d: want port 7946 only", proto, aws.ToInt32(perm.FromPort), aws.ToInt32(perm.ToPort))
-		}
-		if len(perm.UserIdGroupPairs) != 1 || aws.ToString(perm.UserIdGroupPairs[0].GroupId) != sg {
-			t.Errorf("rule %s: sources %+v, want the group itself", proto, perm.UserIdGroupPairs)
-		}
-		var cidrs []string
-		for _, r := range perm.IpRanges {
-			cidrs = append(cidrs, aws.ToString(r.CidrIp))
-		}
-		if strings.Join(cidrs, ",") != "10.8.0.0/24" {
-			t.Errorf("rule %s: CIDRs %v, want only the observer's 10.8.0.0/24 (nothing open to the world)", proto, cidrs)
-		}
-	}
-	if !protos["tcp"] || !protos["udp"] || len(protos) != 2 {
-		t.Errorf("rule protocols %v, want tcp and udp", protos)
-	}
+	// Gossip only among the nodes, the API port only from api_from; SSH
+	// is not opened (the cluster's ssh: switch, provider.Env.SSH, is off).
+	wantRules(t, g, sg, "tcp/7946/self", "udp/7946/self", "tcp/7947/198.51.100.0/24")
 
 	// A retried Create of the same incarnation makes no second instance.
 	again, err := f.p.Create(ctx, sa)

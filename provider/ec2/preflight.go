@@ -59,14 +59,22 @@ func (p *Provider) ready(ctx context.Context) error {
 
 // Preflight checks, before anything is made, everything AWS can tell about
 // the config: first credentials and region (fast, see ready), then the
-// instance type, the key pair, the AMI, the subnet (or a default VPC), the
-// security group's VPC, and that the nodes can reach the CLI's observer.
-// The user-data's size is CheckSeed's job: Preflight's specs carry no seed.
+// instance type, the key pair, the AMI, the subnet (or a default VPC) and
+// the security group's VPC. When clusterctl makes the security group and
+// ec2.api_from is empty, it also detects this machine's public address,
+// which the group will admit to the API (and SSH) port; failing that is
+// bad input naming ec2.api_from. The user-data's size is CheckSeed's job:
+// Preflight's specs carry no seed.
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
-	if err := p.ready(ctx); err != nil {
-		return err
-	}
 	var errs []error
+	if p.needsAllowList() {
+		if _, err := p.allowList(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.ready(ctx); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
 	if _, err := p.ec2.DescribeInstanceTypes(ctx, &awsec2.DescribeInstanceTypesInput{InstanceTypes: []types.InstanceType{types.InstanceType(p.cfg.InstanceType)}}); err != nil {
 		if isCode(err, "InvalidInstanceType") || isCode(err, "InvalidParameterValue") {
 			errs = append(errs, provider.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro",
@@ -86,8 +94,6 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 		}
 	}
 	if err := p.resolve(ctx); err != nil {
-		errs = append(errs, err)
-	} else if err := p.checkObserverReach(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -45,7 +44,7 @@ func TestRegionCheckedAtItsOwnEndpoint(t *testing.T) {
 		}
 		return nil
 	}
-	f := newProvider(t, fp.URL, "scp", "observer_cidrs: [127.0.0.0/8]\n")
+	f := newProvider(t, fp.URL, "scp", "")
 	if err := f.p.Preflight(context.Background(), nil); err != nil {
 		t.Fatalf("Preflight of the allowed region %s: %v", testRegion, err)
 	}
@@ -146,12 +145,11 @@ func TestNoCredentialsBlackholedIMDS(t *testing.T) {
 	addr, conns := blackhole(t)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+addr)
-	text := fmt.Sprintf("region: %s\nendpoint_url: %s\nami: ami-0123456789abcdef0\nobserver_cidrs: [127.0.0.0/8]\n", testRegion, srv.URL)
+	text := fmt.Sprintf("region: %s\nendpoint_url: %s\nami: ami-0123456789abcdef0\n", testRegion, srv.URL)
 	p, err := ec2.New(provider.Env{Cluster: "imds", Dir: t.TempDir(), Config: yamlNode(t, text)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ec2.SetLocalAddrs(p, netip.MustParseAddr("127.0.0.1"))
 	type result struct {
 		err error
 		d   time.Duration

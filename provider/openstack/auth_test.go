@@ -282,7 +282,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"flavour: m1.small\n", []string{`unknown key "flavour"`, `did you mean "flavor"`}},
 		{"cloud: x\n", []string{"flavor is required", "image is required", "network is required"}},
-		{resources + "gossip_from: [not-a-cidr]\n", []string{`gossip_from "not-a-cidr"`}},
+		{resources + "api_from: [not-a-cidr]\n", []string{`openstack.api_from entry 1 "not-a-cidr" is not a CIDR`}},
+		{resources + "api_from: [198.51.100.7/24]\n", []string{`openstack.api_from entry 1 "198.51.100.7/24" has host bits set`}},
 		{resources + "interface: private\n", []string{`unknown interface "private"`}},
 		{resources + "security_group: default\n", []string{`security_group "default" cannot be used`}},
 		{resources + "password: hunter2\n", []string{`unknown key "password"`}},

@@ -10,13 +10,15 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
 // Defaults of the configuration keys.
 const (
-	DefaultGossipPort   = 7946
+	DefaultGossipPort   = ports.Gossip
 	DefaultParallel     = 4
 	DefaultPollInterval = 3 * time.Second
 	DefaultAgentURLTTL  = 24 * time.Hour
@@ -45,7 +47,8 @@ type Config struct {
 
 	SecurityGroup string   `yaml:"security_group"`
 	GossipPort    int      `yaml:"-"` // gossip.port, from provider.Env
-	GossipFrom    []string `yaml:"gossip_from"`
+	APIPort       int      `yaml:"-"` // the agents' API port, from provider.Env
+	APIFrom       []string `yaml:"api_from"`
 
 	AgentContainer string        `yaml:"agent_container"`
 	AgentURLTTL    time.Duration `yaml:"agent_url_ttl"`
@@ -53,10 +56,15 @@ type Config struct {
 	Parallel     int           `yaml:"parallel"`
 	PollInterval time.Duration `yaml:"poll_interval"`
 
-	gossipFrom []netip.Prefix
+	// apiFrom is APIFrom parsed; empty means "detect this machine's
+	// public address" (Preflight).
+	apiFrom []netip.Prefix
 }
 
 const fixConfig = `edit the "openstack:" section of the cluster config`
+
+// apiFromKey names the allow-list of the API and SSH ports in messages.
+const apiFromKey = "openstack.api_from"
 
 // ParseConfig decodes the provider's section strictly, fills in defaults
 // and validates it; every problem is reported at once. It reads no file
@@ -65,7 +73,11 @@ const fixConfig = `edit the "openstack:" section of the cluster config`
 func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
-		return Config{}, &provider.InputError{Err: fmt.Errorf("openstack config: %w", err), Fix: fixConfig}
+		fix := fixConfig
+		if hasKey(node, "gossip_from") {
+			fix = "remove openstack.gossip_from: the nodes no longer reach clusterctl (it dials them); openstack.api_from lists who may reach the nodes' API and SSH ports, and defaults to this machine's public address"
+		}
+		return Config{}, &provider.InputError{Err: fmt.Errorf("openstack config: %w", err), Fix: fix}
 	}
 	if cfg.SecurityGroup == "" {
 		cfg.SecurityGroup = "clusterctl-" + cluster
@@ -74,7 +86,10 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 		cfg.AgentContainer = "clusterctl-" + cluster
 	}
 	if cfg.GossipPort == 0 {
-		cfg.GossipPort = DefaultGossipPort
+		cfg.GossipPort = ports.Gossip
+	}
+	if cfg.APIPort == 0 {
+		cfg.APIPort = ports.API
 	}
 	if cfg.Parallel == 0 {
 		cfg.Parallel = DefaultParallel
@@ -105,18 +120,11 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 	default:
 		bad(`use interface: public, internal or admin`, "unknown interface %q", cfg.Interface)
 	}
-	for _, s := range cfg.GossipFrom {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(s); aerr == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			} else {
-				bad(`list CIDRs such as 198.51.100.7/32 under gossip_from:`, "gossip_from %q: not a CIDR or address", s)
-				continue
-			}
-		}
-		cfg.gossipFrom = append(cfg.gossipFrom, p.Masked())
+	apiFrom, err := publicip.ParseCIDRs(apiFromKey, cfg.APIFrom)
+	if err != nil {
+		errs = append(errs, err)
 	}
+	cfg.apiFrom = apiFrom
 	if cfg.Parallel < 1 || cfg.Parallel > 64 {
 		bad(`set parallel: between 1 and 64`, "parallel %d is out of range", cfg.Parallel)
 	}
@@ -130,4 +138,21 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 		bad(`use a group of clusterctl's own; it is created and deleted with the cluster`, `security_group "default" cannot be used`)
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// hasKey reports whether the mapping node (or the document holding one)
+// has key at its top level.
+func hasKey(node *yaml.Node, key string) bool {
+	if node != nil && node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
+	if node == nil || node.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }

@@ -13,15 +13,19 @@
 // the names in the config before anything is created.
 //
 // Create makes one server per node: flavor and image by name or id, one NIC
-// on the cluster network, the cluster's security group (made once: TCP and
-// UDP on the gossip port from members of the group itself), the user-data
+// on the cluster network, the cluster's security group (made once, missing
+// rules added on a later up: TCP and UDP on the gossip port from members of
+// the group itself only; TCP on the agents' API port, and on 22 when the
+// cluster's ssh: switch is on, from openstack.api_from, which defaults to
+// this machine's public address detected by Preflight), the user-data
 // base64-encoded exactly once, metadata clusterctl.cluster,
 // clusterctl.node and managed-by=clusterctl (List finds the cluster's
 // servers by it), an optional key pair and config drive. It then polls the
 // server until Nova reports ACTIVE, failing at once on ERROR with the
 // server's fault message, and optionally attaches a floating IP from a pool.
 // The node's address (what its agent advertises) is its fixed address on
-// the cluster network's IPv4 subnet (provider.NodeNetwork).
+// the cluster network's IPv4 subnet (provider.NodeNetwork); its floating
+// IP, when it has one, is its PublicAddress, where the CLI dials it.
 //
 // The agent reaches the nodes by URL: when agent.source is not set, the
 // binary is uploaded to a private Swift container of the cluster and the
@@ -45,11 +49,11 @@
 //	  flavor: m1.small        # name or id (required)
 //	  image: debian-12        # name or id (required)
 //	  network: private        # name or id of a tenant network with one IPv4 subnet (required)
-//	  key_name: ""            # existing Nova key pair (port 22 is not opened by clusterctl)
+//	  key_name: ""            # existing Nova key pair
 //	  floating_ip_pool: ""    # external network to take a floating IP from
 //	  config_drive: false     # also pass the user-data on a config drive
 //	  security_group: ""      # default clusterctl-CLUSTER
-//	  gossip_from: []         # more CIDRs allowed on the gossip port (the CLI's observer)
+//	  api_from: []            # CIDRs allowed to the API port (and SSH); default: this machine's public address
 //	  agent_container: ""     # Swift container for the agent; default clusterctl-CLUSTER
 //	  agent_url_ttl: 24h      # lifetime of the agent's temporary URL
 //	  parallel: 4             # servers created at once

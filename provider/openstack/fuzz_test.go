@@ -12,7 +12,7 @@ import (
 // it never panics, and what parses has its required keys and sane bounds.
 func FuzzParseConfig(f *testing.F) {
 	f.Add("flavor: m1.small\nimage: debian\nnetwork: private\n")
-	f.Add("cloud: x\nflavor: a\nimage: b\nnetwork: c\ngossip_from: [10.0.0.1, 10.0.0.0/8]\nparallel: 3\n")
+	f.Add("cloud: x\nflavor: a\nimage: b\nnetwork: c\napi_from: [198.51.100.7/32, 10.0.0.0/8]\nparallel: 3\n")
 	f.Add("flavour: 1\n")
 	f.Add("flavor: [1, 2]\nimage: {a: b}\n")
 	f.Add("poll_interval: -1s\nagent_url_ttl: 1s\n")

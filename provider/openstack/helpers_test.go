@@ -2,6 +2,8 @@ package openstack_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,12 +11,28 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
 
 const testCluster = "lab"
+
+// defaultPublicIP is what this machine's public address is detected as,
+// unless a test sets publicip.EnvURL itself.
+const defaultPublicIP = "203.0.113.44"
+
+func TestMain(m *testing.M) {
+	// No test may ask the real "what is my IP" endpoints.
+	ip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, defaultPublicIP)
+	}))
+	os.Setenv(publicip.EnvURL, ip.URL)
+	code := m.Run()
+	ip.Close()
+	os.Exit(code)
+}
 
 // newCloud starts a fake cloud for the test.
 func newCloud(t *testing.T, tlsServer bool) *openstacktest.Cloud {
@@ -80,11 +98,19 @@ func makeProvider(t *testing.T, section string, e env) (*openstack.Provider, err
 // makeProviderIn is makeProvider with the cluster's state directory dir.
 func makeProviderIn(t *testing.T, section string, e env, dir string) (*openstack.Provider, error) {
 	t.Helper()
+	return makeProviderEnv(t, section, e, provider.Env{Cluster: testCluster, Dir: dir})
+}
+
+// makeProviderEnv is makeProvider with the environment pe (its Config is
+// set from section).
+func makeProviderEnv(t *testing.T, section string, e env, pe provider.Env) (*openstack.Provider, error) {
+	t.Helper()
 	var node yaml.Node
 	if err := yaml.Unmarshal([]byte(section), &node); err != nil {
 		t.Fatal(err)
 	}
-	p, err := openstack.New(provider.Env{Cluster: testCluster, Dir: dir, Config: &node})
+	pe.Config = &node
+	p, err := openstack.New(pe)
 	if err != nil {
 		return nil, err
 	}
@@ -99,14 +125,27 @@ func makeProviderIn(t *testing.T, section string, e env, dir string) (*openstack
 // password auth, plus extra config lines.
 func standard(t *testing.T, c *openstacktest.Cloud, extra string) *openstack.Provider {
 	t.Helper()
+	return standardEnv(t, c, provider.Env{Cluster: testCluster}, extra)
+}
+
+// standardEnv is standard with the environment pe (SSH, ports).
+func standardEnv(t *testing.T, c *openstacktest.Cloud, pe provider.Env, extra string) *openstack.Provider {
+	t.Helper()
 	path := writeClouds(t, passwordClouds(c, openstacktest.Password), "")
-	return newProvider(t, fmt.Sprintf(`cloud: fake
+	if pe.Dir == "" {
+		pe.Dir = t.TempDir()
+	}
+	p, err := makeProviderEnv(t, fmt.Sprintf(`cloud: fake
 clouds_file: %s
 flavor: m1.small
 image: debian-12-genericcloud-amd64
 network: private
 poll_interval: 1ms
-%s`, path, extra), nil)
+%s`, path, extra), nil, pe)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return p
 }
 
 // spec is a node spec with a recognisable user-data.

@@ -22,10 +22,10 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 
+	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -67,6 +67,14 @@ type Provider struct {
 	agent *agentRecord
 
 	sgMu sync.Mutex // serialises making the security group
+
+	// detect says how this machine's public address is found when
+	// openstack.api_from is empty (tests point it at a loopback server).
+	detect publicip.Options
+	// apiFrom is this machine's detected public address (see allowList),
+	// kept once found; guarded by detectMu.
+	detectMu sync.Mutex
+	apiFrom  []netip.Prefix
 }
 
 var (
@@ -87,11 +95,17 @@ func New(env provider.Env) (*Provider, error) {
 		return nil, err
 	}
 	cfg.GossipPort = env.Port()
+	cfg.APIPort = env.API()
 	if env.Region != "" {
 		cfg.Region = env.Region
 	}
 	return &Provider{cfg: cfg, env: env, getenv: os.Getenv, sem: make(chan struct{}, cfg.Parallel)}, nil
 }
+
+// SetPublicIP sets how this machine's public address is detected when
+// openstack.api_from is empty (by default: publicip's endpoints, or those
+// in its environment variable).
+func (p *Provider) SetPublicIP(opts publicip.Options) { p.detect = opts }
 
 // SetGetenv replaces how the provider reads environment variables (tests).
 func (p *Provider) SetGetenv(f func(string) string) { p.getenv = f }
@@ -297,11 +311,16 @@ func (p *Provider) CheckSeed(spec provider.NodeSpec) error {
 }
 
 // Preflight authenticates and resolves flavor, image, network, floating IP
-// pool and key pair, and checks node names and tags; every problem is an
-// *InputError, reported together. It creates nothing. (The user-data is
-// checked by CheckSeed once it is rendered.)
+// pool and key pair, and checks node names and tags; when
+// openstack.api_from is empty it detects this machine's public address,
+// which the security group will admit to the API (and SSH) port. Every
+// problem is an *InputError, reported together. It creates nothing. (The
+// user-data is checked by CheckSeed once it is rendered.)
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
+	if _, err := p.allowList(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, s := range specs {
 		if !nameRE.MatchString(s.Name) {
 			errs = append(errs, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
@@ -330,64 +349,6 @@ func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return r.CIDR, nil
-}
-
-// ensureGroup finds or makes the cluster's security group: TCP and UDP on
-// the gossip port from members of the group itself (and from gossip_from).
-func (p *Provider) ensureGroup(ctx context.Context, c *conn) (string, error) {
-	p.sgMu.Lock()
-	defer p.sgMu.Unlock()
-	if p.sgID != "" {
-		return p.sgID, nil
-	}
-	doing := fmt.Sprintf("security group %q", p.cfg.SecurityGroup)
-	pages, err := groups.List(c.network, groups.ListOpts{Name: p.cfg.SecurityGroup}).AllPages(ctx)
-	if err != nil {
-		return "", apiError("find "+doing, err)
-	}
-	found, err := groups.ExtractGroups(pages)
-	if err != nil {
-		return "", apiError("find "+doing, err)
-	}
-	var id string
-	switch {
-	case len(found) > 1:
-		return "", provider.BadInput("delete the extra groups, or set security_group: to another name",
-			"openstack: %d security groups are named %q", len(found), p.cfg.SecurityGroup)
-	case len(found) == 1:
-		id = found[0].ID
-	default:
-		g, err := groups.Create(ctx, c.network, groups.CreateOpts{Name: p.cfg.SecurityGroup,
-			Description: fmt.Sprintf("clusterctl cluster %s: gossip between nodes (made and removed by clusterctl)", p.env.Cluster)}).Extract()
-		if err != nil {
-			return "", apiError("create "+doing, err)
-		}
-		id = g.ID
-	}
-	// Make sure every rule exists (a rule that exists answers 409).
-	want := []rules.CreateOpts{}
-	for _, proto := range []rules.RuleProtocol{rules.ProtocolTCP, rules.ProtocolUDP} {
-		base := rules.CreateOpts{Direction: rules.DirIngress, EtherType: rules.EtherType4, SecGroupID: id, Protocol: proto,
-			PortRangeMin: p.cfg.GossipPort, PortRangeMax: p.cfg.GossipPort, Description: "clusterctl gossip"}
-		self := base
-		self.RemoteGroupID = id
-		want = append(want, self)
-		for _, from := range p.cfg.gossipFrom {
-			r := base
-			r.RemoteIPPrefix = from.String()
-			if from.Addr().Is6() {
-				r.EtherType = rules.EtherType6
-			}
-			want = append(want, r)
-		}
-	}
-	for _, r := range want {
-		if _, err := rules.Create(ctx, c.network, r).Extract(); err != nil && neutronErrorType(err) != "SecurityGroupRuleExists" {
-			return "", apiError("add a rule to "+doing, err)
-		}
-	}
-	p.sgID = id
-	return id, nil
 }
 
 // Create makes the server and waits until Nova reports it ACTIVE (failing
@@ -469,6 +430,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 		if err != nil {
 			return inst, apiError(fmt.Sprintf("floating IP from pool %q for %q", r.PoolName, spec.Name), err)
 		}
+		inst.PublicAddress = fip.FloatingIP
 		inst.Detail = joinDetail(inst.Detail, "floating IP "+fip.FloatingIP)
 	}
 	return inst, nil
@@ -628,7 +590,7 @@ func (p *Provider) instance(s *servers.Server, r *resolved) provider.Instance {
 		in.Name = n
 	}
 	fixed, floating := addresses(s.Addresses, r)
-	in.Address = fixed
+	in.Address, in.PublicAddress = fixed, floating
 	var detail []string
 	if s.Status != "" {
 		detail = append(detail, "nova "+s.Status)

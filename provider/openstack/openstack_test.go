@@ -76,7 +76,7 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 	if s.FixedIP != inst.Address {
 		t.Errorf("Instance.Address %q, server's port has %q", inst.Address, s.FixedIP)
 	}
-	// The cluster's security group: gossip TCP and UDP from the group itself.
+	// The cluster's security group.
 	var sg *openstacktest.SecurityGroup
 	for _, g := range c.SecurityGroups() {
 		if g.Name == "clusterctl-"+testCluster {
@@ -89,20 +89,9 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 	if len(s.SecurityGroups) != 1 || s.SecurityGroups[0] != sg.ID {
 		t.Errorf("server security groups %v, want [%s]", s.SecurityGroups, sg.ID)
 	}
-	got := map[string]bool{}
-	for _, r := range sg.Rules {
-		if r.Direction == "ingress" {
-			got[fmt.Sprintf("%s/%d-%d/%s", r.Protocol, r.PortMin, r.PortMax, r.RemoteGroupID)] = true
-		}
-	}
-	for _, proto := range []string{"tcp", "udp"} {
-		if k := fmt.Sprintf("%s/7946-7946/%s", proto, sg.ID); !got[k] {
-			t.Errorf("missing ingress rule %s; have %v", k, got)
-		}
-	}
-	if len(got) != 2 {
-		t.Errorf("ingress rules %v, want exactly tcp and udp 7946 from the group", got)
-	}
+	// Gossip among the nodes only; the API port from this machine's
+	// detected address; no SSH (provider.Env.SSH is off).
+	wantRules(t, *sg, "tcp/7946-7946/self", "udp/7946-7946/self", "tcp/7947-7947/"+defaultPublicIP+"/32")
 	// Every compute request carried the microversion.
 	for _, r := range c.Requests() {
 		if strings.HasPrefix(r.Path, "/compute/") && r.Path != "/compute/v2.1/" && r.Microversion != openstack.ComputeMicroversion {
@@ -123,7 +112,7 @@ func TestCreateSendsWhatWasConfigured(t *testing.T) {
 
 func TestSecurityGroupMadeOnceAndRemovedByCleanup(t *testing.T) {
 	c := newCloud(t, false)
-	p := standard(t, c, "gossip_from: [198.51.100.7, 192.0.2.0/24]\n")
+	p := standard(t, c, "api_from: [198.51.100.7/32, 192.0.2.0/24]\n")
 	var ids []string
 	for _, n := range []string{"a", "b", "c"} {
 		inst, err := p.Create(ctx(t), spec(t, n))
@@ -143,8 +132,8 @@ func TestSecurityGroupMadeOnceAndRemovedByCleanup(t *testing.T) {
 			}
 		}
 	}
-	if count != 1 || rules != 6 {
-		t.Errorf("security groups named clusterctl-%s: %d with %d ingress rules, want 1 with 6 (tcp+udp × self and 2 CIDRs)", testCluster, count, rules)
+	if count != 1 || rules != 4 {
+		t.Errorf("security groups named clusterctl-%s: %d with %d ingress rules, want 1 with 4 (gossip tcp+udp from itself, the API from 2 CIDRs)", testCluster, count, rules)
 	}
 	// In use: clean-up must fail and say so, not pretend.
 	if err := p.CleanupCluster(ctx(t), testCluster); err == nil {
@@ -228,15 +217,19 @@ func TestFloatingIP(t *testing.T) {
 	if len(fips) != 1 {
 		t.Fatalf("floating IPs: %+v, want 1", fips)
 	}
-	if fips[0].FixedIP != inst.Address || !strings.Contains(inst.Detail, fips[0].Address) {
-		t.Errorf("floating IP %+v; instance %+v: want it on the node's fixed address and shown in Detail", fips[0], inst)
+	if fips[0].FixedIP != inst.Address || !strings.Contains(inst.Detail, fips[0].Address) || inst.PublicAddress != fips[0].Address {
+		t.Errorf("floating IP %+v; instance %+v: want it on the node's fixed address, as its PublicAddress and shown in Detail", fips[0], inst)
 	}
 	if !netip.MustParsePrefix(openstacktest.PrivateCIDR).Contains(netip.MustParseAddr(inst.Address)) {
 		t.Errorf("Address %q must stay the fixed address (the agent advertises it), not the floating one", inst.Address)
 	}
 	st, _ := p.Status(ctx(t), inst.ID)
-	if st.Address != inst.Address || !strings.Contains(st.Detail, "floating IP "+fips[0].Address) {
-		t.Errorf("Status = %+v", st)
+	if st.Address != inst.Address || st.PublicAddress != fips[0].Address || !strings.Contains(st.Detail, "floating IP "+fips[0].Address) {
+		t.Errorf("Status = %+v; want the floating IP %s as PublicAddress", st, fips[0].Address)
+	}
+	list, err := p.List(ctx(t), testCluster)
+	if err != nil || len(list) != 1 || list[0].PublicAddress != fips[0].Address {
+		t.Errorf("List = %+v, %v; want the floating IP %s as PublicAddress", list, err, fips[0].Address)
 	}
 	if err := p.Delete(ctx(t), inst.ID); err != nil {
 		t.Fatal(err)

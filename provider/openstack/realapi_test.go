@@ -53,8 +53,8 @@ func TestMetadataKeysCheckedAtPreflight(t *testing.T) {
 }
 
 // TestRuleOverQuotaIsAQuotaError: Neutron's OverQuota is a 409 like a
-// duplicate rule, but it must fail Create with a quota hint; a duplicate
-// (SecurityGroupRuleExists) is still fine.
+// duplicate rule, but it must fail Create with a quota hint. (A duplicate,
+// SecurityGroupRuleExists, is fine: TestFirewallRuleRace.)
 func TestRuleOverQuotaIsAQuotaError(t *testing.T) {
 	c := newCloud(t, false)
 	c.SecurityGroupRuleQuota = 1
@@ -68,12 +68,19 @@ func TestRuleOverQuotaIsAQuotaError(t *testing.T) {
 		t.Errorf("a server was made without its gossip rules (%d)", n)
 	}
 
-	// Duplicates: a second provider (a later up) finds every rule there.
+	// A later up (a new provider) on a project at its rule quota, with
+	// every rule of the group in place: it asks for no rule, so it works.
 	c2 := newCloud(t, false)
-	for _, name := range []string{"red", "blue"} {
-		if _, err := standard(t, c2, "").Create(ctx(t), spec(t, name)); err != nil {
-			t.Fatalf("Create %s with the rules already there: %v", name, err)
-		}
+	if _, err := standard(t, c2, "").Create(ctx(t), spec(t, "red")); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, g := range c2.SecurityGroups() {
+		total += len(g.Rules)
+	}
+	c2.SecurityGroupRuleQuota = total
+	if _, err := standard(t, c2, "").Create(ctx(t), spec(t, "blue")); err != nil {
+		t.Fatalf("Create at the quota with the rules already there: %v", err)
 	}
 }
 

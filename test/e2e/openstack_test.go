@@ -127,7 +127,7 @@ openstack:
   network: cluster
   floating_ip_pool: public
   poll_interval: 100ms
-  gossip_from: [127.0.0.1/32]
+  api_from: [127.0.0.1/32]  # listed, so nothing asks a real "what is my IP" endpoint
 `, freePort(t), filepath.Join(cdir, "clouds.yaml")))
 	return e
 }

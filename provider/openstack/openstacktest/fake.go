@@ -105,6 +105,10 @@ type Cloud struct {
 	// SecurityGroupRuleQuota is the project's security_group_rule quota
 	// (Neutron's default is 100; -1 is unlimited).
 	SecurityGroupRuleQuota int
+	// BeforeRuleCreate, when set, runs at the start of every request to
+	// create a security group rule, before the fake looks at it: another
+	// client acting at that moment (it may call AddRule).
+	BeforeRuleCreate func()
 
 	tokens   map[string]token
 	seq      int
@@ -376,6 +380,15 @@ func (c *Cloud) SecurityGroups() []SecurityGroup {
 		out = append(out, sg)
 	}
 	return out
+}
+
+// AddRule adds rule r to security group groupID directly, as another
+// client would have (no quota or duplicate check).
+func (c *Cloud) AddRule(groupID string, r Rule) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rules = append(c.rules, &secRule{ID: c.newID(), GroupID: groupID, Direction: r.Direction, EtherType: r.EtherType, Protocol: r.Protocol,
+		PortMin: r.PortMin, PortMax: r.PortMax, RemoteGroupID: r.RemoteGroupID, RemoteIPPrefix: r.RemoteIPPrefix})
 }
 
 // FloatingIP is a snapshot of a floating IP.

@@ -407,6 +407,9 @@ func (c *Cloud) listRules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Cloud) createRule(w http.ResponseWriter, r *http.Request) {
+	if c.BeforeRuleCreate != nil {
+		c.BeforeRuleCreate()
+	}
 	var req struct {
 		Rule struct {
 			GroupID        string `json:"security_group_id"`
@@ -442,8 +445,15 @@ func (c *Cloud) createRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ru.RemoteIPPrefix != "" {
-		if _, err := netip.ParsePrefix(ru.RemoteIPPrefix); err != nil {
+		pfx, err := netip.ParsePrefix(ru.RemoteIPPrefix)
+		if err != nil {
 			neutronError(w, http.StatusBadRequest, "InvalidInput", "Invalid input for remote_ip_prefix.")
+			return
+		}
+		// Neutron's SecurityGroupRuleParameterConflict (an InvalidInput):
+		// the ethertype must be the prefix's family.
+		if fam := map[bool]string{true: "IPv4", false: "IPv6"}[pfx.Addr().Is4()]; ru.EtherType != fam {
+			neutronError(w, http.StatusBadRequest, "SecurityGroupRuleParameterConflict", fmt.Sprintf("Conflicting value ethertype %s for CIDR %s", ru.EtherType, ru.RemoteIPPrefix))
 			return
 		}
 	}
