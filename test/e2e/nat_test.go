@@ -14,23 +14,38 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/provider/ec2"
+	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
 	"github.com/clusterctl/clusterctl/test/natlab"
 )
 
@@ -254,4 +269,460 @@ func TestNATOldObserverFails(t *testing.T) {
 		t.Errorf("the cloud edge dropped nothing the nodes sent: they never tried to reach the laptop's member")
 	}
 	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop", dropped)
+}
+
+// natEC2 is TestNATLaptopEC2's world: moto on the laptop's loopback, the
+// CLI in the laptop's namespace, and a harness that plays each instance
+// moto reports as a node of the lab at the instance's own addresses.
+type natEC2 struct {
+	t      *testing.T
+	lab    *natlab.Lab
+	bin    string
+	home   string
+	dir    string
+	config string
+	http   *http.Client // from the laptop's namespace
+	ec2    *awsec2.Client
+	s3     *s3.Client
+
+	mu       sync.Mutex
+	booted   map[string]*exec.Cmd // instance id → its agent (nil while booting)
+	failures []string
+}
+
+// TestNATLaptopEC2 is issue 9's end-to-end test for EC2: the real
+// clusterctl runs on a laptop behind NAT (test/natlab) against moto on the
+// laptop's loopback; every instance moto reports is played by a node
+// namespace that holds the instance's private address, mapped 1:1 to the
+// public address moto gave it, running the real agent from the user-data.
+// The nodes can open nothing towards the laptop. A user sees up return
+// with both nodes joined, status show them alive, down red leave red
+// gracefully and down --all leave nothing.
+func TestNATLaptopEC2(t *testing.T) {
+	inner, bin := natWorld(t)
+	if !inner {
+		return
+	}
+	mototest.Require(t)
+	mototest.IsolateAWSEnv(t)
+	lab := natlab.New(t)
+	w := &natEC2{t: t, lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop), booted: map[string]*exec.Cmd{}}
+
+	// moto on the laptop's loopback: the CLI talks to the AWS API itself,
+	// and the harness reads the user-data from it.
+	lo := netip.MustParseAddr("127.0.0.1")
+	port, err := lab.FreePort(lab.Laptop, lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := mototest.Require(t)
+	moto := lab.Command(context.Background(), lab.Laptop, argv[0], append(argv[1:], "-H", lo.String(), "-p", strconv.Itoa(port))...)
+	motoLog, _ := os.Create(filepath.Join(w.dir, "moto.log"))
+	moto.Stdout, moto.Stderr = motoLog, motoLog
+	if err := lab.StartService(lab.Laptop, netip.AddrPortFrom(lo, uint16(port)), 30*time.Second, moto); err != nil {
+		t.Fatal(err)
+	}
+	motoURL := fmt.Sprintf("http://%s:%d", lo, port)
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(ec2Region), config.WithBaseEndpoint(motoURL),
+		config.WithHTTPClient(w.http),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ec2 = awsec2.NewFromConfig(cfg)
+	w.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	imgs, err := w.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto images: %v", err)
+	}
+
+	// The cluster's config, as a user on a laptop writes it: no observer,
+	// no api_from (detected through the what-is-my-IP fixture).
+	w.config = filepath.Join(w.dir, "cluster.yaml")
+	text := fmt.Sprintf(`cluster: %s
+provider: ec2
+timeouts:
+  join: %s
+ec2:
+  region: %s
+  endpoint_url: %s
+  ami: %s
+  delete_timeout: 1m
+`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, motoURL, aws.ToString(imgs.Images[0].ImageId))
+	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Traps on the laptop's side: where a member observer would listen
+	// (gossip, TCP and UDP) and the API port, on the laptop and on the home
+	// router's public address. No node may ever reach one.
+	trapped := w.traps()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.playInstances(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	out, err := w.cli(10*time.Minute, "up", "--provider", "ec2", "red", "blue", "-o", "json")
+	w.checkFailures()
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var up struct {
+		Nodes []struct {
+			Name, Address, Phase string
+			InstanceID           string `json:"instance_id"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up output: %v\n%s", err, out)
+	}
+	var names []string
+	for _, n := range up.Nodes {
+		names = append(names, n.Name)
+		if n.Phase != "joined" || !strings.HasPrefix(n.InstanceID, "i-") {
+			t.Errorf("up: node %+v, want joined with an instance id", n)
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"blue", "red"}) {
+		t.Fatalf("up made nodes %v, want blue and red: %s", names, out)
+	}
+	w.checkAPIRule()
+
+	if st := w.status(); st["red"] != "alive" || st["blue"] != "alive" || len(st) != 2 {
+		t.Errorf("status after up: %v, want red and blue alive", st)
+	}
+
+	if _, err := w.cli(3*time.Minute, "down", "red"); err != nil {
+		t.Fatalf("down red: %v", err)
+	}
+	if st := w.status(); st["blue"] != "alive" || (st["red"] != "" && st["red"] != "left") {
+		t.Errorf("status after down red: %v, want blue alive and red gone", st)
+	}
+
+	if _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
+		t.Fatalf("down --all: %v", err)
+	}
+	w.checkNothingLeft()
+	w.checkFailures()
+
+	if n := trapped(); n != 0 {
+		t.Errorf("the laptop's side was contacted %d times from outside", n)
+	}
+	dropped, err := lab.DroppedFromNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop's side", dropped)
+}
+
+// traps listens on the laptop's side where nodes would have to reach a
+// member observer or a callback, and returns a function that counts what
+// arrived from anywhere.
+func (w *natEC2) traps() func() int {
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	hit := func(what string) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.t.Logf("trap: %s", what)
+	}
+	for _, at := range []struct {
+		ns   string
+		addr netip.Addr
+	}{{w.lab.Laptop, natlab.LaptopAddr}, {w.lab.Router, natlab.RouterPublicAddr}} {
+		for _, p := range []int{ports.Gossip, ports.API} {
+			addr := netip.AddrPortFrom(at.addr, uint16(p)).String()
+			ln, err := w.lab.Listen(at.ns, "tcp", addr)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					hit(fmt.Sprintf("TCP %s from %s", addr, c.RemoteAddr()))
+					c.Close()
+				}
+			}()
+		}
+		addr := netip.AddrPortFrom(at.addr, ports.Gossip).String()
+		pc, err := w.lab.ListenPacket(at.ns, "udp", addr)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				hit(fmt.Sprintf("UDP %s from %s", addr, from))
+			}
+		}()
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// cli runs clusterctl in the laptop's namespace. Neither its output nor
+// the state directory may show the secret key.
+func (w *natEC2) cli(d time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := w.lab.Command(ctx, w.lab.Laptop, filepath.Join(w.bin, "clusterctl"), append([]string{"--config", w.config}, args...)...)
+	cmd.Env = append(os.Environ(), "CLUSTERCTL_HOME="+w.home, "CLUSTERCTL_AGENT="+filepath.Join(w.bin, "clusterctl-agent"),
+		"AWS_ACCESS_KEY_ID="+ec2KeyID, "AWS_SECRET_ACCESS_KEY="+ec2Secret,
+		"CLUSTERCTL_PUBLIC_IP_URL="+w.lab.WhatIsMyIPURL())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	w.t.Logf("clusterctl %s (%.1fs)\n%s%s", strings.Join(args, " "), time.Since(start).Seconds(), out.String(), errb.String())
+	if strings.Contains(out.String()+errb.String(), ec2Secret) {
+		w.t.Errorf("clusterctl %v printed the secret key", args)
+	}
+	_ = filepath.Walk(w.home, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(ec2Secret)) {
+				w.t.Errorf("%s holds the secret key", p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// status runs `status -o json` and returns each node's gossip state.
+func (w *natEC2) status() map[string]string {
+	w.t.Helper()
+	out, err := w.cli(time.Minute, "status", "-o", "json")
+	if err != nil {
+		w.t.Fatalf("status: %v", err)
+	}
+	var st struct {
+		Nodes []struct{ Name, Gossip string } `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		w.t.Fatalf("status output: %v\n%s", err, out)
+	}
+	m := map[string]string{}
+	for _, n := range st.Nodes {
+		m[n.Name] = n.Gossip
+	}
+	return m
+}
+
+func (w *natEC2) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = append(w.failures, fmt.Sprintf(format, args...))
+}
+
+func (w *natEC2) checkFailures() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.failures {
+		w.t.Error("instance harness: " + f)
+	}
+	w.failures = nil
+}
+
+// playInstances boots every new running instance of the cluster and stops
+// the agents of instances moto has terminated.
+func (w *natEC2) playInstances(ctx context.Context) {
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
+		if err == nil {
+			for _, r := range out.Reservations {
+				for _, in := range r.Instances {
+					id := aws.ToString(in.InstanceId)
+					w.mu.Lock()
+					cmd, seen := w.booted[id]
+					w.mu.Unlock()
+					switch {
+					case !seen && in.State.Name == types.InstanceStateNameRunning:
+						w.boot(ctx, in)
+					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil && cmd.ProcessState == nil:
+						_ = cmd.Process.Kill() // powered off
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// boot does what cloud-init and the instance would do with the user-data,
+// in a lab node at the instance's addresses.
+func (w *natEC2) boot(ctx context.Context, in types.Instance) {
+	id := aws.ToString(in.InstanceId)
+	w.mu.Lock()
+	w.booted[id] = nil
+	w.mu.Unlock()
+	dir := filepath.Join(w.dir, id)
+	_ = os.MkdirAll(dir, 0o700)
+
+	private, err1 := netip.ParseAddr(aws.ToString(in.PrivateIpAddress))
+	public, err2 := netip.ParseAddr(aws.ToString(in.PublicIpAddress))
+	if err1 != nil || err2 != nil {
+		w.fail("%s: moto gave private address %q and public address %q: %v %v", id, aws.ToString(in.PrivateIpAddress), aws.ToString(in.PublicIpAddress), err1, err2)
+		return
+	}
+	attr, err := w.ec2.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
+	if err != nil {
+		w.fail("%s: read user-data: %v", id, err)
+		return
+	}
+	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+	if err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	var doc struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+		Runcmd     []any                            `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal(ud, &doc); err != nil {
+		w.fail("%s: user-data YAML: %v", id, err)
+		return
+	}
+	files := map[string]string{}
+	for _, f := range doc.WriteFiles {
+		files[f.Path] = f.Content
+	}
+
+	// The agent, exactly as the install command in runcmd says; the
+	// harness fetches it for the node, which has no way out.
+	var url, sum string
+	for _, c := range doc.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) >= 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		w.fail("%s: no agent download in runcmd", id)
+		return
+	}
+	resp, err := w.http.Get(url)
+	if err != nil {
+		w.fail("%s: download agent: %v", id, err)
+		return
+	}
+	bin, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
+		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", id, resp.Status, len(bin), h, sum)
+		return
+	}
+	agentPath := filepath.Join(dir, "clusterctl-agent")
+	_ = os.WriteFile(agentPath, bin, 0o755)
+
+	// write_files, with the paths moved into the instance's directory.
+	var acfg map[string]any
+	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &acfg); err != nil {
+		w.fail("%s: agent.json from write_files: %v", id, err)
+		return
+	}
+	if _, ok := acfg["api"]; !ok {
+		w.fail("%s: the agent config serves no API (no api section)", id)
+	}
+	hosts := filepath.Join(dir, "hosts")
+	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
+	idata := filepath.Join(dir, "instance-data.json")
+	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
+	acfg["hosts_file"], acfg["instance_data_path"], acfg["state_dir"] = hosts, idata, filepath.Join(dir, "state")
+	b, _ := json.Marshal(acfg)
+	cfgPath := filepath.Join(dir, "agent.json")
+	_ = os.WriteFile(cfgPath, b, 0o600)
+
+	ns, err := w.addNode(strings.ToLower(id), private, public)
+	if err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd := w.lab.Command(context.Background(), ns, agentPath, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := w.lab.Start(cmd); err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	w.mu.Lock()
+	w.booted[id] = cmd
+	w.mu.Unlock()
+	w.t.Logf("instance %s booted: agent in %s at %s, public %s", id, ns, private, public)
+}
+
+func (w *natEC2) addNode(name string, private, public netip.Addr) (string, error) {
+	return w.lab.AddNodeAt(name, private, public)
+}
+
+// checkAPIRule: the cluster's security group opens the API port to the
+// laptop's public address as the what-is-my-IP fixture saw it, and to
+// nothing wider.
+func (w *natEC2) checkAPIRule() {
+	g, err := w.ec2.DescribeSecurityGroups(context.Background(), &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	want := netip.PrefixFrom(natlab.RouterPublicAddr, 32).String()
+	var from []string
+	for _, sg := range g.SecurityGroups {
+		for _, p := range sg.IpPermissions {
+			if aws.ToInt32(p.FromPort) <= ports.API && ports.API <= aws.ToInt32(p.ToPort) {
+				for _, r := range p.IpRanges {
+					from = append(from, aws.ToString(r.CidrIp))
+				}
+			}
+		}
+	}
+	if !slices.Equal(from, []string{want}) {
+		w.t.Errorf("the API port %d is open to %v, want only %s (the laptop's public address)", ports.API, from, want)
+	}
+}
+
+// checkNothingLeft: no instance but terminated ones, no group, no bucket.
+func (w *natEC2) checkNothingLeft() {
+	ctx := context.Background()
+	out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if in.State.Name != types.InstanceStateNameTerminated {
+				w.t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
+			}
+		}
+	}
+	g, err := w.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil || len(g.SecurityGroups) != 0 {
+		w.t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
+	}
+	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil || len(b.Buckets) != 0 {
+		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
+	}
 }

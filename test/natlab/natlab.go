@@ -209,18 +209,18 @@ func (l *Lab) addNode(name string) (private, public netip.Addr, ns string, err e
 // AddNodeAt makes a node's namespace like AddNode, with the addresses the
 // caller gives: private on the VPC bridge (inside VPCNet, not its network,
 // gateway or broadcast address) and public at the cloud edge, mapped 1:1
-// to private. public may be any IPv4 unicast address outside the lab's own
-// networks (the internet segment, the VPC, the laptop's LAN), such as the
-// PublicIpAddress moto gives an instance; the internet segment routes it
-// to the edge. Neither address may be in use by another node. Failures
-// fail the test.
-func (l *Lab) AddNodeAt(name string, private, public netip.Addr) (ns string) {
-	l.t.Helper()
-	ns, err := l.addNodeAt(name, private, public)
+// to private. public may be any IPv4 public unicast address outside the
+// internet segment, such as the PublicIpAddress moto gives an instance;
+// the internet segment routes it to the edge. Neither address may be in
+// use by another node. It returns the node's namespace; unlike AddNode it
+// returns its error rather than failing the test, so that a harness
+// goroutine playing instances may call it.
+func (l *Lab) AddNodeAt(name string, private, public netip.Addr) (ns string, err error) {
+	ns, err = l.addNodeAt(name, private, public)
 	if err != nil {
-		l.t.Fatalf("natlab: adding node %q at %s ⇄ %s: %v", name, private, public, err)
+		return ns, fmt.Errorf("natlab: adding node %q at %s ⇄ %s: %w", name, private, public, err)
 	}
-	return ns
+	return ns, nil
 }
 
 // checkNodeAddrs says what is wrong with a node's addresses, if anything.

@@ -325,7 +325,10 @@ func TestAddNodeAtMapsAnyPublicAddress(t *testing.T) {
 	// As moto gives them: a private address anywhere in the VPC, a public
 	// one outside 203.0.113.0/24 (192.0.2.0/24 is a documentation range).
 	private, public := netip.MustParseAddr("172.31.17.5"), netip.MustParseAddr("192.0.2.77")
-	ns := l.AddNodeAt("moto-node", private, public)
+	ns, err := l.AddNodeAt("moto-node", private, public)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// AddNode still hands out its own addresses next to it.
 	_, _, other := l.AddNode("node-1")
 	ln, err := l.Listen(ns, "tcp", ":7947")
@@ -369,7 +372,9 @@ func TestAddNodeAtMapsAnyPublicAddress(t *testing.T) {
 
 func TestAddNodeAtRejects(t *testing.T) {
 	l := New(t)
-	l.AddNodeAt("taken", netip.MustParseAddr("172.31.5.5"), netip.MustParseAddr("192.0.2.5"))
+	if _, err := l.AddNodeAt("taken", netip.MustParseAddr("172.31.5.5"), netip.MustParseAddr("192.0.2.5")); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ name, private, public, want string }{
 		{"a", "10.0.0.5", "192.0.2.6", "outside the VPC"},
 		{"a", "172.31.0.1", "192.0.2.6", "gateway"},
@@ -383,7 +388,7 @@ func TestAddNodeAtRejects(t *testing.T) {
 		{"taken", "172.31.5.6", "192.0.2.6", "exists"},
 		{"Bad_Name", "172.31.5.6", "192.0.2.6", "DNS label"},
 	} {
-		_, err := l.addNodeAt(c.name, netip.MustParseAddr(c.private), netip.MustParseAddr(c.public))
+		_, err := l.AddNodeAt(c.name, netip.MustParseAddr(c.private), netip.MustParseAddr(c.public))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("AddNodeAt(%q, %s, %s) = %v, want an error saying %q", c.name, c.private, c.public, err, c.want)
 		}
