@@ -101,8 +101,10 @@ type Lab struct {
 	mu         sync.Mutex
 	namespaces []string
 	closers    []io.Closer
-	nodes      map[string]int // node name → host number
-	next       int
+	nodes      map[string]bool     // node names in use
+	used       map[netip.Addr]bool // nodes' private and public addresses in use
+	next       int                 // AddNode's next host number
+	links      int                 // number of the next node's link in the edge (v<links>)
 }
 
 // New builds the fixed part of the topology (laptop, home router, internet,
@@ -129,8 +131,10 @@ func New(t testing.TB) *Lab {
 		Edge:     prefix + "edge",
 		t:        t,
 		prefix:   prefix,
-		nodes:    map[string]int{},
+		nodes:    map[string]bool{},
+		used:     map[netip.Addr]bool{},
 		next:     firstHost,
+		links:    firstHost,
 	}
 	t.Cleanup(l.cleanup)
 	if err := l.build(); err != nil {
@@ -185,23 +189,91 @@ func (l *Lab) addNode(name string) (private, public netip.Addr, ns string, err e
 		return private, public, "", fmt.Errorf("%q is not a DNS label (lower-case letters, digits, '-')", name)
 	}
 	l.mu.Lock()
-	if _, dup := l.nodes[name]; dup {
-		l.mu.Unlock()
-		return private, public, "", errors.New("a node of that name exists")
+	for ; l.next <= lastHost; l.next++ {
+		private = netip.AddrFrom4([4]byte{172, 31, 0, byte(l.next)})
+		public = netip.AddrFrom4([4]byte{203, 0, 113, byte(l.next)})
+		if !l.used[private] && !l.used[public] {
+			break
+		}
 	}
 	if l.next > lastHost {
 		l.mu.Unlock()
-		return private, public, "", fmt.Errorf("the lab holds at most %d nodes", lastHost-firstHost+1)
+		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("the lab holds at most %d nodes from AddNode", lastHost-firstHost+1)
 	}
-	n := l.next
 	l.next++
-	l.nodes[name] = n
+	l.mu.Unlock()
+	ns, err = l.addNodeAt(name, private, public)
+	return private, public, ns, err
+}
+
+// AddNodeAt makes a node's namespace like AddNode, with the addresses the
+// caller gives: private on the VPC bridge (inside VPCNet, not its network,
+// gateway or broadcast address) and public at the cloud edge, mapped 1:1
+// to private. public may be any IPv4 public unicast address outside the
+// internet segment, such as the PublicIpAddress moto gives an instance;
+// the internet segment routes it to the edge. Neither address may be in
+// use by another node. It returns the node's namespace; unlike AddNode it
+// returns its error rather than failing the test, so that a harness
+// goroutine playing instances may call it.
+func (l *Lab) AddNodeAt(name string, private, public netip.Addr) (ns string, err error) {
+	ns, err = l.addNodeAt(name, private, public)
+	if err != nil {
+		return ns, fmt.Errorf("natlab: adding node %q at %s ⇄ %s: %w", name, private, public, err)
+	}
+	return ns, nil
+}
+
+// checkNodeAddrs says what is wrong with a node's addresses, if anything.
+func checkNodeAddrs(private, public netip.Addr) error {
+	var problems []string
+	switch {
+	case !private.Is4():
+		problems = append(problems, fmt.Sprintf("private address %s is not IPv4", private))
+	case !VPCNet.Contains(private):
+		problems = append(problems, fmt.Sprintf("private address %s is outside the VPC %s", private, VPCNet))
+	case private == VPCNet.Masked().Addr() || private == gateway(VPCNet) || private == broadcast(VPCNet):
+		problems = append(problems, fmt.Sprintf("private address %s is the VPC's network, gateway or broadcast address", private))
+	}
+	switch {
+	case !public.Is4():
+		problems = append(problems, fmt.Sprintf("public address %s is not IPv4", public))
+	case InternetNet.Contains(public):
+		problems = append(problems, fmt.Sprintf("public address %s is inside the lab's internet segment %s", public, InternetNet))
+	case !public.IsGlobalUnicast() || public.IsPrivate():
+		problems = append(problems, fmt.Sprintf("public address %s is not a public unicast address", public))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (l *Lab) addNodeAt(name string, private, public netip.Addr) (ns string, err error) {
+	if !dnslabel.Valid(name) {
+		return "", fmt.Errorf("%q is not a DNS label (lower-case letters, digits, '-')", name)
+	}
+	if err := checkNodeAddrs(private, public); err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	switch {
+	case l.nodes[name]:
+		l.mu.Unlock()
+		return "", errors.New("a node of that name exists")
+	case l.used[private]:
+		l.mu.Unlock()
+		return "", fmt.Errorf("private address %s belongs to another node", private)
+	case l.used[public]:
+		l.mu.Unlock()
+		return "", fmt.Errorf("public address %s belongs to another node", public)
+	}
+	l.nodes[name] = true
+	l.used[private], l.used[public] = true, true
+	edgeIf := "v" + strconv.Itoa(l.links)
+	l.links++
 	l.mu.Unlock()
 
-	private = netip.AddrFrom4([4]byte{172, 31, 0, byte(n)})
-	public = netip.AddrFrom4([4]byte{203, 0, 113, byte(n)})
 	ns = l.prefix + "n-" + name
-	edgeIf := "v" + strconv.Itoa(n)
 	steps := [][]string{
 		{"link", "add", edgeIf, "netns", l.Edge, "type", "veth", "peer", "name", ifNode, "netns", ns},
 		{"-n", l.Edge, "link", "set", edgeIf, "master", ifVPC, "up"},
@@ -209,23 +281,28 @@ func (l *Lab) addNode(name string) (private, public netip.Addr, ns string, err e
 		{"-n", ns, "link", "set", ifNode, "up"},
 		{"-n", ns, "route", "add", "default", "via", gateway(VPCNet).String()},
 	}
+	if !PublicNet.Contains(public) {
+		// The internet routes PublicNet to the edge; other public
+		// addresses get a route of their own.
+		steps = append(steps, []string{"-n", l.Internet, "route", "add", netip.PrefixFrom(public, 32).String(), "via", EdgeAddr.String()})
+	}
 	if err := l.addNamespace(ns); err != nil {
-		return private, public, ns, err
+		return ns, err
 	}
 	for _, s := range steps {
 		if err := l.ip(s...); err != nil {
-			return private, public, ns, err
+			return ns, err
 		}
 	}
 	el := fmt.Sprintf("{ %s : %s }", public, private)
 	if _, err := l.exec(l.Edge, nil, "nft", "add", "element", "ip", "natlab", "pub2priv", el); err != nil {
-		return private, public, ns, err
+		return ns, err
 	}
 	el = fmt.Sprintf("{ %s : %s }", private, public)
 	if _, err := l.exec(l.Edge, nil, "nft", "add", "element", "ip", "natlab", "priv2pub", el); err != nil {
-		return private, public, ns, err
+		return ns, err
 	}
-	return private, public, ns, nil
+	return ns, nil
 }
 
 // build makes the four fixed namespaces, their links, addresses, routes and
@@ -399,12 +476,18 @@ func (l *Lab) Exec(ctx context.Context, ns, name string, args ...string) (string
 // after 5 seconds, and waits for it. Call cmd.Wait yourself only if you
 // need its status before then; the cleanup copes.
 func (l *Lab) Start(cmd *exec.Cmd) error {
+	_, err := l.start(cmd)
+	return err
+}
+
+// start is Start; the channel closes when the command has exited.
+func (l *Lab) start(cmd *exec.Cmd) (<-chan struct{}, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", strings.Join(cmd.Args, " "), err)
+		return nil, fmt.Errorf("starting %s: %w", strings.Join(cmd.Args, " "), err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -421,7 +504,57 @@ func (l *Lab) Start(cmd *exec.Cmd) error {
 			<-done
 		}
 	})
-	return nil
+	return done, nil
+}
+
+// StartService starts a server (cmd, from Command in namespace ns) like
+// Start, and returns once something accepts TCP connections at addr in
+// ns, which is where cmd was told to listen. It fails if cmd exits first or
+// nothing answers within timeout. A cloud API emulator the CLI talks to
+// (moto) runs this way on the laptop's loopback: the CLI and the test's
+// in-process clients (HTTPClient(Laptop)) reach it, the nodes cannot.
+func (l *Lab) StartService(ns string, addr netip.AddrPort, timeout time.Duration, cmd *exec.Cmd) error {
+	done, err := l.start(cmd)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := l.Dial(ctx, ns, "tcp", addr.String())
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited (%s) before listening on %s in %s", strings.Join(cmd.Args, " "), cmd.ProcessState, addr, ns)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: nothing listens on %s in %s after %s: %w", strings.Join(cmd.Args, " "), addr, ns, timeout, err)
+		}
+	}
+}
+
+// FreePort returns a TCP port that is free on addr in namespace ns now
+// (the kernel picks it; the listener is closed again).
+func (l *Lab) FreePort(ns string, addr netip.Addr) (int, error) {
+	var port int
+	err := Do(ns, func() error {
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		port = ln.Addr().(*net.TCPAddr).Port
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("in %s: %w", ns, err)
+	}
+	return port, nil
 }
 
 // Do runs f on an OS thread that has joined namespace ns. Sockets f opens
@@ -576,6 +709,14 @@ func (l *Lab) sysctl(ns, key, value string) error {
 // prefixOf writes addr with net's prefix length, as ip addr add wants it.
 func prefixOf(addr netip.Addr, net netip.Prefix) string {
 	return netip.PrefixFrom(addr, net.Bits()).String()
+}
+
+// broadcast is the last address of an IPv4 net.
+func broadcast(net netip.Prefix) netip.Addr {
+	a := net.Masked().Addr().As4()
+	host := uint32(1)<<(32-net.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // gateway is the first address of net.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -316,5 +317,119 @@ func TestAddNodeRejects(t *testing.T) {
 		if _, _, _, err := l.addNode(name); err == nil {
 			t.Errorf("AddNode(%q) succeeded", name)
 		}
+	}
+}
+
+func TestAddNodeAtMapsAnyPublicAddress(t *testing.T) {
+	l := New(t)
+	// As moto gives them: a private address anywhere in the VPC, a public
+	// one outside 203.0.113.0/24 (192.0.2.0/24 is a documentation range).
+	private, public := netip.MustParseAddr("172.31.17.5"), netip.MustParseAddr("192.0.2.77")
+	ns, err := l.AddNodeAt("moto-node", private, public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// AddNode still hands out its own addresses next to it.
+	_, _, other := l.AddNode("node-1")
+	ln, err := l.Listen(ns, "tcp", ":7947")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan netip.Addr, 1)
+	go func() { got <- accepted(t, ln, 5*time.Second) }()
+	c, err := l.Dial(ctx, l.Laptop, "tcp", netip.AddrPortFrom(public, 7947).String())
+	if err != nil {
+		t.Fatalf("laptop → %s: %v", public, err)
+	}
+	c.Close()
+	if src := <-got; src != RouterPublicAddr {
+		t.Errorf("node saw the laptop's connection from %s, want %s", src, RouterPublicAddr)
+	}
+	// The other node reaches it on its private address.
+	if c, err := l.Dial(ctx, other, "tcp", netip.AddrPortFrom(private, 7947).String()); err != nil {
+		t.Errorf("node-1 → %s: %v", private, err)
+	} else {
+		c.Close()
+	}
+
+	// Outwards, the node is still held back.
+	before, err := l.DroppedFromNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+	defer dcancel()
+	if c, err := l.Dial(dctx, ns, "tcp", netip.AddrPortFrom(RouterPublicAddr, 7946).String()); err == nil {
+		c.Close()
+		t.Errorf("node opened a connection to the home router's public address")
+	}
+	if after, err := l.DroppedFromNodes(); err != nil || after <= before {
+		t.Errorf("drop counter %d → %d (%v), want it to grow", before, after, err)
+	}
+}
+
+func TestAddNodeAtRejects(t *testing.T) {
+	l := New(t)
+	if _, err := l.AddNodeAt("taken", netip.MustParseAddr("172.31.5.5"), netip.MustParseAddr("192.0.2.5")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, private, public, want string }{
+		{"a", "10.0.0.5", "192.0.2.6", "outside the VPC"},
+		{"a", "172.31.0.1", "192.0.2.6", "gateway"},
+		{"a", "172.31.255.255", "192.0.2.6", "broadcast"},
+		{"a", "172.31.5.5", "192.0.2.6", "belongs to another node"},
+		{"a", "172.31.5.6", "192.0.2.5", "belongs to another node"},
+		{"a", "172.31.5.6", "198.51.100.9", "internet segment"},
+		{"a", "172.31.5.6", "10.1.2.3", "not a public unicast"},
+		{"a", "172.31.5.6", "127.0.0.1", "not a public unicast"},
+		{"a", "172.31.5.6", "2001:db8::1", "not IPv4"},
+		{"taken", "172.31.5.6", "192.0.2.6", "exists"},
+		{"Bad_Name", "172.31.5.6", "192.0.2.6", "DNS label"},
+	} {
+		_, err := l.AddNodeAt(c.name, netip.MustParseAddr(c.private), netip.MustParseAddr(c.public))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("AddNodeAt(%q, %s, %s) = %v, want an error saying %q", c.name, c.private, c.public, err, c.want)
+		}
+	}
+}
+
+func TestStartService(t *testing.T) {
+	l := New(t)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	port, err := l.FreePort(l.Laptop, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	ctx := context.Background()
+	srv := l.Command(ctx, l.Laptop, py, "-m", "http.server", "--bind", "127.0.0.1", strconv.Itoa(port))
+	if err := l.StartService(l.Laptop, addr, 30*time.Second, srv); err != nil {
+		t.Fatal(err)
+	}
+	// The laptop's own processes reach it on the laptop's loopback...
+	resp, err := l.HTTPClient(l.Laptop).Get("http://" + addr.String() + "/")
+	if err != nil {
+		t.Fatalf("from the laptop: %v", err)
+	}
+	resp.Body.Close()
+	// ...and the test's own namespace has no such server.
+	if c, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s answers outside the laptop's namespace", addr)
+	}
+
+	// A server that exits is reported at once, not after the timeout.
+	start := time.Now()
+	err = l.StartService(l.Laptop, netip.AddrPortFrom(addr.Addr(), uint16(port+1)), time.Minute, l.Command(ctx, l.Laptop, "false"))
+	if err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("StartService(false) = %v, want it to say the command exited", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("StartService(false) took %s", d)
 	}
 }

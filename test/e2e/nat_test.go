@@ -1,0 +1,728 @@
+//go:build e2e
+
+package e2e
+
+// The NAT e2e tests (issue 9): clusterctl on a laptop behind NAT driving a
+// cloud whose nodes can open no connection towards the laptop. test/natlab
+// builds that world (docs/nat.md).
+//
+// Each test re-executes itself inside an empty "world" namespace holding
+// nothing but its loopback, and builds its lab from there: whatever the
+// test process itself sends by mistake (a dial that is not made in one of
+// the lab's namespaces) goes nowhere, never to the machine's own networks.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/provider/ec2"
+	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
+	"github.com/clusterctl/clusterctl/test/natlab"
+)
+
+const (
+	natInnerEnv = "CLUSTERCTL_NAT_E2E_INNER"
+	natBinEnv   = "CLUSTERCTL_NAT_E2E_BIN"
+)
+
+// natWorld builds clusterctl and clusterctl-agent, then runs the calling
+// test again inside a fresh empty namespace and returns false; inside it
+// returns true with the directory holding the binaries.
+func natWorld(t *testing.T) (inner bool, bin string) {
+	t.Helper()
+	if os.Getenv(natInnerEnv) != "" {
+		return true, os.Getenv(natBinEnv)
+	}
+	natlab.SkipUnlessRoot(t)
+	root, _ := filepath.Abs("../..")
+	bin = t.TempDir()
+	for _, b := range []struct{ out, pkg string }{{"clusterctl", "./cmd/clusterctl"}, {"clusterctl-agent", "./cmd/clusterctl-agent"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b.out), b.pkg)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	world := fmt.Sprintf("cctl-nat-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", world).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", world, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", world).Run() })
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", world, os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), natInnerEnv+"=1", natBinEnv+"="+bin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Log(out.String())
+	if err != nil {
+		t.Fatalf("inside namespace %s: %v", world, err)
+	}
+	return false, bin
+}
+
+// natAgentConfig is a node's agent config as the CLI would render it for
+// the old design (no API section): the gossip key, the node's private
+// address, seeds by private address, the state in dir.
+func natAgentConfig(t *testing.T, dir, name string, key []byte, private netip.Addr, seeds ...string) string {
+	t.Helper()
+	cfg := map[string]any{
+		"cluster": "natlab", "name": name, "nonce": "nonce-" + name, "provider": "ec2",
+		"instance_id": "i-" + name, "key": key, "bind_addr": "0.0.0.0", "port": ports.Gossip,
+		"advertise_addr": private.String(), "seeds": seeds,
+		"hosts_file": filepath.Join(dir, "hosts"), "state_dir": filepath.Join(dir, "state"),
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "agent.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startNATAgent starts the real agent in namespace ns with config cfg,
+// logging to dir/agent.log.
+func startNATAgent(t *testing.T, lab *natlab.Lab, ns, bin, dir, cfg string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd := lab.Command(context.Background(), ns, filepath.Join(bin, "clusterctl-agent"), "-config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := lab.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nsTransport is memberlist's TCP/UDP transport whose listeners were made
+// in a lab namespace and whose outgoing TCP connections are made there too
+// (memberlist dials them from its own goroutines).
+type nsTransport struct {
+	*memberlist.NetTransport
+	ns string
+}
+
+func (n nsTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := natlab.Do(n.ns, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+func (n nsTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return n.DialTimeout(a.Addr, timeout)
+}
+
+// TestNATOldObserverFails shows why the CLI no longer watches the cluster
+// as a gossip member: behind NAT such a member joins a node at its public
+// address (the join is a TCP exchange the laptop opens), but it is never a
+// stable member. The node's state names the others by their private
+// addresses, which the laptop cannot reach, and whatever the nodes send it
+// is dropped at the cloud edge; so the laptop's member soon holds the node
+// it joined as failed and never learns of a node that joins later, while
+// the two nodes see each other at once.
+func TestNATOldObserverFails(t *testing.T) {
+	inner, bin := natWorld(t)
+	if !inner {
+		return
+	}
+	lab := natlab.New(t)
+	key := bytes.Repeat([]byte{7}, 32)
+	dir1, dir2 := t.TempDir(), t.TempDir()
+	priv1, pub1, ns1 := lab.AddNode("node-1")
+	priv2, _, ns2 := lab.AddNode("node-2")
+	startNATAgent(t, lab, ns1, bin, dir1, natAgentConfig(t, dir1, "node-1", key, priv1))
+
+	// The old observer: a serf member in the laptop's namespace with the
+	// cluster's key, as the CLI ran it (role observer, production timing).
+	var tr *memberlist.NetTransport
+	if err := natlab.Do(lab.Laptop, func() (err error) {
+		tr, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"0.0.0.0"}, BindPort: ports.Gossip})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tags, err := agent.Meta{Role: agent.RoleObserver}.SerfTags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := memberlist.NewKeyring(nil, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := serf.DefaultConfig()
+	sc.NodeName, sc.Tags = "laptop-observer", tags
+	sc.LogOutput = &bytes.Buffer{}
+	sc.MemberlistConfig.Name = sc.NodeName
+	sc.MemberlistConfig.Label = "natlab"
+	sc.MemberlistConfig.Keyring = keyring
+	sc.MemberlistConfig.GossipVerifyIncoming, sc.MemberlistConfig.GossipVerifyOutgoing = true, true
+	sc.MemberlistConfig.Transport = nsTransport{NetTransport: tr, ns: lab.Laptop}
+	sc.MemberlistConfig.AdvertiseAddr, sc.MemberlistConfig.AdvertisePort = natlab.LaptopAddr.String(), ports.Gossip
+	sc.MemberlistConfig.LogOutput = sc.LogOutput
+	s, err := serf.Create(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+
+	// The join reaches node-1 at its public address (retried while its
+	// agent starts).
+	target := netip.AddrPortFrom(pub1, ports.Gossip).String()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err = s.Join([]string{target}, true); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the laptop's member could not even join %s: %v", target, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("laptop member joined node-1 at %s", target)
+
+	// A second node joins node-1 on the private network.
+	startNATAgent(t, lab, ns2, bin, dir2, natAgentConfig(t, dir2, "node-2", key, priv2, netip.AddrPortFrom(priv1, ports.Gossip).String()))
+
+	// Watch for 40 s, production timing: long enough for the nodes to see
+	// each other many times over and for push/pull (every 30 s) to run.
+	var (
+		sawNode2, node1Failed, nodesSeeEachOther bool
+		view                                     string
+	)
+	for end := time.Now().Add(40 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		var parts []string
+		for _, m := range s.Members() {
+			parts = append(parts, fmt.Sprintf("%s@%s:%s", m.Name, m.Addr, m.Status))
+			switch {
+			case m.Name == "node-2" && m.Status == serf.StatusAlive:
+				sawNode2 = true
+			case m.Name == "node-1" && m.Status == serf.StatusFailed:
+				node1Failed = true
+			}
+		}
+		slices.Sort(parts)
+		view = strings.Join(parts, " ")
+		h1, _ := os.ReadFile(filepath.Join(dir1, "hosts"))
+		h2, _ := os.ReadFile(filepath.Join(dir2, "hosts"))
+		if strings.Contains(string(h1), "node-2") && strings.Contains(string(h2), "node-1") {
+			nodesSeeEachOther = true
+		}
+	}
+	t.Logf("after 40 s the laptop's member sees: %s", view)
+
+	// The control: the agents themselves gossip fine.
+	if !nodesSeeEachOther {
+		h1, _ := os.ReadFile(filepath.Join(dir1, "hosts"))
+		l1, _ := os.ReadFile(filepath.Join(dir1, "agent.log"))
+		t.Fatalf("node-1 and node-2 never listed each other in their hosts files; node-1's hosts:\n%s\nnode-1's log:\n%s", h1, l1)
+	}
+	// What the old design needed, and does not get here.
+	if sawNode2 {
+		t.Errorf("the laptop's member learned of node-2 joining: a member observer would work behind NAT")
+	}
+	if !node1Failed {
+		t.Errorf("the laptop's member never held node-1 as failed (view: %s): it looked like a stable member", view)
+	}
+	dropped, err := lab.DroppedFromNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped == 0 {
+		t.Errorf("the cloud edge dropped nothing the nodes sent: they never tried to reach the laptop's member")
+	}
+	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop", dropped)
+}
+
+// natEC2 is TestNATLaptopEC2's world: moto on the laptop's loopback, the
+// CLI in the laptop's namespace, and a harness that plays each instance
+// moto reports as a node of the lab at the instance's own addresses.
+type natEC2 struct {
+	t      *testing.T
+	lab    *natlab.Lab
+	bin    string
+	home   string
+	dir    string
+	config string
+	http   *http.Client // from the laptop's namespace
+	ec2    *awsec2.Client
+	s3     *s3.Client
+
+	mu       sync.Mutex
+	booted   map[string]*exec.Cmd // instance id → its agent (nil while booting)
+	failures []string
+}
+
+// TestNATLaptopEC2 is issue 9's end-to-end test for EC2: the real
+// clusterctl runs on a laptop behind NAT (test/natlab) against moto on the
+// laptop's loopback; every instance moto reports is played by a node
+// namespace that holds the instance's private address, mapped 1:1 to the
+// public address moto gave it, running the real agent from the user-data.
+// The nodes can open nothing towards the laptop. A user sees up return
+// with both nodes joined, status show them alive, down red leave red
+// gracefully and down --all leave nothing.
+func TestNATLaptopEC2(t *testing.T) {
+	inner, bin := natWorld(t)
+	if !inner {
+		return
+	}
+	mototest.Require(t)
+	mototest.IsolateAWSEnv(t)
+	lab := natlab.New(t)
+	w := &natEC2{t: t, lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop), booted: map[string]*exec.Cmd{}}
+
+	// moto on the laptop's loopback: the CLI talks to the AWS API itself,
+	// and the harness reads the user-data from it.
+	lo := netip.MustParseAddr("127.0.0.1")
+	port, err := lab.FreePort(lab.Laptop, lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := mototest.Require(t)
+	moto := lab.Command(context.Background(), lab.Laptop, argv[0], append(argv[1:], "-H", lo.String(), "-p", strconv.Itoa(port))...)
+	motoLog, _ := os.Create(filepath.Join(w.dir, "moto.log"))
+	moto.Stdout, moto.Stderr = motoLog, motoLog
+	if err := lab.StartService(lab.Laptop, netip.AddrPortFrom(lo, uint16(port)), 30*time.Second, moto); err != nil {
+		t.Fatal(err)
+	}
+	motoURL := fmt.Sprintf("http://%s:%d", lo, port)
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(ec2Region), config.WithBaseEndpoint(motoURL),
+		config.WithHTTPClient(w.http),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ec2 = awsec2.NewFromConfig(cfg)
+	w.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	imgs, err := w.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto images: %v", err)
+	}
+
+	// The cluster's config, as a user on a laptop writes it: no observer,
+	// no api_from (detected through the what-is-my-IP fixture).
+	w.config = filepath.Join(w.dir, "cluster.yaml")
+	text := fmt.Sprintf(`cluster: %s
+provider: ec2
+timeouts:
+  join: %s
+ec2:
+  region: %s
+  endpoint_url: %s
+  ami: %s
+  delete_timeout: 1m
+`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, motoURL, aws.ToString(imgs.Images[0].ImageId))
+	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Traps on the laptop's side: where a member observer would listen
+	// (gossip, TCP and UDP) and the API port, on the laptop and on the home
+	// router's public address. No node may ever reach one.
+	trapped := w.traps()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.playInstances(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	out, err := w.cli(10*time.Minute, "up", "--provider", "ec2", "red", "blue", "-o", "json")
+	w.checkFailures()
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var up struct {
+		Nodes []struct {
+			Name, Address, Phase string
+			InstanceID           string `json:"instance_id"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up output: %v\n%s", err, out)
+	}
+	var names []string
+	for _, n := range up.Nodes {
+		names = append(names, n.Name)
+		if n.Phase != "joined" || !strings.HasPrefix(n.InstanceID, "i-") {
+			t.Errorf("up: node %+v, want joined with an instance id", n)
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"blue", "red"}) {
+		t.Fatalf("up made nodes %v, want blue and red: %s", names, out)
+	}
+	w.checkAPIRule()
+
+	if st := w.status(); st["red"] != "alive" || st["blue"] != "alive" || len(st) != 2 {
+		t.Errorf("status after up: %v, want red and blue alive", st)
+	}
+
+	if _, err := w.cli(3*time.Minute, "down", "red"); err != nil {
+		t.Fatalf("down red: %v", err)
+	}
+	if st := w.status(); st["blue"] != "alive" || (st["red"] != "" && st["red"] != "left") {
+		t.Errorf("status after down red: %v, want blue alive and red gone", st)
+	}
+
+	if _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
+		t.Fatalf("down --all: %v", err)
+	}
+	w.checkNothingLeft()
+	w.checkFailures()
+
+	if n := trapped(); n != 0 {
+		t.Errorf("the laptop's side was contacted %d times from outside", n)
+	}
+	dropped, err := lab.DroppedFromNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop's side", dropped)
+}
+
+// traps listens on the laptop's side where nodes would have to reach a
+// member observer or a callback, and returns a function that counts what
+// arrived from anywhere.
+func (w *natEC2) traps() func() int {
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	hit := func(what string) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.t.Logf("trap: %s", what)
+	}
+	for _, at := range []struct {
+		ns   string
+		addr netip.Addr
+	}{{w.lab.Laptop, natlab.LaptopAddr}, {w.lab.Router, natlab.RouterPublicAddr}} {
+		for _, p := range []int{ports.Gossip, ports.API} {
+			addr := netip.AddrPortFrom(at.addr, uint16(p)).String()
+			ln, err := w.lab.Listen(at.ns, "tcp", addr)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					hit(fmt.Sprintf("TCP %s from %s", addr, c.RemoteAddr()))
+					c.Close()
+				}
+			}()
+		}
+		addr := netip.AddrPortFrom(at.addr, ports.Gossip).String()
+		pc, err := w.lab.ListenPacket(at.ns, "udp", addr)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				hit(fmt.Sprintf("UDP %s from %s", addr, from))
+			}
+		}()
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// cli runs clusterctl in the laptop's namespace. Neither its output nor
+// the state directory may show the secret key.
+func (w *natEC2) cli(d time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := w.lab.Command(ctx, w.lab.Laptop, filepath.Join(w.bin, "clusterctl"), append([]string{"--config", w.config}, args...)...)
+	cmd.Env = append(os.Environ(), "CLUSTERCTL_HOME="+w.home, "CLUSTERCTL_AGENT="+filepath.Join(w.bin, "clusterctl-agent"),
+		"AWS_ACCESS_KEY_ID="+ec2KeyID, "AWS_SECRET_ACCESS_KEY="+ec2Secret,
+		"CLUSTERCTL_PUBLIC_IP_URL="+w.lab.WhatIsMyIPURL())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	w.t.Logf("clusterctl %s (%.1fs)\n%s%s", strings.Join(args, " "), time.Since(start).Seconds(), out.String(), errb.String())
+	if strings.Contains(out.String()+errb.String(), ec2Secret) {
+		w.t.Errorf("clusterctl %v printed the secret key", args)
+	}
+	_ = filepath.Walk(w.home, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(ec2Secret)) {
+				w.t.Errorf("%s holds the secret key", p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// status runs `status -o json` and returns each node's gossip state.
+func (w *natEC2) status() map[string]string {
+	w.t.Helper()
+	out, err := w.cli(time.Minute, "status", "-o", "json")
+	if err != nil {
+		w.t.Fatalf("status: %v", err)
+	}
+	var st struct {
+		Nodes []struct{ Name, Gossip string } `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		w.t.Fatalf("status output: %v\n%s", err, out)
+	}
+	m := map[string]string{}
+	for _, n := range st.Nodes {
+		m[n.Name] = n.Gossip
+	}
+	return m
+}
+
+func (w *natEC2) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = append(w.failures, fmt.Sprintf(format, args...))
+}
+
+func (w *natEC2) checkFailures() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.failures {
+		w.t.Error("instance harness: " + f)
+	}
+	w.failures = nil
+}
+
+// playInstances boots every new running instance of the cluster and stops
+// the agents of instances moto has terminated.
+func (w *natEC2) playInstances(ctx context.Context) {
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
+		if err == nil {
+			for _, r := range out.Reservations {
+				for _, in := range r.Instances {
+					id := aws.ToString(in.InstanceId)
+					w.mu.Lock()
+					cmd, seen := w.booted[id]
+					w.mu.Unlock()
+					switch {
+					case !seen && in.State.Name == types.InstanceStateNameRunning:
+						w.boot(ctx, in)
+					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil && cmd.ProcessState == nil:
+						_ = cmd.Process.Kill() // powered off
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// boot does what cloud-init and the instance would do with the user-data,
+// in a lab node at the instance's addresses.
+func (w *natEC2) boot(ctx context.Context, in types.Instance) {
+	id := aws.ToString(in.InstanceId)
+	w.mu.Lock()
+	w.booted[id] = nil
+	w.mu.Unlock()
+	dir := filepath.Join(w.dir, id)
+	_ = os.MkdirAll(dir, 0o700)
+
+	private, err1 := netip.ParseAddr(aws.ToString(in.PrivateIpAddress))
+	public, err2 := netip.ParseAddr(aws.ToString(in.PublicIpAddress))
+	if err1 != nil || err2 != nil {
+		w.fail("%s: moto gave private address %q and public address %q: %v %v", id, aws.ToString(in.PrivateIpAddress), aws.ToString(in.PublicIpAddress), err1, err2)
+		return
+	}
+	attr, err := w.ec2.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
+	if err != nil {
+		w.fail("%s: read user-data: %v", id, err)
+		return
+	}
+	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+	if err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	var doc struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+		Runcmd     []any                            `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal(ud, &doc); err != nil {
+		w.fail("%s: user-data YAML: %v", id, err)
+		return
+	}
+	files := map[string]string{}
+	for _, f := range doc.WriteFiles {
+		files[f.Path] = f.Content
+	}
+
+	// The agent, exactly as the install command in runcmd says; the
+	// harness fetches it for the node, which has no way out.
+	var url, sum string
+	for _, c := range doc.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) >= 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		w.fail("%s: no agent download in runcmd", id)
+		return
+	}
+	resp, err := w.http.Get(url)
+	if err != nil {
+		w.fail("%s: download agent: %v", id, err)
+		return
+	}
+	bin, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
+		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", id, resp.Status, len(bin), h, sum)
+		return
+	}
+	agentPath := filepath.Join(dir, "clusterctl-agent")
+	_ = os.WriteFile(agentPath, bin, 0o755)
+
+	// write_files, with the paths moved into the instance's directory.
+	var acfg map[string]any
+	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &acfg); err != nil {
+		w.fail("%s: agent.json from write_files: %v", id, err)
+		return
+	}
+	if _, ok := acfg["api"]; !ok {
+		w.fail("%s: the agent config serves no API (no api section)", id)
+	}
+	hosts := filepath.Join(dir, "hosts")
+	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
+	idata := filepath.Join(dir, "instance-data.json")
+	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
+	acfg["hosts_file"], acfg["instance_data_path"], acfg["state_dir"] = hosts, idata, filepath.Join(dir, "state")
+	b, _ := json.Marshal(acfg)
+	cfgPath := filepath.Join(dir, "agent.json")
+	_ = os.WriteFile(cfgPath, b, 0o600)
+
+	ns, err := w.addNode(strings.ToLower(id), private, public)
+	if err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd := w.lab.Command(context.Background(), ns, agentPath, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := w.lab.Start(cmd); err != nil {
+		w.fail("%s: %v", id, err)
+		return
+	}
+	w.mu.Lock()
+	w.booted[id] = cmd
+	w.mu.Unlock()
+	w.t.Logf("instance %s booted: agent in %s at %s, public %s", id, ns, private, public)
+}
+
+func (w *natEC2) addNode(name string, private, public netip.Addr) (string, error) {
+	return w.lab.AddNodeAt(name, private, public)
+}
+
+// checkAPIRule: the cluster's security group opens the API port to the
+// laptop's public address as the what-is-my-IP fixture saw it, and to
+// nothing wider.
+func (w *natEC2) checkAPIRule() {
+	g, err := w.ec2.DescribeSecurityGroups(context.Background(), &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	want := netip.PrefixFrom(natlab.RouterPublicAddr, 32).String()
+	var from []string
+	for _, sg := range g.SecurityGroups {
+		for _, p := range sg.IpPermissions {
+			if aws.ToInt32(p.FromPort) <= ports.API && ports.API <= aws.ToInt32(p.ToPort) {
+				for _, r := range p.IpRanges {
+					from = append(from, aws.ToString(r.CidrIp))
+				}
+			}
+		}
+	}
+	if !slices.Equal(from, []string{want}) {
+		w.t.Errorf("the API port %d is open to %v, want only %s (the laptop's public address)", ports.API, from, want)
+	}
+}
+
+// checkNothingLeft: no instance but terminated ones, no group, no bucket.
+func (w *natEC2) checkNothingLeft() {
+	ctx := context.Background()
+	out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if in.State.Name != types.InstanceStateNameTerminated {
+				w.t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
+			}
+		}
+	}
+	g, err := w.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil || len(g.SecurityGroups) != 0 {
+		w.t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
+	}
+	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil || len(b.Buckets) != 0 {
+		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
+	}
+}
