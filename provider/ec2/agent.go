@@ -84,23 +84,6 @@ func newBucketName(cluster string) string {
 	return bucketPrefix(cluster) + hex.EncodeToString(b[:])
 }
 
-// PublishAgent makes the agent binary downloadable by the nodes: AgentURL,
-// then UploadAgent. It returns the URL and the binary's SHA-256.
-func (p *Provider) PublishAgent(ctx context.Context, cluster, binary string) (string, string, error) {
-	sum, _, err := hashFile(binary)
-	if err != nil {
-		return "", "", provider.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
-	}
-	url, err := p.AgentURL(ctx, cluster, sum)
-	if err != nil {
-		return "", "", err
-	}
-	if err := p.UploadAgent(ctx, cluster, binary, sum); err != nil {
-		return "", "", err
-	}
-	return url, sum, nil
-}
-
 var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // AgentURL returns the presigned GET URL (valid presign_ttl) the nodes will

@@ -341,23 +341,6 @@ func (p *Provider) ensureKey(ctx context.Context, c *conn, rec agentRecord) erro
 	return nil
 }
 
-// PublishAgent is AgentURL followed by UploadAgent, returning the URL and
-// the binary's SHA-256.
-func (p *Provider) PublishAgent(ctx context.Context, cluster, binary string) (string, string, error) {
-	sum, err := fileSHA256(binary)
-	if err != nil {
-		return "", "", err
-	}
-	u, err := p.AgentURL(ctx, cluster, sum)
-	if err != nil {
-		return "", "", err
-	}
-	if err := p.UploadAgent(ctx, cluster, binary, sum); err != nil {
-		return "", "", err
-	}
-	return u, sum, nil
-}
-
 func (p *Provider) agentRecordPath() string {
 	if p.env.Dir == "" {
 		return ""
