@@ -17,8 +17,8 @@ import (
 // options are the in-process knobs tests use; the gossip timings are in
 // Config.Timing, where the product sets them too.
 type options struct {
-	joinMin, joinMax time.Duration // join retry backoff
-	rejoinInterval   time.Duration // how often a lone agent rejoins its seeds
+	joinMin, joinMax time.Duration // join retry backoff while never joined or alone
+	rejoinInterval   time.Duration // how often a joined agent checks whether it is alone
 	advertiseWait    time.Duration // bound on waiting for an address in advertise_cidr
 	advertisePoll    time.Duration
 	interfaceAddrs   func() ([]net.Addr, error)
@@ -30,8 +30,8 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		joinMin:        time.Second,
-		joinMax:        30 * time.Second,
-		rejoinInterval: 30 * time.Second,
+		joinMax:        4 * time.Second,
+		rejoinInterval: 5 * time.Second,
 		advertiseWait:  5 * time.Minute,
 		advertisePoll:  time.Second,
 		interfaceAddrs: net.InterfaceAddrs,
@@ -207,43 +207,76 @@ func (a *Agent) advertiseAddr(ctx context.Context) (netip.Addr, error) {
 	}
 }
 
-// joinLoop joins the seeds with exponential backoff until a join succeeds;
-// then, every rejoinInterval, it rejoins them when no other node is alive.
+// joinLoop joins the seeds, retrying with a backoff capped at joinMax
+// (1, 2, 4, 4, ... s, each up to 20 % longer at random) until a join
+// succeeds; then, every rejoinInterval, it checks whether any other node is
+// alive, and while none is it rejoins the seeds with the same backoff.
 // Everything else (members it knew before a restart, partitions) is serf's
 // work: it rejoins the snapshot's members at start and reconnects to
 // failed members.
+//
+// The cap is short on purpose: in a batch, only the seeds know a node
+// that never joined (serf reconnects only to members once seen alive), so
+// a long backoff after a join that failed under load (30 s, as before)
+// left a node outside for up to 1+2+4+8+16+30+30 s.
 func (a *Agent) joinLoop(ctx context.Context, g *gossip) {
 	if len(a.cfg.Seeds) == 0 {
 		a.logger.Info("no seeds: waiting to be joined (or rejoining the members of the snapshot)")
 		return
 	}
-	delay := a.opts.joinMin
-	for attempt := 1; ; attempt++ {
-		n, err := g.join(a.cfg.Seeds)
-		if err == nil {
-			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt)
-			if a.opts.onJoined != nil {
-				a.opts.onJoined(time.Now())
-			}
-			break
-		}
-		a.logger.Warn("join failed; retrying", "err", err, "attempt", attempt, "retry_in", delay)
-		if !sleep(ctx, jitter(delay)) {
-			return
-		}
-		delay = min(2*delay, a.opts.joinMax)
+	if !a.joinSeeds(ctx, g, "join") {
+		return
 	}
 	for sleep(ctx, a.opts.rejoinInterval) {
 		if g.table.aliveOthers(a.cfg.Name) > 0 {
 			continue
 		}
-		n, err := g.join(a.cfg.Seeds)
-		if err != nil {
-			a.logger.Warn("alone in the cluster; rejoining the seeds failed", "err", err)
-			continue
+		a.logger.Warn("alone in the cluster; rejoining the seeds")
+		if !a.joinSeeds(ctx, g, "rejoin") {
+			return
 		}
-		a.logger.Info("alone in the cluster; rejoined the seeds", "seeds_reached", n)
 	}
+}
+
+// joinSeeds tries the seeds until a join succeeds or another node shows
+// up alive (someone joined us), or ctx ends (it returns false then).
+func (a *Agent) joinSeeds(ctx context.Context, g *gossip, what string) bool {
+	b := backoff{min: a.opts.joinMin, max: a.opts.joinMax}
+	for attempt := 1; ; attempt++ {
+		n, err := g.join(a.cfg.Seeds)
+		if err == nil {
+			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt, "what", what)
+			if a.opts.onJoined != nil {
+				a.opts.onJoined(time.Now())
+			}
+			return true
+		}
+		d := b.next()
+		a.logger.Warn("join failed; retrying", "err", err, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "what", what)
+		if !sleep(ctx, d) {
+			return false
+		}
+		if others := g.table.aliveOthers(a.cfg.Name); others > 0 {
+			a.logger.Info("joined by another member; no longer retrying the seeds", "alive_others", others)
+			return true
+		}
+	}
+}
+
+// backoff yields retry delays: min, 2×min, ... up to max, each lengthened
+// by up to 20 % at random, so that the nodes of a batch whose first join
+// failed together do not retry together.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return jitter(b.cur)
 }
 
 // hostsLoop rewrites the hosts file after every membership change. It

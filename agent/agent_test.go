@@ -600,3 +600,27 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 		t.Fatalf("blue did not rejoin: %v", err)
 	}
 }
+
+// A node whose first join fails (a seed still booting, a loaded seed) must
+// keep knocking every few seconds: in a batch nobody else knows it yet.
+func TestJoinBackoffIsCappedAndJittered(t *testing.T) {
+	o := defaultOptions()
+	b := backoff{min: o.joinMin, max: o.joinMax}
+	distinct := map[time.Duration]bool{}
+	for i := range 50 {
+		d := b.next()
+		base := min(o.joinMin<<min(i, 30), o.joinMax)
+		if d < base || d > base+base/5 {
+			t.Fatalf("retry %d waits %s; want %s plus at most 20 %%", i+1, d, base)
+		}
+		if i >= 5 {
+			distinct[d] = true
+		}
+	}
+	if o.joinMax > 5*time.Second {
+		t.Errorf("the join backoff is capped at %s; a batch node outside for that long is not seen by anyone", o.joinMax)
+	}
+	if len(distinct) < 2 {
+		t.Errorf("capped retries all wait the same %v: no jitter", distinct)
+	}
+}
