@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
@@ -622,5 +624,71 @@ func TestJoinBackoffIsCappedAndJittered(t *testing.T) {
 	}
 	if len(distinct) < 2 {
 		t.Errorf("capped retries all wait the same %v: no jitter", distinct)
+	}
+}
+
+// serf's snapshot loses the lines it buffered when the agent is killed
+// (kill -9, a power cut); the agent must still rejoin the members it knew,
+// with no seeds and with nobody reconnecting to it.
+func TestRestartWithLostSnapshotRejoinsRememberedMembers(t *testing.T) {
+	ctx := testCtx(t)
+	noReconnect := testOptions()
+	noReconnect.tune = func(sc *serf.Config) { sc.ReconnectInterval = time.Hour }
+	red := startAgent(t, testConfig("red"), noReconnect)
+
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blueCfg.StateDir = t.TempDir()
+	blue := startAgent(t, blueCfg, noReconnect)
+	peers := filepath.Join(blueCfg.StateDir, peersFile)
+	waitFile(ctx, t, peers, red.addr)
+	if fi, err := os.Stat(peers); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, mode %v; want 0600", peers, err, fi.Mode().Perm())
+	}
+
+	blue.stop(t)
+	waitState(ctx, t, red.tbl(), "blue", StateDead)
+	// What kill -9 leaves when serf had not flushed its buffered lines.
+	if err := os.Truncate(filepath.Join(blueCfg.StateDir, snapshotFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	blueCfg.Seeds = nil
+	blue = startAgent(t, blueCfg, noReconnect)
+	waitState(ctx, t, blue.tbl(), "red", StateAlive)
+	waitState(ctx, t, red.tbl(), "blue", StateAlive)
+
+	// A node that leaves for good forgets them: restarted, it stays alone.
+	blue.requestLeave()
+	waitState(ctx, t, red.tbl(), "blue", StateLeft)
+	if _, err := os.Stat(peers); !os.IsNotExist(err) {
+		t.Fatalf("after a leave, %s: %v; want it removed", peers, err)
+	}
+	blue = startAgent(t, blueCfg, noReconnect)
+	time.Sleep(time.Second) // many retry periods of testOptions
+	if n := blue.tbl().aliveOthers("blue"); n != 0 {
+		t.Errorf("a node that left rejoined %d member(s) after a restart", n)
+	}
+}
+
+func waitFile(ctx context.Context, t *testing.T, path, want string) {
+	t.Helper()
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never listed %s", path, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func waitState(ctx context.Context, t *testing.T, tb *memberTable, name, state string) {
+	t.Helper()
+	if _, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		return Member{}, tb.members[name].State == state, nil
+	}); err != nil {
+		t.Fatalf("waiting for %s to be %s: %v", name, state, err)
 	}
 }
