@@ -8,17 +8,22 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // options are the in-process knobs tests use; the gossip timings are in
 // Config.Timing, where the product sets them too.
 type options struct {
-	joinMin, joinMax time.Duration // join retry backoff
-	rejoinInterval   time.Duration // how often a lone agent rejoins its seeds
+	joinMin, joinMax time.Duration // join retry backoff while never joined or alone
+	rejoinInterval   time.Duration // how often a joined agent checks whether it is alone
 	advertiseWait    time.Duration // bound on waiting for an address in advertise_cidr
 	advertisePoll    time.Duration
 	interfaceAddrs   func() ([]net.Addr, error)
@@ -30,8 +35,8 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		joinMin:        time.Second,
-		joinMax:        30 * time.Second,
-		rejoinInterval: 30 * time.Second,
+		joinMax:        4 * time.Second,
+		rejoinInterval: 5 * time.Second,
 		advertiseWait:  5 * time.Minute,
 		advertisePoll:  time.Second,
 		interfaceAddrs: net.InterfaceAddrs,
@@ -136,10 +141,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	local := g.serf.LocalMember()
 	a.logger.Info("gossip started", "addr", local.Addr.String(), "port", local.Port, "cluster", a.cfg.Cluster, "nonce", a.cfg.Nonce, "seeds", a.cfg.Seeds, "state_dir", a.cfg.StateDir)
 
+	peers := peersPath(a.cfg)
+	remembered := a.readPeers(peers)
 	loopCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); a.joinLoop(loopCtx, g) }()
+	go func() { defer wg.Done(); a.joinLoop(loopCtx, g, remembered) }()
+	if peers != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.rememberLoop(loopCtx, g.table, peers) }()
+	}
 	if a.cfg.HostsFile != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.hostsLoop(loopCtx, g.table) }()
@@ -156,6 +167,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	stop()
 	wg.Wait()
 	if requested {
+		// Gone for good: a restarted agent must not rejoin anyone.
+		if peers != "" {
+			if err := os.Remove(peers); err != nil && !os.IsNotExist(err) {
+				a.logger.Warn("remove the remembered members", "err", err)
+			}
+		}
 		if err := g.leave(); err != nil {
 			a.logger.Warn("leave was not confirmed; shutting down anyway", "err", err)
 		}
@@ -207,44 +224,183 @@ func (a *Agent) advertiseAddr(ctx context.Context) (netip.Addr, error) {
 	}
 }
 
-// joinLoop joins the seeds with exponential backoff until a join succeeds;
-// then, every rejoinInterval, it rejoins them when no other node is alive.
-// Everything else (members it knew before a restart, partitions) is serf's
-// work: it rejoins the snapshot's members at start and reconnects to
-// failed members.
-func (a *Agent) joinLoop(ctx context.Context, g *gossip) {
-	if len(a.cfg.Seeds) == 0 {
-		a.logger.Info("no seeds: waiting to be joined (or rejoining the members of the snapshot)")
+// joinLoop joins the seeds, retrying with a backoff capped at joinMax
+// (1, 2, 4, 4, ... s, each up to 20 % longer at random) until a join
+// succeeds; then, every rejoinInterval, it checks whether any other node is
+// alive, and while none is it rejoins the seeds and the members remembered
+// from before a restart, with the same backoff. Everything else (partitions,
+// members that failed) is serf's work: it rejoins the members of its
+// snapshot at start and reconnects to failed members.
+//
+// The cap is short on purpose: in a batch, only the seeds know a node
+// that never joined (serf reconnects only to members once seen alive), so
+// a long backoff after a join that failed under load (30 s, as before)
+// left a node outside for up to 1+2+4+8+16+30+30 s.
+//
+// The remembered members back up serf's snapshot, which is not crash
+// safe: serf buffers its lines and flushes only when a line comes more
+// than 500 ms after the last flush, so after kill -9 or a power cut the
+// members that joined in one burst (a batch) may be missing from it, and
+// serf then rejoins nobody (docs/benchmarks.md).
+func (a *Agent) joinLoop(ctx context.Context, g *gossip, remembered []string) {
+	targets := union(a.cfg.Seeds, remembered)
+	if len(targets) == 0 {
+		a.logger.Info("no seeds and no remembered members: waiting to be joined")
 		return
 	}
-	delay := a.opts.joinMin
-	for attempt := 1; ; attempt++ {
-		n, err := g.join(a.cfg.Seeds)
-		if err == nil {
-			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt)
-			if a.opts.onJoined != nil {
-				a.opts.onJoined(time.Now())
-			}
-			break
-		}
-		a.logger.Warn("join failed; retrying", "err", err, "attempt", attempt, "retry_in", delay)
-		if !sleep(ctx, jitter(delay)) {
+	first := a.opts.rejoinInterval
+	if len(a.cfg.Seeds) > 0 {
+		if !a.joinSeeds(ctx, g, a.cfg.Seeds, "join") {
 			return
 		}
-		delay = min(2*delay, a.opts.joinMax)
+	} else {
+		a.logger.Info("no seeds: rejoining the members of the snapshot", "remembered", len(remembered))
+		first = a.opts.joinMin // soon: serf's snapshot may have lost them
 	}
-	for sleep(ctx, a.opts.rejoinInterval) {
+	for wait := first; sleep(ctx, wait); wait = a.opts.rejoinInterval {
 		if g.table.aliveOthers(a.cfg.Name) > 0 {
 			continue
 		}
-		n, err := g.join(a.cfg.Seeds)
-		if err != nil {
-			a.logger.Warn("alone in the cluster; rejoining the seeds failed", "err", err)
-			continue
+		a.logger.Warn("alone in the cluster; rejoining the seeds and remembered members", "seeds", len(a.cfg.Seeds), "remembered", len(remembered))
+		if !a.joinSeeds(ctx, g, targets, "rejoin") {
+			return
 		}
-		a.logger.Info("alone in the cluster; rejoined the seeds", "seeds_reached", n)
 	}
 }
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// joinSeeds tries seeds until a join succeeds or another node shows
+// up alive (someone joined us), or ctx ends (it returns false then).
+func (a *Agent) joinSeeds(ctx context.Context, g *gossip, seeds []string, what string) bool {
+	b := backoff{min: a.opts.joinMin, max: a.opts.joinMax}
+	for attempt := 1; ; attempt++ {
+		n, err := g.join(seeds)
+		if err == nil {
+			a.logger.Info("joined the cluster", "seeds_reached", n, "attempts", attempt, "what", what)
+			if a.opts.onJoined != nil {
+				a.opts.onJoined(time.Now())
+			}
+			return true
+		}
+		d := b.next()
+		a.logger.Warn("join failed; retrying", "err", err, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "what", what)
+		if !sleep(ctx, d) {
+			return false
+		}
+		if others := g.table.aliveOthers(a.cfg.Name); others > 0 {
+			a.logger.Info("joined by another member; no longer retrying the seeds", "alive_others", others)
+			return true
+		}
+	}
+}
+
+// backoff yields retry delays: min, 2×min, ... up to max, each lengthened
+// by up to 20 % at random, so that the nodes of a batch whose first join
+// failed together do not retry together.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return jitter(b.cur)
+}
+
+// peersFile, in the state directory, lists the addresses of the other
+// nodes this agent last knew (not those that left), with the identity of
+// the incarnation that wrote it.
+const peersFile = "peers.json"
+
+type rememberedPeers struct {
+	Cluster string   `json:"cluster"`
+	Name    string   `json:"name"`
+	Nonce   string   `json:"nonce"`
+	Peers   []string `json:"peers"` // "addr:port"
+}
+
+func peersPath(cfg Config) string {
+	if cfg.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.StateDir, peersFile)
+}
+
+// readPeers returns the remembered members of this incarnation; a missing
+// file, another incarnation's or an unreadable one gives none (logged).
+func (a *Agent) readPeers(path string) []string {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	var r rememberedPeers
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil {
+		a.logger.Warn("the remembered members are unreadable; ignoring them", "path", path, "err", err)
+		return nil
+	}
+	if r.Cluster != a.cfg.Cluster || r.Name != a.cfg.Name || r.Nonce != a.cfg.Nonce {
+		a.logger.Warn("the remembered members belong to another cluster, node or incarnation; ignoring them", "path", path)
+		return nil
+	}
+	return r.Peers
+}
+
+// rememberLoop writes the addresses of the other nodes (every state but
+// left) to path whenever they change (the first change at once, then at
+// most once per rememberDebounce),
+// atomically and synced (mode 0600), so a crash keeps them. It never
+// writes an empty list: a node that sees everyone failed keeps them.
+func (a *Agent) rememberLoop(ctx context.Context, table *memberTable, path string) {
+	var last []string
+	for {
+		wrote := false
+		members, changed := table.snapshot(RoleNode)
+		var peers []string
+		for _, m := range members {
+			if m.Name != a.cfg.Name && m.State != StateLeft && m.Addr != "" {
+				peers = append(peers, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
+			}
+		}
+		slices.Sort(peers)
+		if len(peers) > 0 && !slices.Equal(peers, last) {
+			b, _ := json.Marshal(rememberedPeers{Cluster: a.cfg.Cluster, Name: a.cfg.Name, Nonce: a.cfg.Nonce, Peers: peers})
+			if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+				a.logger.Warn("remember the members", "err", err)
+			} else {
+				last, wrote = peers, true
+			}
+		}
+		if wrote && !sleep(ctx, rememberDebounce) { // the first change is written at once
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// rememberDebounce bounds how often the remembered members are written.
+const rememberDebounce = time.Second
 
 // hostsLoop rewrites the hosts file after every membership change. It
 // lists nodes that are alive, suspect, leaving or failed: a failed node may

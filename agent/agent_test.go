@@ -15,19 +15,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // testTiming shortens the gossip timings (through the same config the
 // product uses) so that joins, failures and leaves show up within a second
-// on loopback.
+// on loopback. The retransmit multiplier stays the product's: with 2, a
+// member that had just joined missed every copy of a key query
+// (TestKeyRotation failed 4 runs in 6).
 func testTiming() Timing {
 	return Timing{
 		ProbeInterval:     Duration(200 * time.Millisecond),
 		ProbeTimeout:      Duration(100 * time.Millisecond),
 		SuspicionMult:     2,
 		GossipInterval:    Duration(20 * time.Millisecond),
-		RetransmitMult:    2,
 		PushPullInterval:  Duration(time.Second),
 		TCPTimeout:        Duration(time.Second),
 		ReconnectInterval: Duration(500 * time.Millisecond),
@@ -598,5 +601,95 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	}
 	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
 		t.Fatalf("blue did not rejoin: %v", err)
+	}
+}
+
+// A node whose first join fails (a seed still booting, a loaded seed) must
+// keep knocking every few seconds: in a batch nobody else knows it yet.
+func TestJoinBackoffIsCappedAndJittered(t *testing.T) {
+	o := defaultOptions()
+	b := backoff{min: o.joinMin, max: o.joinMax}
+	distinct := map[time.Duration]bool{}
+	for i := range 50 {
+		d := b.next()
+		base := min(o.joinMin<<min(i, 30), o.joinMax)
+		if d < base || d > base+base/5 {
+			t.Fatalf("retry %d waits %s; want %s plus at most 20 %%", i+1, d, base)
+		}
+		if i >= 5 {
+			distinct[d] = true
+		}
+	}
+	if o.joinMax > 5*time.Second {
+		t.Errorf("the join backoff is capped at %s; a batch node outside for that long is not seen by anyone", o.joinMax)
+	}
+	if len(distinct) < 2 {
+		t.Errorf("capped retries all wait the same %v: no jitter", distinct)
+	}
+}
+
+// serf's snapshot loses the lines it buffered when the agent is killed
+// (kill -9, a power cut); the agent must still rejoin the members it knew,
+// with no seeds and with nobody reconnecting to it.
+func TestRestartWithLostSnapshotRejoinsRememberedMembers(t *testing.T) {
+	ctx := testCtx(t)
+	noReconnect := testOptions()
+	noReconnect.tune = func(sc *serf.Config) { sc.ReconnectInterval = time.Hour }
+	red := startAgent(t, testConfig("red"), noReconnect)
+
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blueCfg.StateDir = t.TempDir()
+	blue := startAgent(t, blueCfg, noReconnect)
+	peers := filepath.Join(blueCfg.StateDir, peersFile)
+	waitFile(ctx, t, peers, red.addr)
+	if fi, err := os.Stat(peers); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, mode %v; want 0600", peers, err, fi.Mode().Perm())
+	}
+
+	blue.stop(t)
+	waitState(ctx, t, red.tbl(), "blue", StateDead)
+	// What kill -9 leaves when serf had not flushed its buffered lines.
+	if err := os.Truncate(filepath.Join(blueCfg.StateDir, snapshotFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	blueCfg.Seeds = nil
+	blue = startAgent(t, blueCfg, noReconnect)
+	waitState(ctx, t, blue.tbl(), "red", StateAlive)
+	waitState(ctx, t, red.tbl(), "blue", StateAlive)
+
+	// A node that leaves for good forgets them: restarted, it stays alone.
+	blue.requestLeave()
+	waitState(ctx, t, red.tbl(), "blue", StateLeft)
+	if _, err := os.Stat(peers); !os.IsNotExist(err) {
+		t.Fatalf("after a leave, %s: %v; want it removed", peers, err)
+	}
+	blue = startAgent(t, blueCfg, noReconnect)
+	time.Sleep(time.Second) // many retry periods of testOptions
+	if n := blue.tbl().aliveOthers("blue"); n != 0 {
+		t.Errorf("a node that left rejoined %d member(s) after a restart", n)
+	}
+}
+
+func waitFile(ctx context.Context, t *testing.T, path, want string) {
+	t.Helper()
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), want) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never listed %s", path, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func waitState(ctx context.Context, t *testing.T, tb *memberTable, name, state string) {
+	t.Helper()
+	if _, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		return Member{}, tb.members[name].State == state, nil
+	}); err != nil {
+		t.Fatalf("waiting for %s to be %s: %v", name, state, err)
 	}
 }

@@ -72,18 +72,24 @@ type Timing struct {
 // failed members every 10 s (its default 30 s would let a healed partition
 // wait up to half a minute), tombstones of members that left are dropped
 // after an hour (every short-lived CLI watcher leaves one), and a
-// re-created machine may take a failed member's name after 30 s.
+// re-created machine may take a failed member's name after 30 s. For a
+// batch joining at once: each broadcast goes to 4 members per gossip round
+// (not 3) and is sent 6 × log10(N+1) times (not 4 ×), so that a member
+// rarely misses a join; one that does learns it at the next push/pull,
+// which memberlist spaces by 1 + ceil(log2(N/32)) × the interval, so 10 s
+// (not 30 s) bounds that at 20 s for N = 50 and 40 s for N = 200 (a missed
+// join waited 74 s at N = 50 with 30 s).
 func DefaultTiming() Timing {
 	lan := memberlist.DefaultLANConfig()
 	return Timing{
-		ProbeInterval:     Duration(lan.ProbeInterval),    // 1s
-		ProbeTimeout:      Duration(lan.ProbeTimeout),     // 500ms
-		SuspicionMult:     lan.SuspicionMult,              // 4
-		GossipInterval:    Duration(lan.GossipInterval),   // 200ms
-		GossipNodes:       lan.GossipNodes,                // 3
-		RetransmitMult:    lan.RetransmitMult,             // 4
-		PushPullInterval:  Duration(lan.PushPullInterval), // 30s
-		TCPTimeout:        Duration(lan.TCPTimeout),       // 10s
+		ProbeInterval:     Duration(lan.ProbeInterval),  // 1s
+		ProbeTimeout:      Duration(lan.ProbeTimeout),   // 500ms
+		SuspicionMult:     lan.SuspicionMult,            // 4
+		GossipInterval:    Duration(lan.GossipInterval), // 200ms
+		GossipNodes:       4,
+		RetransmitMult:    6,
+		PushPullInterval:  Duration(10 * time.Second),
+		TCPTimeout:        Duration(lan.TCPTimeout), // 10s
 		ReconnectInterval: Duration(10 * time.Second),
 		ReconnectTimeout:  Duration(24 * time.Hour),
 		TombstoneTimeout:  Duration(time.Hour),
