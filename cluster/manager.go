@@ -3,7 +3,6 @@ package cluster
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,9 +71,6 @@ func (m *Manager) now() time.Time {
 func (m *Manager) provider(name string) (provider.Provider, error) {
 	env := provider.Env{Cluster: m.Cluster, Dir: m.Store.Dir, Config: m.Cfg.Providers[name],
 		GossipPort: m.Cfg.Gossip.Port, Profile: m.Profile, Region: m.Region}
-	if a, err := netip.ParseAddr(m.Cfg.Gossip.Observer); err == nil {
-		env.Observer = a
-	}
 	if m.Cfg.Path != "" {
 		env.ConfigDir = filepath.Dir(m.Cfg.Path)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -80,6 +81,7 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	cfg.AdvertiseCIDR = ""
 	cfg.AdvertiseAddr = addr
 	cfg.BindAddr = addr
+	cfg.API.BindAddr = addr
 	cfg.InstanceID = id
 	hosts := filepath.Join(b.t.TempDir(), "hosts")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
@@ -90,6 +92,22 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	if err != nil {
 		return err
 	}
+	// The agent serves its API on the node's address, as the agent binary
+	// does when its config has the api section: before gossip starts, and
+	// until Run has returned.
+	if !cfg.API.Enabled() {
+		return errors.New("the rendered agent config has no api section")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(cfg.API.Port)))
+	if err != nil {
+		return err
+	}
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil)
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	t := b.t
@@ -98,6 +116,8 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 		if err != nil && ctx.Err() == nil {
 			t.Logf("agent of %s stopped: %v", spec.Name, err) // shows why a join never came
 		}
+		stopAPI()
+		<-served
 		done <- err
 	}()
 	b.mu.Lock()
@@ -189,13 +209,15 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 	} else if err := os.WriteFile(filepath.Join(dir, "port"), []byte(fmt.Sprint(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\nagent: {binary: %s}\n", port, agentBin)
+	apiPort := freePort(t)
+	if data, err := os.ReadFile(filepath.Join(dir, "api-port")); err == nil {
+		fmt.Sscan(string(data), &apiPort)
+	} else if err := os.WriteFile(filepath.Join(dir, "api-port"), []byte(fmt.Sprint(apiPort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\napi: {port: %d}\nagent: {binary: %s}\n", port, apiPort, agentBin)
 	if !strings.Contains(cfgText, "timeouts:") {
 		cfgText += "timeouts: {join: 60s, leave: 10s}\n"
-	}
-	if !strings.Contains(cfgText, "observer:") && !addressChooser(p) {
-		base += "gossip: {port: " + fmt.Sprint(port) + ", observer: 127.77.0.1}\n"
-		base = strings.Replace(base, fmt.Sprintf("gossip: {port: %d}\n", port), "", 1)
 	}
 	if err := os.WriteFile(cfgPath, []byte(base+cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -220,11 +242,6 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 		return p, nil
 	}
 	return m, rec
-}
-
-func addressChooser(p provider.Provider) bool {
-	_, ok := p.(provider.AddressChooser)
-	return ok
 }
 
 func TestMain(m *testing.M) {
