@@ -303,7 +303,12 @@ func (pl *planner) renderFrom(st *State, from int) error {
 			if pl.firstAddr != "" {
 				first = gossipAddr(pl.firstAddr, m.Cfg.Gossip.Port)
 			}
-			nodeSeeds = append([]string{first}, seeds...)
+			nodeSeeds = []string{first}
+			for _, s := range seeds {
+				if s != first {
+					nodeSeeds = append(nodeSeeds, s)
+				}
+			}
 		}
 		in, err := m.renderInput(renderArgs{
 			node: n.node, cidr: pl.cidr, bits: pl.prefix.Bits(), key: pl.key, ca: pl.ca,

@@ -37,13 +37,15 @@ type booter struct {
 	selfExit map[string]bool
 	// skip names nodes that never boot (their agent never starts).
 	skip map[string]bool
+	// configs are the agent configs the nodes booted with, by name.
+	configs map[string]agent.Config
 	// addrOf gives the address of a machine whose address the provider
 	// chose (a cloud); nil when clusterctl chose it (spec.Address).
 	addrOf func(id string) string
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
 func agentConfigFrom(userData []byte) (agent.Config, error) {
@@ -121,7 +123,7 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 		done <- err
 	}()
 	b.mu.Lock()
-	b.cancels[id], b.done[id], b.hosts[spec.Name] = cancel, done, hosts
+	b.cancels[id], b.done[id], b.hosts[spec.Name], b.configs[spec.Name] = cancel, done, hosts, cfg
 	b.mu.Unlock()
 	return nil
 }
@@ -158,7 +160,11 @@ func (b *booter) stopAll() {
 	for _, id := range ids {
 		b.mu.Lock()
 		cancel, done := b.cancels[id], b.done[id]
+		delete(b.cancels, id)
 		b.mu.Unlock()
+		if cancel == nil {
+			continue
+		}
 		cancel()
 		<-done
 	}
@@ -312,6 +318,9 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	if !b.exited(blueID) {
 		t.Error("blue's agent did not end by itself: down did not ask it to leave")
+	}
+	if !contains(rec.phases, "blue left") {
+		t.Errorf("phases %v: blue's graceful leave was not seen", rec.phases)
 	}
 	rep, err = m.Status(ctx, "")
 	if err != nil {
