@@ -90,7 +90,8 @@ type Config struct {
 // renders it from the cluster's CA: the node's own certificate (its name in
 // the SAN) and key, and the CA certificate that clients must chain to.
 type APIConfig struct {
-	// BindAddr is the address the API listens on (default 0.0.0.0).
+	// BindAddr is the address the API listens on (LoadConfig: default
+	// 0.0.0.0; empty: every address).
 	BindAddr string `json:"bind_addr,omitempty"`
 	// Port is the API's TCP port (LoadConfig: default ports.API).
 	Port int `json:"port,omitempty"`
@@ -316,7 +317,7 @@ func (c Config) Validate() error {
 		} else if _, err := c.API.Credentials(c.Cluster).ServerTLS(); err != nil {
 			bad("api: %v", err)
 		}
-		if _, err := netip.ParseAddr(c.API.BindAddr); err != nil {
+		if _, err := netip.ParseAddr(c.API.BindAddr); c.API.BindAddr != "" && err != nil {
 			bad("api.bind_addr: %q is not an IP address", c.API.BindAddr)
 		}
 		if c.API.Port < 0 || c.API.Port > 65535 {

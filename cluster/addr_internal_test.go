@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net/netip"
 	"slices"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cloudinit"
 )
 
@@ -27,11 +30,17 @@ func TestGossipAddrIPv6(t *testing.T) {
 }
 
 // A node on an IPv6 network gets its peers' seeds in brackets and never
-// itself as a seed.
+// itself as a seed; its API section carries a certificate from the
+// cluster's CA for its name and the address clusterctl chose.
 func TestRenderInputIPv6Seeds(t *testing.T) {
-	m := &Manager{Cfg: &Config{Gossip: GossipConfig{Port: 7946}}, Cluster: "six"}
+	m := &Manager{Cfg: &Config{Gossip: GossipConfig{Port: 7946}, API: APIConfig{Port: 7999}}, Cluster: "six"}
+	ca, err := m.throwawayCA()
+	if err != nil {
+		t.Fatal(err)
+	}
 	self, peer := "fd00:56::10", "fd00:56::11"
 	in, err := m.renderInput(renderArgs{
+		ca:    ca,
 		node:  Node{Name: "red", Nonce: "0123456789abcdef", Address: self},
 		bits:  64,
 		key:   make([]byte, 32),
@@ -45,13 +54,28 @@ func TestRenderInputIPv6Seeds(t *testing.T) {
 	if in.Address != netip.MustParsePrefix("fd00:56::10/64") {
 		t.Errorf("address %s, want fd00:56::10/64", in.Address)
 	}
-	var ac struct {
-		Seeds []string `json:"seeds"`
-	}
+	var ac agent.Config
 	if err := json.Unmarshal(in.AgentConfig, &ac); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(ac.Seeds, []string{"[fd00:56::11]:7946"}) {
 		t.Errorf("seeds %q, want only the peer, in brackets", ac.Seeds)
+	}
+	if ac.API.Port != 7999 || string(ac.API.CA) != string(ca.CertPEM()) {
+		t.Errorf("api section: port %d, CA from the cluster %v; want 7999 and true", ac.API.Port, string(ac.API.CA) == string(ca.CertPEM()))
+	}
+	block, _ := pem.Decode([]byte(ac.API.Cert))
+	if block == nil {
+		t.Fatal("api.cert is no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cert.DNSNames, []string{"red"}) || len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != self {
+		t.Errorf("node certificate SANs %v %v, want red and %s", cert.DNSNames, cert.IPAddresses, self)
+	}
+	if _, err := ac.API.Credentials("six").ServerTLS(); err != nil {
+		t.Errorf("the rendered API credentials do not make a server: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +30,7 @@ type Config struct {
 
 	Node      NodeConfig      `yaml:"node"`
 	Gossip    GossipConfig    `yaml:"gossip"`
+	API       APIConfig       `yaml:"api"`
 	Agent     AgentConfig     `yaml:"agent"`
 	CloudInit CloudInitConfig `yaml:"cloudinit"`
 	Timeouts  Timeouts        `yaml:"timeouts"`
@@ -53,12 +53,12 @@ type NodeConfig struct {
 type GossipConfig struct {
 	// Port is the agents' gossip port (TCP and UDP). Default ports.Gossip.
 	Port int `yaml:"port"`
-	// Observer is the address on this machine that the CLI's short-lived
-	// observer binds to and advertises, which nodes must be able to reach.
-	// Providers that choose the network (qemu) use the host's address on it;
-	// for cloud providers this must be set (an address inside the VPC, on a
-	// VPN, ...), or up fails at once instead of waiting in vain.
-	Observer string `yaml:"observer"`
+}
+
+// APIConfig configures the agents' API, the one port the CLI dials.
+type APIConfig struct {
+	// Port is the agents' API port (TCP). Default ports.API.
+	Port int `yaml:"port"`
 }
 
 // AgentConfig says where the node gets its agent binary from.
@@ -143,6 +143,9 @@ func ParseConfig(name string, data []byte, cfg *Config) error {
 	if err := strictyaml.Duplicates(root); err != nil {
 		return provider.BadInput("give each key once", "%s: %w", name, err)
 	}
+	if err := removedKeys(name, root); err != nil {
+		return err
+	}
 	// Split off provider sections; the rest is decoded strictly.
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: root.Line, Column: root.Column}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -179,6 +182,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Gossip.Port == 0 {
 		c.Gossip.Port = ports.Gossip
+	}
+	if c.API.Port == 0 {
+		c.API.Port = ports.API
 	}
 	if c.Node.CPUs == 0 {
 		c.Node.CPUs = DefaultCPUs
@@ -223,10 +229,10 @@ func (c *Config) Validate() error {
 	if c.Gossip.Port < 1 || c.Gossip.Port > 65535 {
 		bad("use a port between 1 and 65535", "gossip.port %d is out of range", c.Gossip.Port)
 	}
-	if c.Gossip.Observer != "" {
-		if _, err := netip.ParseAddr(c.Gossip.Observer); err != nil {
-			bad("give an IP address of this machine that the nodes can reach", "gossip.observer %q is not an IP address", c.Gossip.Observer)
-		}
+	if c.API.Port < 1 || c.API.Port > 65535 {
+		bad("use a port between 1 and 65535", "api.port %d is out of range", c.API.Port)
+	} else if c.API.Port == c.Gossip.Port {
+		bad("give api.port and gossip.port different values", "api.port and gossip.port are both %d", c.API.Port)
 	}
 	if c.Node.CPUs < 1 || c.Node.CPUs > 64 {
 		bad("use 1 to 64", "node.cpus %d is out of range", c.Node.CPUs)
@@ -259,4 +265,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removedKeys refuses keys that older versions knew, with what replaced
+// them (the strict decoder alone would only call them unknown).
+func removedKeys(name string, root *yaml.Node) error {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value != "gossip" || v.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			if v.Content[j].Value == "observer" {
+				return provider.BadInput(fmt.Sprintf("remove gossip.observer: the CLI now dials the nodes' API (TCP port %d, api.port) instead of joining the gossip as an observer, so the nodes never connect to this machine", ports.API),
+					"%s: line %d: gossip.observer is no longer used", name, v.Content[j].Line)
+			}
+		}
+	}
+	return nil
 }

@@ -39,6 +39,8 @@ func TestConfigErrorsNameLineAndFix(t *testing.T) {
 		{"not yaml", "node: [unclosed\n", []string{"line"}},
 		{"url without checksum", "agent:\n  source: url\n  url: https://example.invalid/agent\n", []string{"agent.sha256"}},
 		{"missing template", "cloudinit:\n  template: nope.tmpl\n", []string{"cloudinit.template"}},
+		{"the observer is gone", "gossip:\n  port: 7946\n  observer: 10.0.0.5\n", []string{"line 3: gossip.observer is no longer used"}},
+		{"api port clash", "gossip: {port: 7000}\napi: {port: 7000}\n", []string{"api.port and gossip.port are both 7000"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +53,9 @@ func TestConfigErrorsNameLineAndFix(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+			if tc.name == "the observer is gone" && !strings.Contains(in.Fix, "port 7947") {
+				t.Errorf("fix %q does not say that the CLI now dials the API port", in.Fix)
 			}
 		})
 	}

@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -83,16 +84,24 @@ func (m *Manager) Down(ctx context.Context, req DownRequest) ([]Result, error) {
 		m.setNode(n.Name, func(x *Node) { x.Phase = PhaseLeaving })
 	}
 
-	// Only nodes that once joined can be asked to leave.
-	var obs *agent.Observer
+	// Only nodes that once joined can be asked to leave, through the API
+	// with credentials from the cluster's CA.
+	var creds *pki.Credentials
 	for _, n := range targets {
-		if !n.JoinedAt.IsZero() {
-			obs = m.leaveObserver(ctx, provs[n.Provider], st.Nodes)
-			break
+		if n.JoinedAt.IsZero() {
+			continue
 		}
+		c, err := m.credentials()
+		if err != nil {
+			m.Report.Note("", fmt.Sprintf("cannot reach the nodes' API (%v); nodes are deleted without a graceful leave", err))
+		} else {
+			creds = &c
+		}
+		break
 	}
-	if obs != nil {
-		defer obs.Close()
+	leaving := map[string]bool{}
+	for _, n := range targets {
+		leaving[n.Name] = true
 	}
 
 	results := make([]Result, len(targets)+len(strays))
@@ -108,7 +117,7 @@ func (m *Manager) Down(ctx context.Context, req DownRequest) ([]Result, error) {
 		}()
 	}
 	for i, n := range targets {
-		run(i, func() Result { return m.downOne(ctx, provs[n.Provider], obs, n) })
+		run(i, func() Result { return m.downOne(ctx, provs[n.Provider], creds, leaving, n) })
 	}
 	for i, s := range strays {
 		run(len(targets)+i, func() Result { return m.deleteStray(ctx, s) })
@@ -249,37 +258,20 @@ func knownNames(st *State) string {
 	return strings.Join(ns, ", ")
 }
 
-// leaveObserver starts an observer and joins it to the cluster so it can
-// ask nodes to leave. It returns nil (and notes why) if that is impossible;
-// down then deletes without a graceful leave.
-func (m *Manager) leaveObserver(ctx context.Context, p provider.Provider, nodes []Node) *agent.Observer {
-	key, err := m.Store.ReadKey()
+// leave asks node n's agent, through its API, to leave the gossip cluster
+// and waits until another member that is not leaving too sees it left (or
+// only for its own acknowledgement when there is none).
+func (m *Manager) leave(ctx context.Context, creds pki.Credentials, leaving map[string]bool, n Node) error {
+	c, err := m.client(creds, func(x Node) bool { return x.Name == n.Name || !leaving[x.Name] })
 	if err != nil {
-		m.Report.Note("", "no gossip key, nodes are deleted without a graceful leave")
-		return nil
+		return err
 	}
-	obs, err := m.observer(ctx, p, key)
-	if err != nil {
-		m.Report.Note("", fmt.Sprintf("cannot watch the cluster (%v); nodes are deleted without a graceful leave", err))
-		return nil
-	}
-	var addrs []string
-	for _, n := range nodes {
-		if n.Address != "" {
-			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
-		}
-	}
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	lctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Leave)
 	defer cancel()
-	if len(addrs) > 0 {
-		if !joinSome(jctx, obs, addrs) {
-			m.Report.Note("", "no node's agent answered; nodes are deleted without a graceful leave")
-		}
-	}
-	return obs
+	return c.RequestLeave(lctx, n.Name, n.Nonce)
 }
 
-func (m *Manager) downOne(ctx context.Context, p provider.Provider, obs *agent.Observer, n Node) Result {
+func (m *Manager) downOne(ctx context.Context, p provider.Provider, creds *pki.Credentials, leaving map[string]bool, n Node) Result {
 	start := m.now()
 	res := Result{Name: n.Name, Address: n.Address, InstanceID: n.InstanceID}
 	finish := func(phase Phase, err error) Result {
@@ -293,17 +285,24 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, obs *agent.O
 		return res
 	}
 	m.Report.Phase(n.Name, PhaseLeaving, 0)
-	if obs != nil && m.seen(obs, n.Nonce) {
-		lctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Leave)
-		err := obs.RequestLeave(lctx, n.Name, n.Nonce)
-		cancel()
-		if err != nil {
-			m.Report.Note(n.Name, fmt.Sprintf("did not leave gracefully within %s (%v); deleting anyway", m.Cfg.Timeouts.Leave, err))
-		} else {
-			m.Report.Phase(n.Name, PhaseLeft, m.now().Sub(start))
-		}
-	} else if n.Phase == PhaseJoined || !n.JoinedAt.IsZero() {
+	switch {
+	case n.JoinedAt.IsZero():
+		// It never joined: there is nobody to ask.
+	case creds == nil || len(m.apiAddrs(n)) == 0:
 		m.Report.Note(n.Name, "its agent is not reachable; deleting without a graceful leave")
+	default:
+		err := m.leave(ctx, *creds, leaving, n)
+		switch {
+		case err == nil:
+			m.Report.Phase(n.Name, PhaseLeft, m.now().Sub(start))
+		case errors.Is(err, nodeapi.ErrLeaveUnconfirmed):
+			m.Report.Note(n.Name, "it acknowledged its leave; no other node could confirm it")
+			m.Report.Phase(n.Name, PhaseLeft, m.now().Sub(start))
+		case unreachable(err):
+			m.Report.Note(n.Name, fmt.Sprintf("its agent is not reachable (%v); deleting without a graceful leave", err))
+		default:
+			m.Report.Note(n.Name, fmt.Sprintf("did not leave gracefully within %s (%v); deleting anyway", m.Cfg.Timeouts.Leave, err))
+		}
 	}
 
 	m.Report.Phase(n.Name, PhaseDeleting, m.now().Sub(start))
@@ -327,16 +326,6 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, obs *agent.O
 		return finish(PhaseFailed, err)
 	}
 	return finish(PhaseDeleted, nil)
-}
-
-// seen reports whether the observer sees the node with this nonce alive.
-func (m *Manager) seen(obs *agent.Observer, nonce string) bool {
-	for _, mem := range obs.Members() {
-		if mem.Meta.Nonce == nonce && GossipState(mem.State) == GossipAlive {
-			return true
-		}
-	}
-	return false
 }
 
 // instanceIDs returns what to delete for n: its recorded instance id, or,

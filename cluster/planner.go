@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -61,6 +62,20 @@ type planner struct {
 	nodes  []plan
 	key    []byte // the key the seeds are rendered with
 	newKey bool   // no key existed when planning began
+	// ca issues the nodes' API certificates: the cluster's, or a throw-away
+	// one until up's record makes the real one with the key (newKey).
+	ca *pki.CA
+	// staged: the provider chooses addresses (a cloud) and the batch has
+	// more than one node, so up makes the first node first and the rest
+	// get its private address (firstAddr) as their seed; until it is
+	// known, the rest are rendered with seedPlaceholder, as long as any
+	// real address, so the seed-size check holds.
+	staged    bool
+	first     int // index of the node the rest of a staged batch seed from
+	firstAddr string
+	// alone is the nonce of the node that may be ready in its own view
+	// alone: the first node of a new cluster (set by up's record).
+	alone  string
 	prefix netip.Prefix
 	host   netip.Addr
 	cidr   netip.Prefix // the agents' advertise CIDR (invalid = none)
@@ -80,10 +95,6 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 	names, err := nodeNames(st, req)
 	if err != nil {
 		return err
-	}
-	_, chooses := p.(provider.AddressChooser)
-	if !chooses && !pl.dry && m.Cfg.Gossip.Observer == "" {
-		return errNoObserverAddr(p.Name())
 	}
 	if pl.agent, err = m.agentSource(p); err != nil {
 		return err
@@ -147,8 +158,23 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 		return err
 	}
 	pl.key = key
+	if pl.newKey {
+		pl.ca, err = m.throwawayCA()
+	} else {
+		pl.ca, err = m.loadCA()
+	}
+	if err != nil {
+		return err
+	}
+	_, chooses := p.(provider.AddressChooser)
+	pl.staged = !chooses && len(pl.nodes) > 1
 	return pl.render(st)
 }
+
+// seedPlaceholder stands in for the first node's address in the seeds of
+// the rest of a staged batch until it is known: as long as the longest
+// address with its port, and as incompressible as a real one.
+const seedPlaceholder = "[fd8c:4b2e:91a7:3f05:c6d9:7e12:a84b:5f30]:65535"
 
 // nodeNames returns the names asked for, or picked ones, all checked.
 func nodeNames(st *State, req UpRequest) ([]string, error) {
@@ -251,7 +277,12 @@ func (pl *planner) agentURL(ctx context.Context) error {
 // render renders every planned node's seed with pl.key, its peers and seeds
 // being the nodes of st and the other planned nodes, and has the provider
 // check each seed. Every problem is returned at once.
-func (pl *planner) render(st *State) error {
+func (pl *planner) render(st *State) error { return pl.renderFrom(st, 0) }
+
+// renderFrom renders the planned nodes from index from on (see render).
+// In a staged batch, every node but the first also gets the first node's
+// address (or its placeholder) as a seed.
+func (pl *planner) renderFrom(st *State, from int) error {
 	m := pl.m
 	var peers []cloudinit.Peer
 	var seeds []string
@@ -269,11 +300,24 @@ func (pl *planner) render(st *State) error {
 	}
 	sc, checks := pl.p.(provider.SeedChecker)
 	var errs []error
-	for i := range pl.nodes {
+	for i := from; i < len(pl.nodes); i++ {
 		n := &pl.nodes[i]
+		nodeSeeds := seeds
+		if pl.staged && i > pl.first {
+			first := seedPlaceholder
+			if pl.firstAddr != "" {
+				first = gossipAddr(pl.firstAddr, m.Cfg.Gossip.Port)
+			}
+			nodeSeeds = []string{first}
+			for _, s := range seeds {
+				if s != first {
+					nodeSeeds = append(nodeSeeds, s)
+				}
+			}
+		}
 		in, err := m.renderInput(renderArgs{
-			node: n.node, cidr: pl.cidr, bits: pl.prefix.Bits(), key: pl.key,
-			peers: peers, seeds: seeds, agent: pl.agent.src,
+			node: n.node, cidr: pl.cidr, bits: pl.prefix.Bits(), key: pl.key, ca: pl.ca,
+			peers: peers, seeds: nodeSeeds, agent: pl.agent.src,
 			extra: pl.extra, tmpl: pl.tmpl, outboundMAC: n.spec.OutboundMAC,
 		})
 		if err != nil {
@@ -371,6 +415,7 @@ type renderArgs struct {
 	cidr netip.Prefix
 	bits int
 	key  []byte
+	ca   *pki.CA // issues the node's API certificate
 	// peers and seeds are every node with a known address, this one
 	// included (renderInput leaves it out).
 	peers       []cloudinit.Peer
@@ -433,6 +478,17 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 	if a.cidr.IsValid() {
 		ac.AdvertiseCIDR = a.cidr.Masked().String()
 	}
+	// The node's API certificate names it, and carries its address when
+	// clusterctl chose it.
+	var ips []netip.Addr
+	if in.Address.IsValid() {
+		ips = []netip.Addr{in.Address.Addr()}
+	}
+	creds, err := a.ca.IssueNode(n.Name, ips)
+	if err != nil {
+		return in, fmt.Errorf("node %q: API certificate: %w", n.Name, err)
+	}
+	ac.API = agent.APIConfig{Port: m.Cfg.API.Port, Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

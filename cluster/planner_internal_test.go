@@ -22,7 +22,7 @@ func TestPlannerMakesNothing(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("agent"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &Config{Cluster: "plan", Gossip: GossipConfig{Port: 7946, Observer: "127.77.0.1"}, Agent: AgentConfig{Binary: bin}}
+	cfg := &Config{Cluster: "plan", Gossip: GossipConfig{Port: 7946}, API: APIConfig{Port: 7947}, Agent: AgentConfig{Binary: bin}}
 	cfg.applyDefaults()
 	m, err := NewManager(cfg, filepath.Join(dir, "home"), "", nil, nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -340,6 +341,16 @@ func TestConcurrentFirstUps(t *testing.T) {
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("up %d: %v", i, err)
+		}
+	}
+	// One CA, made with the key: both nodes' API sections carry it.
+	caPEM, err := os.ReadFile(filepath.Join(m1.Store.Dir, "ca.crt"))
+	if err != nil {
+		t.Fatalf("no CA after two first ups: %v", err)
+	}
+	for _, name := range []string{"red", "blue"} {
+		if got := b.configs[name].API.CA; got != string(caPEM) {
+			t.Errorf("node %s got another CA than the cluster's", name)
 		}
 	}
 	st, _ := m1.Store.Load()

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
+	"github.com/clusterctl/clusterctl/provider"
 )
 
 // StateVersion is the version of the state file format.
@@ -32,16 +34,20 @@ type State struct {
 
 // Node is one node as recorded in state.
 type Node struct {
-	Name       string    `json:"name"`
-	Nonce      string    `json:"nonce"`
-	Provider   string    `json:"provider"`
-	InstanceID string    `json:"instance_id,omitempty"`
-	Address    string    `json:"address,omitempty"`
-	MAC        string    `json:"mac,omitempty"`
-	Phase      Phase     `json:"phase"`
-	Error      string    `json:"error,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	JoinedAt   time.Time `json:"joined_at,omitzero"`
+	Name       string `json:"name"`
+	Nonce      string `json:"nonce"`
+	Provider   string `json:"provider"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Address    string `json:"address,omitempty"`
+	// PublicAddress is the address the machine is reached at from outside
+	// its network (a cloud's public or floating IP), when the provider
+	// reports one; the CLI dials the node's API there.
+	PublicAddress string    `json:"public_address,omitempty"`
+	MAC           string    `json:"mac,omitempty"`
+	Phase         Phase     `json:"phase"`
+	Error         string    `json:"error,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	JoinedAt      time.Time `json:"joined_at,omitzero"`
 	// HostKey is the public half of the SSH host key clusterctl made for
 	// the node ("ssh-ed25519 AAAA..."); SSHUser the user ssh logs in as.
 	// Both are empty when the node was made with ssh: false.
@@ -161,24 +167,53 @@ func (s *Store) Update(fn func(*State) error) error {
 	return atomicfile.WriteFile(s.statePath(), append(data, '\n'), 0o600)
 }
 
-// ReadKey returns the gossip key if it exists (os.ErrNotExist otherwise).
+// ReadKey returns the primary gossip key, the one new nodes get, if the
+// cluster has one (os.ErrNotExist otherwise).
 func (s *Store) ReadKey() ([]byte, error) {
+	keys, err := s.ReadKeys()
+	if err != nil {
+		return nil, err
+	}
+	return keys[0], nil
+}
+
+// ReadKeys returns every gossip key that may still be installed on a node,
+// the primary first (os.ErrNotExist when the cluster has none). The file
+// holds one base64 key per line; `key rotate` keeps an old key here until
+// every node has dropped it, so no key a node holds is ever lost.
+func (s *Store) ReadKeys() ([][]byte, error) {
 	data, err := os.ReadFile(s.keyPath())
 	if err != nil {
 		return nil, err
 	}
-	key, err := base64.StdEncoding.DecodeString(string(trimNL(data)))
-	if err != nil || len(key) != 32 {
-		return nil, fmt.Errorf("gossip key file %q is malformed (want 32 bytes, base64)", s.keyPath())
+	var keys [][]byte
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(key) != 32 {
+			return nil, provider.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
+				"gossip key file %q is malformed (want one base64 32-byte key per line)", s.keyPath())
+		}
+		keys = append(keys, key)
 	}
-	return key, nil
+	if len(keys) == 0 {
+		return nil, provider.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
+			"gossip key file %q holds no key", s.keyPath())
+	}
+	return keys, nil
 }
 
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
+// WriteKeys replaces the gossip keys (the primary first), atomically, 0600.
+func (s *Store) WriteKeys(keys [][]byte) error {
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(base64.StdEncoding.EncodeToString(k))
+		b.WriteByte('\n')
 	}
-	return b
+	return atomicfile.WriteFile(s.keyPath(), []byte(b.String()), 0o600)
 }
 
 // Destroy removes the cluster's directory: state, key and node files.

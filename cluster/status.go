@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -77,10 +79,16 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 		getProv(name)
 	}
 
-	var gossip []agent.Member
+	var gossip []nodeapi.Member
 	var reached bool
-	if st.Provider != "" {
-		gossip, reached = m.gossipView(ctx, getProv(st.Provider), st.Nodes)
+	if len(m.endpoints(nil)()) > 0 {
+		// An existing cluster's CA must be there: its error (exit 2,
+		// naming the file) beats a view with every node unreachable.
+		creds, err := m.credentials()
+		if err != nil {
+			return rep, err
+		}
+		gossip, reached = m.gossipView(ctx, creds)
 	}
 	known := map[string]bool{}
 	for _, n := range st.Nodes {
@@ -127,54 +135,45 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 	return rep, nil
 }
 
-// gossipView joins a short-lived observer to the recorded nodes and
-// returns the members it sees, and whether any node could be reached.
-func (m *Manager) gossipView(ctx context.Context, p provider.Provider, nodes []Node) ([]agent.Member, bool) {
-	if p == nil {
-		return nil, false
-	}
-	key, err := m.Store.ReadKey()
-	if err != nil {
-		return nil, false
-	}
-	var addrs []string
-	for _, n := range nodes {
-		if n.Address != "" {
-			addrs = append(addrs, gossipAddr(n.Address, m.Cfg.Gossip.Port))
-		}
-	}
-	if len(addrs) == 0 {
-		return nil, false
-	}
-	obs, err := m.observer(ctx, p, key)
+// statusConnectTimeout bounds status's wait for any node's API: when no
+// node answers, status shows them unreachable after this long.
+const statusConnectTimeout = 2 * time.Second
+
+// gossipView asks the first node API that answers for its view of the
+// members, and reports whether any node answered. It waits at most one
+// connect timeout when none does.
+func (m *Manager) gossipView(ctx context.Context, creds pki.Credentials) ([]nodeapi.Member, bool) {
+	c, err := m.client(creds, nil)
 	if err != nil {
 		m.Report.Note("", "gossip view unavailable: "+err.Error())
 		return nil, false
 	}
-	defer obs.Close()
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if !joinSome(jctx, obs, addrs) {
+	c.ConnectTimeout = statusConnectTimeout
+	snap, err := c.Members(ctx)
+	if err != nil {
+		m.Log.Debug("gossip view", "err", err)
 		return nil, false
 	}
-	return obs.Members(), true
+	return snap.Members, true
 }
 
-func gossipState(n Node, members []agent.Member, reached bool) (state GossipState, hostname string) {
+// gossipState is node n's state in the members' view: the library's own
+// member state for its nonce, else what the view's silence means.
+func gossipState(n Node, members []nodeapi.Member, reached bool) (state GossipState, hostname string) {
 	sameName := false
 	for _, mem := range members {
-		if mem.Meta.Nonce == n.Nonce {
-			return GossipState(mem.State), mem.Meta.Hostname
+		if mem.Tags[nodeapi.TagNonce] == n.Nonce {
+			return GossipState(mem.Status), mem.Tags[agent.TagHostname]
 		}
 		if mem.Name == n.Name {
 			sameName = true
 		}
 	}
 	switch {
+	case !reached:
+		return GossipUnreachable, ""
 	case sameName:
 		return GossipStale, ""
-	case !reached:
-		return GossipUnknown, ""
 	case n.JoinedAt.IsZero():
 		return GossipNeverJoined, ""
 	default:

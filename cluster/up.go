@@ -10,8 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
-	"github.com/clusterctl/clusterctl/internal/atomicfile"
+	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -73,7 +72,7 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 	if err := m.record(provName, pl); err != nil {
 		return nil, err
 	}
-	plans, key := pl.nodes, pl.key
+	plans := pl.nodes
 	if a := pl.agent; a.upload {
 		if err := a.pub.UploadAgent(ctx, m.Cluster, a.binary, a.src.SHA256); err != nil {
 			err = fmt.Errorf("upload the agent binary: %w", err)
@@ -86,26 +85,44 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 		}
 	}
 
-	obs, err := m.observer(ctx, p, key)
+	creds, err := m.credentials()
 	if err != nil {
-		m.failAll(plans, "observer", err)
+		m.failAll(plans, "credentials", err)
 		return nil, err
 	}
-	defer obs.Close()
+	client, err := m.client(creds, nil)
+	if err != nil {
+		m.failAll(plans, "credentials", err)
+		return nil, err
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	w := watch(wctx, client, map[string]bool{pl.alone: pl.alone != ""})
 
-	results := make([]Result, len(plans))
+	runs := make([]*nodeRun, len(plans))
+	for i := range plans {
+		runs[i] = &nodeRun{pl: &plans[i], start: m.now(), res: Result{Name: plans[i].node.Name, Address: plans[i].node.Address}}
+	}
 	sem := make(chan struct{}, createParallel)
 	var wg sync.WaitGroup
-	stopJoin := m.keepJoining(ctx, obs, p)
-	for i := range plans {
+	next := 0
+	if pl.staged {
+		next = m.upFirst(ctx, p, pl, w, runs, sem, &wg)
+	}
+	for _, r := range runs[next:] {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			results[i] = m.bringUp(ctx, p, obs, plans[i], sem)
-		}(i)
+			if m.create(ctx, p, r, sem) {
+				m.join(ctx, p, w, r)
+			}
+		}()
 	}
 	wg.Wait()
-	stopJoin()
+	results := make([]Result, len(runs))
+	for i, r := range runs {
+		results[i] = r.res
+	}
 
 	var failed []error
 	for _, r := range results {
@@ -147,7 +164,7 @@ func (m *Manager) chooseProvider(st *State, asked string) (string, error) {
 }
 
 // record writes the write-ahead record under the cluster's lock: the gossip
-// key (if new), every planned node (phase recorded), the provider, and,
+// key and the CA (if new), every planned node (phase recorded), the provider, and,
 // for providers with cluster-wide resources, that down --all must clean
 // them. The key is decided here, inside the lock: when another up made
 // the cluster's key, or took a planned address, since pl was planned, the
@@ -185,18 +202,46 @@ func (m *Manager) record(provName string, pl *planner) error {
 			}
 			again = true
 		}
+		newKey := errors.Is(err, os.ErrNotExist)
+		if newKey {
+			// The cluster's first up: its CA is made with its key, under
+			// the lock, so two first ups share both.
+			if m.hasCAFile() {
+				return provider.BadInput(fmt.Sprintf("restore gossip.key in %s from a backup; if the cluster has no nodes, remove %s and %s there instead", m.Store.Dir, pki.CACertFile, pki.CAKeyFile),
+					"cluster %q has a CA but no gossip key", m.Cluster)
+			}
+			ca, err := pki.Create(m.Store.Dir, m.Cluster)
+			if err != nil {
+				return err
+			}
+			pl.ca, again = ca, true
+		} else if pl.newKey {
+			// Another up made the key and the CA since pl was planned.
+			ca, err := m.loadCA()
+			if err != nil {
+				return err
+			}
+			pl.ca, again = ca, true
+		}
 		if again {
 			if err := pl.render(st); err != nil {
+				if newKey {
+					m.removeCA()
+				}
 				return err
 			}
 		}
-		if errors.Is(err, os.ErrNotExist) {
-			if err := atomicfile.WriteFile(m.Store.keyPath(), []byte(encodeKey(pl.key)), 0o600); err != nil {
+		if newKey {
+			if err := m.Store.WriteKeys([][]byte{pl.key}); err != nil {
+				m.removeCA()
 				return err
 			}
 		}
 		if err := m.saveSSHKey(pl.nodes); err != nil {
 			return err
+		}
+		if len(st.Nodes) == 0 && len(pl.nodes) > 0 {
+			pl.alone = pl.nodes[0].node.Nonce
 		}
 		st.Cluster = m.Cluster
 		st.Provider = provName
@@ -231,70 +276,150 @@ func (m *Manager) failAll(plans []plan, step string, err error) {
 	}
 }
 
-// bringUp creates one node and waits for its join.
-func (m *Manager) bringUp(ctx context.Context, p provider.Provider, obs *agent.Observer, pl plan, sem chan struct{}) Result {
-	start := m.now()
-	name := pl.node.Name
-	res := Result{Name: name, Address: pl.node.Address}
-	done := func(phase Phase, err error) Result {
-		res.Phase = phase
-		res.Elapsed = m.now().Sub(start)
-		res.Seconds = res.Elapsed.Round(100 * time.Millisecond).Seconds()
-		if err != nil {
-			res.Error = err.Error()
-		}
-		m.Report.Phase(name, phase, res.Elapsed)
-		return res
-	}
+// nodeRun is one node's way through up.
+type nodeRun struct {
+	pl    *plan
+	start time.Time
+	res   Result
+	inst  provider.Instance
+}
 
+// done ends r in phase and reports it.
+func (m *Manager) done(r *nodeRun, phase Phase, err error) {
+	r.res.Phase = phase
+	r.res.Elapsed = m.now().Sub(r.start)
+	r.res.Seconds = r.res.Elapsed.Round(100 * time.Millisecond).Seconds()
+	if err != nil {
+		r.res.Error = err.Error()
+	}
+	m.Report.Phase(r.res.Name, phase, r.res.Elapsed)
+}
+
+// upFirst runs the first phase of a staged batch (a cloud, several nodes):
+// it creates nodes one at a time until one is accepted with its private
+// address, re-renders the nodes after it with that address as their seed,
+// and starts waiting for the first node's join. It returns the index of
+// the first node not yet created.
+func (m *Manager) upFirst(ctx context.Context, p provider.Provider, pl *planner, w *watcher, runs []*nodeRun, sem chan struct{}, wg *sync.WaitGroup) int {
+	for i, r := range runs {
+		if i > 0 {
+			// The node before failed: this one becomes the first, with
+			// no placeholder seed.
+			pl.first = i
+			st, err := m.Store.Load()
+			if err == nil {
+				err = pl.renderFrom(st, i)
+			}
+			if err != nil {
+				m.failRuns(runs[i:], fmt.Errorf("render: %w", err))
+				return len(runs)
+			}
+		}
+		if !m.create(ctx, p, r, sem) {
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); m.join(ctx, p, w, r) }()
+		if pl.alone == pl.nodes[0].node.Nonce {
+			w.setAlone(r.pl.node.Nonce)
+		}
+		addr := r.inst.Address
+		if addr == "" {
+			return i + 1 // the rest keep the seeds they have
+		}
+		pl.firstAddr = addr
+		st, err := m.Store.Load()
+		if err == nil {
+			err = pl.renderFrom(st, i+1)
+		}
+		if err != nil {
+			m.failRuns(runs[i+1:], fmt.Errorf("render with the first node's address: %w", err))
+			return len(runs)
+		}
+		return i + 1
+	}
+	return len(runs)
+}
+
+// failRuns ends runs that were never created, failed with err.
+func (m *Manager) failRuns(runs []*nodeRun, err error) {
+	for _, r := range runs {
+		m.setNode(r.pl.node.Name, func(n *Node) { n.Phase = PhaseFailed; n.Error = err.Error() })
+		m.done(r, PhaseFailed, err)
+	}
+}
+
+// create makes r's machine and records its id and address; it reports
+// whether the provider accepted it (else r is done, failed).
+func (m *Manager) create(ctx context.Context, p provider.Provider, r *nodeRun, sem chan struct{}) bool {
+	pl := r.pl
+	name := pl.node.Name
 	if err := os.MkdirAll(pl.spec.Dir, 0o700); err != nil {
 		m.setNode(name, func(n *Node) { n.Phase = PhaseFailed; n.Error = err.Error() })
-		return done(PhaseFailed, fmt.Errorf("create node directory: %w", err))
+		m.done(r, PhaseFailed, fmt.Errorf("create node directory: %w", err))
+		return false
 	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
-		return done(PhaseFailed, ctx.Err())
+		m.done(r, PhaseFailed, ctx.Err())
+		return false
 	}
 	m.setNode(name, func(n *Node) { n.Phase = PhaseCreating })
-	m.Report.Phase(name, PhaseCreating, m.now().Sub(start))
+	m.Report.Phase(name, PhaseCreating, m.now().Sub(r.start))
 	cctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Create)
 	inst, err := p.Create(cctx, pl.spec)
 	cancel()
 	<-sem
+	r.inst = inst
+	r.res.InstanceID = inst.ID
 	if err != nil {
 		phaseErr := fmt.Errorf("create: %w", err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			phaseErr = fmt.Errorf("create: no answer from provider within %s (timeouts.create / --create-timeout)", m.Cfg.Timeouts.Create)
 		}
 		m.setNode(name, func(n *Node) { n.InstanceID = inst.ID; n.Phase = PhaseFailed; n.Error = phaseErr.Error() })
-		res.InstanceID = inst.ID
-		return done(PhaseFailed, phaseErr)
+		m.done(r, PhaseFailed, phaseErr)
+		return false
 	}
-	res.InstanceID = inst.ID
-	if res.Address == "" {
-		res.Address = inst.Address
+	if r.res.Address == "" {
+		r.res.Address = inst.Address
 	}
+	// Recording the address makes the node an API endpoint of the client.
 	m.setNode(name, func(n *Node) {
 		n.InstanceID = inst.ID
 		n.Phase = PhaseBooting
 		if n.Address == "" {
 			n.Address = inst.Address
 		}
+		n.PublicAddress = inst.PublicAddress
 	})
-	m.Report.Phase(name, PhaseBooting, m.now().Sub(start))
+	m.Report.Phase(name, PhaseBooting, m.now().Sub(r.start))
+	return true
+}
 
+// join waits until a member sees r's node alive with its nonce (see
+// watcher), or the join deadline passes.
+func (m *Manager) join(ctx context.Context, p provider.Provider, w *watcher, r *nodeRun) {
+	name := r.pl.node.Name
 	jctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Join)
 	defer cancel()
-	mem, err := obs.WaitNonce(jctx, pl.node.Nonce)
+	if r.inst.PublicAddress == "" {
+		go m.learnPublicAddress(jctx, p, name, r.inst.ID)
+	}
+	mem, reach, err := w.wait(jctx, r.pl.node.Nonce)
 	if err != nil {
 		phaseErr := fmt.Errorf("join: %w", err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			phaseErr = fmt.Errorf("join: the agent did not join within %s (timeouts.join / --join-timeout)", m.Cfg.Timeouts.Join)
 		}
-		res.ConsoleTail = m.consoleTail(p, inst.ID)
+		if reach != nil {
+			phaseErr = fmt.Errorf("%w; at the end no node's API answered: %w", phaseErr, reach)
+		}
+		r.res.ConsoleTail = m.consoleTail(p, r.inst.ID)
 		m.setNode(name, func(n *Node) { n.Phase = PhaseFailed; n.Error = phaseErr.Error() })
-		return done(PhaseFailed, phaseErr)
+		m.done(r, PhaseFailed, phaseErr)
+		return
 	}
 	joinedAt := m.now().UTC()
 	m.setNode(name, func(n *Node) {
@@ -305,10 +430,39 @@ func (m *Manager) bringUp(ctx context.Context, p provider.Provider, obs *agent.O
 			n.Address = mem.Addr
 		}
 	})
-	if res.Address == "" {
-		res.Address = mem.Addr
+	if r.res.Address == "" {
+		r.res.Address = mem.Addr
 	}
-	return done(PhaseJoined, nil)
+	m.done(r, PhaseJoined, nil)
+}
+
+// publicAddressPoll is how often up asks the provider for a booting node's
+// public address (EC2 assigns it when the instance starts, after
+// RunInstances has returned).
+const publicAddressPoll = 2 * time.Second
+
+// learnPublicAddress records the node's public address as soon as the
+// provider reports one, which makes it an API endpoint the CLI can dial
+// from outside the cloud network. Providers on which this machine reaches
+// the cluster address (local VMs) never report one; it stops with ctx.
+func (m *Manager) learnPublicAddress(ctx context.Context, p provider.Provider, name, id string) {
+	if _, local := p.(provider.AddressChooser); local || id == "" {
+		return
+	}
+	t := time.NewTicker(publicAddressPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		inst, err := p.Status(ctx, id)
+		if err == nil && inst.PublicAddress != "" {
+			m.setNode(name, func(n *Node) { n.PublicAddress = inst.PublicAddress })
+			return
+		}
+	}
 }
 
 // consoleTail returns the last lines of the node's console, if the

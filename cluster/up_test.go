@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -36,13 +37,15 @@ type booter struct {
 	selfExit map[string]bool
 	// skip names nodes that never boot (their agent never starts).
 	skip map[string]bool
+	// configs are the agent configs the nodes booted with, by name.
+	configs map[string]agent.Config
 	// addrOf gives the address of a machine whose address the provider
 	// chose (a cloud); nil when clusterctl chose it (spec.Address).
 	addrOf func(id string) string
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
 func agentConfigFrom(userData []byte) (agent.Config, error) {
@@ -80,6 +83,7 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	cfg.AdvertiseCIDR = ""
 	cfg.AdvertiseAddr = addr
 	cfg.BindAddr = addr
+	cfg.API.BindAddr = addr
 	cfg.InstanceID = id
 	hosts := filepath.Join(b.t.TempDir(), "hosts")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
@@ -90,6 +94,22 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	if err != nil {
 		return err
 	}
+	// The agent serves its API on the node's address, as the agent binary
+	// does when its config has the api section: before gossip starts, and
+	// until Run has returned.
+	if !cfg.API.Enabled() {
+		return errors.New("the rendered agent config has no api section")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(cfg.API.Port)))
+	if err != nil {
+		return err
+	}
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil)
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	t := b.t
@@ -98,10 +118,12 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 		if err != nil && ctx.Err() == nil {
 			t.Logf("agent of %s stopped: %v", spec.Name, err) // shows why a join never came
 		}
+		stopAPI()
+		<-served
 		done <- err
 	}()
 	b.mu.Lock()
-	b.cancels[id], b.done[id], b.hosts[spec.Name] = cancel, done, hosts
+	b.cancels[id], b.done[id], b.hosts[spec.Name], b.configs[spec.Name] = cancel, done, hosts, cfg
 	b.mu.Unlock()
 	return nil
 }
@@ -138,7 +160,11 @@ func (b *booter) stopAll() {
 	for _, id := range ids {
 		b.mu.Lock()
 		cancel, done := b.cancels[id], b.done[id]
+		delete(b.cancels, id)
 		b.mu.Unlock()
+		if cancel == nil {
+			continue
+		}
 		cancel()
 		<-done
 	}
@@ -189,13 +215,15 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 	} else if err := os.WriteFile(filepath.Join(dir, "port"), []byte(fmt.Sprint(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\nagent: {binary: %s}\n", port, agentBin)
+	apiPort := freePort(t)
+	if data, err := os.ReadFile(filepath.Join(dir, "api-port")); err == nil {
+		fmt.Sscan(string(data), &apiPort)
+	} else if err := os.WriteFile(filepath.Join(dir, "api-port"), []byte(fmt.Sprint(apiPort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("cluster: test\nprovider: fake\ngossip: {port: %d}\napi: {port: %d}\nagent: {binary: %s}\n", port, apiPort, agentBin)
 	if !strings.Contains(cfgText, "timeouts:") {
 		cfgText += "timeouts: {join: 60s, leave: 10s}\n"
-	}
-	if !strings.Contains(cfgText, "observer:") && !addressChooser(p) {
-		base += "gossip: {port: " + fmt.Sprint(port) + ", observer: 127.77.0.1}\n"
-		base = strings.Replace(base, fmt.Sprintf("gossip: {port: %d}\n", port), "", 1)
 	}
 	if err := os.WriteFile(cfgPath, []byte(base+cfgText), 0o644); err != nil {
 		t.Fatal(err)
@@ -220,11 +248,6 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 		return p, nil
 	}
 	return m, rec
-}
-
-func addressChooser(p provider.Provider) bool {
-	_, ok := p.(provider.AddressChooser)
-	return ok
 }
 
 func TestMain(m *testing.M) {
@@ -295,6 +318,9 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	if !b.exited(blueID) {
 		t.Error("blue's agent did not end by itself: down did not ask it to leave")
+	}
+	if !contains(rec.phases, "blue left") {
+		t.Errorf("phases %v: blue's graceful leave was not seen", rec.phases)
 	}
 	rep, err = m.Status(ctx, "")
 	if err != nil {

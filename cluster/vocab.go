@@ -46,7 +46,8 @@ const (
 	GossipNeverJoined GossipState = "never-joined"                     // no join with this node's nonce was ever seen
 	GossipGone        GossipState = "not-seen"                         // it had joined, but no member reports it now
 	GossipStale       GossipState = "stale"                            // a member has the name but another nonce
-	GossipUnknown     GossipState = "unknown"                          // no member of the cluster could be reached
+	GossipUnreachable GossipState = "unreachable"                      // no node's API answered within one connect timeout
+	GossipUnknown     GossipState = "unknown"                          // not asked (a stray machine)
 )
 
 func (g GossipState) String() string { return string(g) }

@@ -78,6 +78,8 @@ func TestBadInputExitsTwoWithAFix(t *testing.T) {
 		{[]string{"status", "-o", "xml"}, `unknown output format "xml"`},
 		{[]string{"status", "extra-arg"}, "unknown command"},
 		{[]string{"render"}, "accepts 1 arg"},
+		{[]string{"key", "rotate"}, `cluster "badinput" has no nodes`},
+		{[]string{"key", "rotate", "extra"}, "unknown command"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -49,7 +49,7 @@ Nothing is recorded and nothing is created at the provider.`,
 				}
 			}
 			if r.NewKey {
-				fmt.Fprintln(g.stderr, "note: the cluster has no gossip key yet; these files hold a throw-away key and up will make the real one")
+				fmt.Fprintln(g.stderr, "note: the cluster has no gossip key and CA yet; these files hold a throw-away key and node certificate, and up will make the real ones")
 			}
 			return nil
 		},

@@ -56,7 +56,7 @@ cluster's encrypted gossip membership — never by polling SSH.`,
 	})
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	root.AddCommand(newUp(g), newDown(g), newStatus(g), newRender(g), newVersion(g))
+	root.AddCommand(newUp(g), newDown(g), newStatus(g), newRender(g), newKey(g), newVersion(g))
 	root.AddCommand(newSSH(g), newCp(g), newLogs(g))
 	return root
 }

@@ -15,8 +15,10 @@ func newStatus(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show each node's provider state and gossip state in one table",
 		Long: `status merges three views: clusterctl's state, the provider's view of each
-machine, and the gossip view (alive, dead, left, never-joined, not-seen,
-stale, unknown) seen through a short-lived observer. Machines the provider
+machine, and the gossip view (alive, suspect, leaving, failed, left,
+never-joined, not-seen, stale) that the first node whose API answers
+reports; "unreachable" when no node's API (api.port, 7947) answers within
+one connect timeout. Machines the provider
 lists for the cluster that the state does not know are shown as strays,
 also when there is no state: then --provider (default: the config's
 provider) says where to look.`,

@@ -158,8 +158,6 @@ func ec2Inner(t *testing.T) {
 	w.config = filepath.Join(w.dir, "cluster.yaml")
 	text := fmt.Sprintf(`cluster: %s
 provider: ec2
-gossip:
-  observer: %s
 timeouts:
   join: %s
 ec2:
@@ -168,7 +166,7 @@ ec2:
   ami: %s
   delete_timeout: 1m
   api_from: [127.0.0.0/8]  # listed, so nothing asks a real "what is my IP" endpoint
-`, ec2ClusterNm, ec2Observer, ec2JoinTimeout(), ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
+`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
 	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

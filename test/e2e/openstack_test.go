@@ -114,7 +114,6 @@ func osSetup(t *testing.T) *osEnv {
 provider: openstack
 gossip:
   port: %d
-  observer: 127.0.0.1
 timeouts:
   create: 1m
   join: 1m
@@ -305,6 +304,13 @@ func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, error) {
 	delete(cfg, "advertise_cidr")
 	cfg["advertise_addr"] = s.FixedIP
 	cfg["bind_addr"] = s.FixedIP
+	// The API listens on the server's own address too (every played
+	// server shares this machine's loopback).
+	api, ok := cfg["api"].(map[string]any)
+	if !ok {
+		return nil, errors.New("agent.json has no api section: the CLI could not reach the agent")
+	}
+	api["bind_addr"] = s.FixedIP
 	cfg["hosts_file"] = filepath.Join(dir, "hosts")
 	writeFile(h.t, filepath.Join(dir, "hosts"), "127.0.0.1 localhost\n")
 	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/nodeapi"
+)
+
+// The CLI observes and steers the cluster only through the agents' API
+// (package nodeapi): it dials out to the nodes, over mutual TLS with the
+// cluster's CA, and is never a gossip member itself.
+
+// loadCA reads the cluster's CA from the state directory. A missing or
+// corrupt CA of an existing cluster is pki's exit-2 error naming the file;
+// a new CA is made only by up's write-ahead record, with the gossip key.
+func (m *Manager) loadCA() (*pki.CA, error) {
+	return pki.Load(m.Store.Dir, m.Cluster)
+}
+
+// throwawayCA makes a CA that is used for one rendering and never kept
+// (render of a cluster that has none yet, planning before the record).
+func (m *Manager) throwawayCA() (*pki.CA, error) {
+	dir, err := os.MkdirTemp("", "clusterctl-ca-")
+	if err != nil {
+		return nil, fmt.Errorf("throw-away CA: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	return pki.Create(dir, m.Cluster)
+}
+
+// hasCAFile reports whether either CA file is in the state directory.
+func (m *Manager) hasCAFile() bool {
+	for _, f := range []string{pki.CACertFile, pki.CAKeyFile} {
+		if _, err := os.Lstat(filepath.Join(m.Store.Dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// apiAddrs are the addresses the CLI may dial node n's API at: its public
+// address when the provider reports one (the way in from a laptop behind
+// NAT), then its cluster address (the way in from inside the cluster's
+// network, a VPN or a bastion). The client tries several at once and keeps
+// the first that answers, so an address this machine cannot route to costs
+// nothing but a connect attempt.
+func (m *Manager) apiAddrs(n Node) []string {
+	var out []string
+	for _, host := range []string{n.PublicAddress, n.Address} {
+		if host != "" {
+			out = append(out, net.JoinHostPort(host, strconv.Itoa(m.Cfg.API.Port)))
+		}
+	}
+	return out
+}
+
+// endpoints returns a function that lists, at each call, the API endpoints
+// of the recorded nodes with a known address for which keep is true (nil:
+// all), so a node becomes an endpoint as soon as its address is recorded.
+func (m *Manager) endpoints(keep func(Node) bool) func() []nodeapi.Endpoint {
+	return func() []nodeapi.Endpoint {
+		st, err := m.Store.Load()
+		if err != nil {
+			m.Log.Warn("read state for the node API's endpoints", "err", err)
+			return nil
+		}
+		var eps []nodeapi.Endpoint
+		for _, n := range st.Nodes {
+			if keep != nil && !keep(n) {
+				continue
+			}
+			for _, a := range m.apiAddrs(n) {
+				eps = append(eps, nodeapi.Endpoint{Name: n.Name, Addr: a})
+			}
+		}
+		return eps
+	}
+}
+
+// credentials returns this run's CLI credentials: a short-lived client
+// certificate from the cluster's CA, kept in memory only.
+func (m *Manager) credentials() (pki.Credentials, error) {
+	ca, err := m.loadCA()
+	if err != nil {
+		return pki.Credentials{}, err
+	}
+	creds, err := ca.IssueCLI()
+	if err != nil {
+		return pki.Credentials{}, fmt.Errorf("CLI certificate: %w", err)
+	}
+	return creds, nil
+}
+
+// client returns a node API client over the recorded nodes that keep
+// accepts (nil: all).
+func (m *Manager) client(creds pki.Credentials, keep func(Node) bool) (*nodeapi.Client, error) {
+	return nodeapi.NewClient(creds, m.endpoints(keep))
+}
+
+// unreachable reports whether err says that no node answered.
+func unreachable(err error) bool { return errors.Is(err, nodeapi.ErrUnreachable) }
+
+// removeCA removes a CA that record made and could not keep.
+func (m *Manager) removeCA() {
+	os.Remove(filepath.Join(m.Store.Dir, pki.CAKeyFile))
+	os.Remove(filepath.Join(m.Store.Dir, pki.CACertFile))
+}
