@@ -8,7 +8,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/templates"
 )
 
@@ -94,9 +93,18 @@ type Rendered struct {
 	UserData, MetaData, NetworkConfig []byte
 }
 
-// Seed returns the documents as a provider.Seed.
-func (r Rendered) Seed() provider.Seed {
-	return provider.Seed{UserData: r.UserData, MetaData: r.MetaData, NetworkConfig: r.NetworkConfig}
+// Documents are the three NoCloud documents a node receives at first boot.
+// provider.Seed has the same fields, so the two convert into each other;
+// cloudinit does not import provider.
+type Documents struct {
+	UserData      []byte
+	MetaData      []byte
+	NetworkConfig []byte // nil when the provider configures the network itself
+}
+
+// Documents returns the rendered documents.
+func (r Rendered) Documents() Documents {
+	return Documents{UserData: r.UserData, MetaData: r.MetaData, NetworkConfig: r.NetworkConfig}
 }
 
 // Render validates in (reporting every problem at once) and renders the

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/kdomanski/iso9660"
-
-	"github.com/clusterctl/clusterctl/provider"
 )
 
 // SeedLabel is the volume label cloud-init's NoCloud datasource looks for.
@@ -31,7 +29,7 @@ const (
 // "agent". The image is written to a temporary file in path's directory and
 // renamed into place, so path is either the old file or the complete new one.
 // The file has mode 0600: the user-data carries the cluster's gossip key.
-func WriteSeedISO(path string, seed provider.Seed, agentBinary string) error {
+func WriteSeedISO(path string, seed Documents, agentBinary string) error {
 	if seed.UserData == nil || seed.MetaData == nil {
 		return fmt.Errorf("seed ISO %q: user-data and meta-data are required", path)
 	}
@@ -50,7 +48,7 @@ func WriteSeedISO(path string, seed provider.Seed, agentBinary string) error {
 }
 
 // stageSeed adds the seed documents and the agent binary to w.
-func stageSeed(w *iso9660.ImageWriter, seed provider.Seed, agentBinary string) error {
+func stageSeed(w *iso9660.ImageWriter, seed Documents, agentBinary string) error {
 	files := []struct {
 		name string
 		data []byte

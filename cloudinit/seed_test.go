@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/kdomanski/iso9660"
-
-	"github.com/clusterctl/clusterctl/provider"
 )
 
 // readISO opens the ISO at path and returns its volume label and a map of
@@ -59,14 +57,14 @@ func TestWriteSeedISO(t *testing.T) {
 	if err := os.Symlink(agent, link); err != nil {
 		t.Fatal(err)
 	}
-	seed := provider.Seed{
+	seed := Documents{
 		UserData:      []byte("#cloud-config\nhostname: red\n"),
 		MetaData:      []byte("instance-id: i-1\nlocal-hostname: red\n"),
 		NetworkConfig: []byte("version: 2\n"),
 	}
 	tests := []struct {
 		name  string
-		seed  provider.Seed
+		seed  Documents
 		agent string
 		want  map[string][]byte
 	}{
@@ -78,7 +76,7 @@ func TestWriteSeedISO(t *testing.T) {
 			"user-data": seed.UserData, "meta-data": seed.MetaData,
 			"network-config": seed.NetworkConfig, "agent": agentData,
 		}},
-		{"no network-config, no agent", provider.Seed{UserData: seed.UserData, MetaData: seed.MetaData}, "", map[string][]byte{
+		{"no network-config, no agent", Documents{UserData: seed.UserData, MetaData: seed.MetaData}, "", map[string][]byte{
 			"user-data": seed.UserData, "meta-data": seed.MetaData,
 		}},
 	}
@@ -123,15 +121,15 @@ func TestWriteSeedISOErrorsLeaveOldFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	seed := provider.Seed{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}
+	seed := Documents{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}
 	tests := []struct {
 		name  string
-		seed  provider.Seed
+		seed  Documents
 		agent string
 	}{
 		{"missing agent", seed, filepath.Join(dir, "nope")},
 		{"agent is a directory", seed, dir},
-		{"no user-data", provider.Seed{MetaData: seed.MetaData}, ""},
+		{"no user-data", Documents{MetaData: seed.MetaData}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,7 +148,7 @@ func TestWriteSeedISOErrorsLeaveOldFile(t *testing.T) {
 
 func TestWriteSeedISOUnwritableDir(t *testing.T) {
 	err := WriteSeedISO(filepath.Join(t.TempDir(), "missing", "seed.iso"),
-		provider.Seed{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}, "")
+		Documents{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}, "")
 	if err == nil {
 		t.Fatal("WriteSeedISO into a missing directory succeeded")
 	}
