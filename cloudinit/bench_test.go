@@ -56,7 +56,7 @@ func BenchmarkWriteSeedISO(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	seed := r.Documents()
+	seed := r
 	path := filepath.Join(dir, "seed.iso")
 	if err := WriteSeedISO(path, seed, agent); err != nil {
 		b.Fatal(err)

@@ -88,23 +88,11 @@ type SSH struct {
 }
 
 // Rendered holds the three NoCloud documents for one node. NetworkConfig is
-// nil when the provider assigns addresses.
+// nil when the provider assigns addresses. provider.Seed has the same
+// fields, so the two convert into each other (cloudinit does not import
+// provider).
 type Rendered struct {
 	UserData, MetaData, NetworkConfig []byte
-}
-
-// Documents are the three NoCloud documents a node receives at first boot.
-// provider.Seed has the same fields, so the two convert into each other;
-// cloudinit does not import provider.
-type Documents struct {
-	UserData      []byte
-	MetaData      []byte
-	NetworkConfig []byte // nil when the provider configures the network itself
-}
-
-// Documents returns the rendered documents.
-func (r Rendered) Documents() Documents {
-	return Documents{UserData: r.UserData, MetaData: r.MetaData, NetworkConfig: r.NetworkConfig}
 }
 
 // Render validates in (reporting every problem at once) and renders the

@@ -29,7 +29,7 @@ const (
 // "agent". The image is written to a temporary file in path's directory and
 // renamed into place, so path is either the old file or the complete new one.
 // The file has mode 0600: the user-data carries the cluster's gossip key.
-func WriteSeedISO(path string, seed Documents, agentBinary string) error {
+func WriteSeedISO(path string, seed Rendered, agentBinary string) error {
 	if seed.UserData == nil || seed.MetaData == nil {
 		return fmt.Errorf("seed ISO %q: user-data and meta-data are required", path)
 	}
@@ -48,7 +48,7 @@ func WriteSeedISO(path string, seed Documents, agentBinary string) error {
 }
 
 // stageSeed adds the seed documents and the agent binary to w.
-func stageSeed(w *iso9660.ImageWriter, seed Documents, agentBinary string) error {
+func stageSeed(w *iso9660.ImageWriter, seed Rendered, agentBinary string) error {
 	files := []struct {
 		name string
 		data []byte

@@ -57,14 +57,14 @@ func TestWriteSeedISO(t *testing.T) {
 	if err := os.Symlink(agent, link); err != nil {
 		t.Fatal(err)
 	}
-	seed := Documents{
+	seed := Rendered{
 		UserData:      []byte("#cloud-config\nhostname: red\n"),
 		MetaData:      []byte("instance-id: i-1\nlocal-hostname: red\n"),
 		NetworkConfig: []byte("version: 2\n"),
 	}
 	tests := []struct {
 		name  string
-		seed  Documents
+		seed  Rendered
 		agent string
 		want  map[string][]byte
 	}{
@@ -76,7 +76,7 @@ func TestWriteSeedISO(t *testing.T) {
 			"user-data": seed.UserData, "meta-data": seed.MetaData,
 			"network-config": seed.NetworkConfig, "agent": agentData,
 		}},
-		{"no network-config, no agent", Documents{UserData: seed.UserData, MetaData: seed.MetaData}, "", map[string][]byte{
+		{"no network-config, no agent", Rendered{UserData: seed.UserData, MetaData: seed.MetaData}, "", map[string][]byte{
 			"user-data": seed.UserData, "meta-data": seed.MetaData,
 		}},
 	}
@@ -121,15 +121,15 @@ func TestWriteSeedISOErrorsLeaveOldFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	seed := Documents{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}
+	seed := Rendered{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}
 	tests := []struct {
 		name  string
-		seed  Documents
+		seed  Rendered
 		agent string
 	}{
 		{"missing agent", seed, filepath.Join(dir, "nope")},
 		{"agent is a directory", seed, dir},
-		{"no user-data", Documents{MetaData: seed.MetaData}, ""},
+		{"no user-data", Rendered{MetaData: seed.MetaData}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +148,7 @@ func TestWriteSeedISOErrorsLeaveOldFile(t *testing.T) {
 
 func TestWriteSeedISOUnwritableDir(t *testing.T) {
 	err := WriteSeedISO(filepath.Join(t.TempDir(), "missing", "seed.iso"),
-		Documents{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}, "")
+		Rendered{UserData: []byte("#cloud-config\n"), MetaData: []byte("instance-id: x\n")}, "")
 	if err == nil {
 		t.Fatal("WriteSeedISO into a missing directory succeeded")
 	}

@@ -333,7 +333,7 @@ func (pl *planner) renderFrom(st *State, from int) error {
 			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", n.node.Name, err))
 			continue
 		}
-		n.spec.Seed = provider.Seed(r.Documents())
+		n.spec.Seed = provider.Seed(r)
 		if checks {
 			if err := sc.CheckSeed(n.spec); err != nil {
 				errs = append(errs, fmt.Errorf("node %q: %w", n.node.Name, err))

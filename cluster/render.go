@@ -66,7 +66,7 @@ func (m *Manager) Render(ctx context.Context, provName, name, dir string) (Rende
 	}
 	if spec.AgentBinary != "" {
 		path := filepath.Join(dir, "seed.iso")
-		if err := cloudinit.WriteSeedISO(path, cloudinit.Documents(spec.Seed), spec.AgentBinary); err != nil {
+		if err := cloudinit.WriteSeedISO(path, cloudinit.Rendered(spec.Seed), spec.AgentBinary); err != nil {
 			return out, fmt.Errorf("write seed ISO: %w", err)
 		}
 		out.Files = append(out.Files, path)

@@ -150,7 +150,7 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 	if err := run(ctx, p.cfg.QemuImg, "create", "-q", "-f", "qcow2", "-F", format, "-b", p.cfg.Image, np.Overlay); err != nil {
 		return fmt.Errorf("disk overlay: %w", err)
 	}
-	if err := cloudinit.WriteSeedISO(np.Seed, cloudinit.Documents(spec.Seed), spec.AgentBinary); err != nil {
+	if err := cloudinit.WriteSeedISO(np.Seed, cloudinit.Rendered(spec.Seed), spec.AgentBinary); err != nil {
 		return err
 	}
 	if err := createTap(ctx, meta.Tap, p.cfg.Bridge); err != nil {

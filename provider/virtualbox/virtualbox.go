@@ -285,7 +285,7 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, np nodePa
 			return err
 		}
 	}
-	if err := cloudinit.WriteSeedISO(np.Seed, cloudinit.Documents(spec.Seed), spec.AgentBinary); err != nil {
+	if err := cloudinit.WriteSeedISO(np.Seed, cloudinit.Rendered(spec.Seed), spec.AgentBinary); err != nil {
 		return err
 	}
 	for _, args := range pl.commands() {
