@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
+	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -55,9 +59,21 @@ func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error
 	if err != nil {
 		return err
 	}
+	// The agent serves its API on the node's address, as the agent binary
+	// does with the api section: the CLI watches the join through it.
+	if !cfg.API.Enabled() {
+		return errors.New("the rendered agent config has no api section")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(spec.Address.String(), strconv.Itoa(cfg.API.Port)))
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil) }()
 	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
+	go func() { _ = a.Run(ctx); stopAPI(); <-served; close(done) }()
 	s := sshtest.Start(g.t, spec.Address.String(), g.port, []byte(doc.Keys.Private), doc.Authorized)
 	g.mu.Lock()
 	g.servers[spec.Name] = s
