@@ -373,9 +373,24 @@ func (m *Manager) destroyIfEmpty(ctx context.Context, provs map[string]provider.
 		all[name] = p
 	}
 	for _, name := range slices.Sorted(maps.Keys(all)) {
+		if rl, ok := all[name].(provider.ResourceLister); ok {
+			if lines, err := rl.ClusterResources(ctx, m.Cluster); err == nil {
+				for _, l := range lines {
+					m.Report.Note("", "removing "+l)
+				}
+			}
+		}
 		if cc, ok := all[name].(provider.ClusterCleaner); ok {
 			if err := cc.CleanupCluster(ctx, m.Cluster); err != nil {
 				errs = append(errs, fmt.Errorf("clean up %s resources of cluster %q: %w", name, m.Cluster, err))
+				continue
+			}
+		}
+		if rm, ok := all[name].(provider.Remainer); ok {
+			if lines, err := rm.Remains(ctx, m.Cluster); err == nil {
+				for _, l := range lines {
+					m.Report.Note("", "stays: "+l)
+				}
 			}
 		}
 	}

@@ -230,6 +230,9 @@ func TestStatusAndDownAllWithoutState(t *testing.T) {
 	if len(res) != 2 || res[0].Phase != cluster.PhaseDeleted || res[1].Phase != cluster.PhaseDeleted {
 		t.Errorf("down results %+v: want both strays deleted", res)
 	}
+	if !notes.has("", "removing agent object aaaaaaaaaaaa of cluster test") {
+		t.Errorf("down --all did not name the cluster's agent object before removing it: %v", notes.notes)
+	}
 	for _, name := range []string{"red", "blue"} {
 		if !notes.has(name, "stray machine") {
 			t.Errorf("down did not name stray %s before deleting it: %v", name, notes.notes)

@@ -163,6 +163,21 @@ type ClusterCleaner interface {
 	CleanupCluster(ctx context.Context, cluster string) error
 }
 
+// ResourceLister is implemented by ClusterCleaners that can name, one line
+// each and changing nothing, what CleanupCluster would remove; `down --all`
+// prints them before it removes them.
+type ResourceLister interface {
+	ClusterResources(ctx context.Context, cluster string) ([]string, error)
+}
+
+// Remainer is implemented by providers that leave something behind on
+// purpose after `down --all` (a host-only network other clusters share);
+// each line names it with the command that removes it, and `down --all`
+// prints them.
+type Remainer interface {
+	Remains(ctx context.Context, cluster string) ([]string, error)
+}
+
 // DryRunner is implemented by providers that can say what Create would do
 // without doing it (for example the VBoxManage commands). `clusterctl
 // render` prints these lines after the user-data.

@@ -99,6 +99,7 @@ var (
 	_ provider.NodeNetwork    = (*Provider)(nil)
 	_ provider.ClusterCleaner = (*Provider)(nil)
 	_ provider.SeedChecker    = (*Provider)(nil)
+	_ provider.ResourceLister = (*Provider)(nil)
 )
 
 // Option changes how New builds the provider.

@@ -178,7 +178,19 @@ func (c *Cloud) CleanupCluster(ctx context.Context, cluster string) error {
 	return nil
 }
 
+// ClusterResources implements provider.ResourceLister: the stored agent,
+// if any.
+func (c *Cloud) ClusterResources(ctx context.Context, cluster string) ([]string, error) {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	if sum, ok := c.objects[cluster]; ok {
+		return []string{"agent object " + sum[:12] + " of cluster " + cluster}, nil
+	}
+	return nil, nil
+}
+
 var (
+	_ provider.ResourceLister = (*Cloud)(nil)
 	_ provider.Provider       = (*Cloud)(nil)
 	_ provider.ConsoleLogger  = (*Cloud)(nil)
 	_ provider.Preflighter    = (*Cloud)(nil)

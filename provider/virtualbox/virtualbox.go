@@ -57,6 +57,7 @@ var (
 	_ provider.NetworkPreparer = (*Provider)(nil)
 	_ provider.OutboundNIC     = (*Provider)(nil)
 	_ provider.ClusterCleaner  = (*Provider)(nil)
+	_ provider.Remainer        = (*Provider)(nil)
 )
 
 // New makes the provider from its environment. It creates nothing and does
