@@ -7,9 +7,10 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // The lines that delimit the part of a hosts file the agent owns.
@@ -151,42 +152,8 @@ func WriteHostsFile(path, domain string, entries []HostEntry) (bool, error) {
 	if old != nil && bytes.Equal(old, updated) {
 		return false, nil
 	}
-	if err := writeAtomic(path, updated, mode); err != nil {
+	if err := atomicfile.WriteFile(path, updated, mode); err != nil {
 		return false, fmt.Errorf("hosts file %q: %w", path, err)
 	}
 	return true, nil
-}
-
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".clusterctl-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
-	}
-	return nil
 }

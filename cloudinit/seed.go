@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/kdomanski/iso9660"
+
+	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
 // SeedLabel is the volume label cloud-init's NoCloud datasource looks for.
@@ -41,7 +43,13 @@ func WriteSeedISO(path string, seed Rendered, agentBinary string) error {
 	if err := stageSeed(w, seed, agentBinary); err != nil {
 		return fmt.Errorf("seed ISO %q: %w", path, err)
 	}
-	if err := writeAtomic(path, func(out io.Writer) error { return w.WriteTo(out, SeedLabel) }); err != nil {
+	if err := atomicfile.Write(path, 0o600, func(out io.Writer) error {
+		bw := bufio.NewWriterSize(out, 256<<10)
+		if err := w.WriteTo(bw, SeedLabel); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}); err != nil {
 		return fmt.Errorf("seed ISO %q: %w", path, err)
 	}
 	return nil
@@ -89,37 +97,4 @@ func stageAgent(w *iso9660.ImageWriter, agentBinary string) error {
 		return fmt.Errorf("adding agent binary %q: %w", agentBinary, err)
 	}
 	return nil
-}
-
-// writeAtomic creates a 0600 temporary file next to path, lets write fill it
-// (buffered), syncs it and renames it to path. On any error the temporary
-// file is removed and path is left as it was.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(tmp, 256<<10)
-	if err = write(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
