@@ -10,12 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/ports"
 )
@@ -133,21 +133,16 @@ func keyDescription(k []byte) string {
 	return fmt.Sprintf("<redacted, %d bytes>", len(k))
 }
 
-var (
-	labelRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$`)
-)
-
 // ValidName reports whether s is an RFC 1123 label in lower case: 1 to 63
 // characters a-z, 0-9 and '-', neither starting nor ending with '-'.
-func ValidName(s string) bool { return labelRE.MatchString(s) }
+func ValidName(s string) bool { return dnslabel.Valid(s) }
 
 func validDomain(s string) bool {
 	if len(s) > 253 {
 		return false
 	}
 	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if !dnsLabelRE.MatchString(l) {
+		if !dnslabel.ValidHost(l) {
 			return false
 		}
 	}

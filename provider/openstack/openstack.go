@@ -25,6 +25,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 
+	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -268,8 +269,6 @@ func apiError(doing string, err error) error {
 	return fmt.Errorf("openstack: %s: %w", doing, err)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // metadataKeyRE is Nova's rule for server metadata keys (the
 // patternProperties of its metadata schema); values may have 255
 // characters at most.
@@ -322,7 +321,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 		errs = append(errs, err)
 	}
 	for _, s := range specs {
-		if !nameRE.MatchString(s.Name) {
+		if !dnslabel.Valid(s.Name) {
 			errs = append(errs, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
 		}
 		errs = append(errs, checkTags(s.Name, s.Tags)...)
@@ -357,7 +356,7 @@ func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 // address on the cluster network. On failure after Nova accepted the
 // server its id is returned with the error, so Delete can clean up.
 func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
-	if !nameRE.MatchString(spec.Name) {
+	if !dnslabel.Valid(spec.Name) {
 		return provider.Instance{}, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", spec.Name)
 	}
 	select {
