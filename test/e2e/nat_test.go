@@ -46,6 +46,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 	"github.com/clusterctl/clusterctl/test/natlab"
 )
 
@@ -356,7 +357,7 @@ ec2:
 	// Traps on the laptop's side: where a member observer would listen
 	// (gossip, TCP and UDP) and the API port, on the laptop and on the home
 	// router's public address. No node may ever reach one.
-	trapped := w.traps()
+	trapped := natTraps(t, lab)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -417,10 +418,11 @@ ec2:
 	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop's side", dropped)
 }
 
-// traps listens on the laptop's side where nodes would have to reach a
-// member observer or a callback, and returns a function that counts what
-// arrived from anywhere.
-func (w *natEC2) traps() func() int {
+// natTraps listens on the laptop's side where nodes would have to reach a
+// member observer or a callback (gossip TCP and UDP, the API port; on the
+// laptop and on the home router's public address), and returns a function
+// that counts what arrived from anywhere.
+func natTraps(t *testing.T, lab *natlab.Lab) func() int {
 	var (
 		mu sync.Mutex
 		n  int
@@ -429,17 +431,17 @@ func (w *natEC2) traps() func() int {
 		mu.Lock()
 		n++
 		mu.Unlock()
-		w.t.Logf("trap: %s", what)
+		t.Logf("trap: %s", what)
 	}
 	for _, at := range []struct {
 		ns   string
 		addr netip.Addr
-	}{{w.lab.Laptop, natlab.LaptopAddr}, {w.lab.Router, natlab.RouterPublicAddr}} {
+	}{{lab.Laptop, natlab.LaptopAddr}, {lab.Router, natlab.RouterPublicAddr}} {
 		for _, p := range []int{ports.Gossip, ports.API} {
 			addr := netip.AddrPortFrom(at.addr, uint16(p)).String()
-			ln, err := w.lab.Listen(at.ns, "tcp", addr)
+			ln, err := lab.Listen(at.ns, "tcp", addr)
 			if err != nil {
-				w.t.Fatal(err)
+				t.Fatal(err)
 			}
 			go func() {
 				for {
@@ -453,9 +455,9 @@ func (w *natEC2) traps() func() int {
 			}()
 		}
 		addr := netip.AddrPortFrom(at.addr, ports.Gossip).String()
-		pc, err := w.lab.ListenPacket(at.ns, "udp", addr)
+		pc, err := lab.ListenPacket(at.ns, "udp", addr)
 		if err != nil {
-			w.t.Fatal(err)
+			t.Fatal(err)
 		}
 		go func() {
 			buf := make([]byte, 2048)
@@ -724,5 +726,432 @@ func (w *natEC2) checkNothingLeft() {
 	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
 	if err != nil || len(b.Buckets) != 0 {
 		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
+	}
+}
+
+// natOS is TestNATLaptopOpenStack's world: the fake OpenStack on the
+// laptop's loopback, the CLI in the laptop's namespace, and a harness that
+// plays each server with a floating IP as a node of the lab at the server's
+// fixed address, mapped 1:1 to its floating IP.
+type natOS struct {
+	t      *testing.T
+	lab    *natlab.Lab
+	bin    string
+	home   string
+	dir    string
+	config string
+	cloud  *openstacktest.Cloud
+	http   *http.Client // from the laptop's namespace
+
+	mu       sync.Mutex
+	booted   map[string]*exec.Cmd // server id → its agent (nil if its boot failed)
+	failures []string
+}
+
+// natOSCluster is the cluster's name in TestNATLaptopOpenStack.
+const natOSCluster = "natos"
+
+// TestNATLaptopOpenStack is issue 9's end-to-end test for a second
+// provider: the real clusterctl runs on a laptop behind NAT (test/natlab)
+// against the fake OpenStack (provider/openstack/openstacktest) served on
+// the laptop's loopback. The cluster network is the lab's VPC
+// (172.31.0.0/16) and floating IPs come from the fake's external network
+// "public" (203.0.113.0/24, documentation addresses the lab's edge maps).
+// Every server that is ACTIVE with a floating IP is played by a node
+// namespace holding the server's fixed address, mapped 1:1 to its floating
+// IP, running the real agent from the user-data; the nodes can open nothing
+// towards the laptop. A user sees up return with both nodes joined, the
+// cluster's security group open the API and SSH ports to the home router's
+// public address only, status show both alive, down red leave red
+// gracefully and down --all leave nothing at the cloud.
+func TestNATLaptopOpenStack(t *testing.T) {
+	inner, bin := natWorld(t)
+	if !inner {
+		return
+	}
+	lab := natlab.New(t)
+	w := &natOS{t: t, lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop), booted: map[string]*exec.Cmd{}}
+
+	// The fake cloud listens on the laptop's loopback (its listener is
+	// made in the laptop's namespace): the CLI reaches it, the nodes
+	// cannot.
+	if err := natlab.Do(lab.Laptop, func() error {
+		w.cloud = openstacktest.New(false)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.cloud.Close)
+	w.cloud.AddNetwork("cluster", natlab.VPCNet.String())
+
+	// clouds.yaml and secure.yaml as a user keeps them; the cluster's
+	// config lists no api_from (detected through the what-is-my-IP
+	// fixture).
+	cdir := t.TempDir()
+	writeFile(t, filepath.Join(cdir, "clouds.yaml"), fmt.Sprintf(`clouds:
+  natlab:
+    auth:
+      auth_url: %s
+      username: %s
+      project_name: %s
+      user_domain_name: %s
+      project_domain_name: %s
+    region_name: %s
+`, w.cloud.AuthURL(), openstacktest.UserName, openstacktest.ProjectName, openstacktest.DomainName, openstacktest.DomainName, openstacktest.Region))
+	writeFile(t, filepath.Join(cdir, "secure.yaml"), fmt.Sprintf("clouds:\n  natlab:\n    auth:\n      password: %q\n", openstacktest.Password))
+	w.config = filepath.Join(w.dir, "cluster.yaml")
+	writeFile(t, w.config, fmt.Sprintf(`cluster: %s
+provider: openstack
+timeouts:
+  create: 2m
+  join: %s
+openstack:
+  cloud: natlab
+  clouds_file: %s
+  flavor: m1.small
+  image: debian-12-genericcloud-amd64
+  network: cluster
+  floating_ip_pool: %s
+  poll_interval: 100ms
+`, natOSCluster, "90s", filepath.Join(cdir, "clouds.yaml"), openstacktest.NetworkPublic))
+
+	trapped := natTraps(t, lab)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.playServers(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	out, _, err := w.cli(10*time.Minute, "up", "--provider", "openstack", "red", "blue", "-o", "json")
+	w.checkFailures()
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var up struct {
+		Nodes []struct {
+			Name, Address, Phase string
+			InstanceID           string `json:"instance_id"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil {
+		t.Fatalf("up output: %v\n%s", err, out)
+	}
+	floating := map[string]string{} // fixed IP → floating IP
+	for _, f := range w.cloud.FloatingIPs() {
+		floating[f.FixedIP] = f.Address
+	}
+	var names []string
+	for _, n := range up.Nodes {
+		names = append(names, n.Name)
+		if n.Phase != "joined" || n.InstanceID == "" {
+			t.Errorf("up: node %+v, want joined with an instance id", n)
+		}
+		if a, err := netip.ParseAddr(n.Address); err != nil || !natlab.VPCNet.Contains(a) || floating[n.Address] == "" {
+			t.Errorf("up: node %s at %q; want a fixed address in %s with a floating IP (floating IPs: %v)", n.Name, n.Address, natlab.VPCNet, floating)
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"blue", "red"}) {
+		t.Fatalf("up made nodes %v, want blue and red: %s", names, out)
+	}
+	w.checkRules()
+	if st := w.status(); st["red"] != "alive" || st["blue"] != "alive" || len(st) != 2 {
+		t.Errorf("status after up: %v, want red and blue alive", st)
+	}
+
+	// A graceful leave: down reaches red's agent at its floating IP, and
+	// blue sees it leave; down says so when it does not.
+	if _, errOut, err := w.cli(3*time.Minute, "down", "red"); err != nil {
+		t.Fatalf("down red: %v", err)
+	} else if strings.Contains(errOut, "without a graceful leave") || strings.Contains(errOut, "deleting anyway") || strings.Contains(errOut, "no other node could confirm") {
+		t.Errorf("down red did not leave gracefully:\n%s", errOut)
+	}
+	if st := w.status(); st["blue"] != "alive" || (st["red"] != "" && st["red"] != "left") {
+		t.Errorf("status after down red: %v, want blue alive and red gone", st)
+	}
+	for _, s := range w.cloud.Servers() {
+		if s.Name == "red" {
+			t.Errorf("server red %s is still there after down red", s.ID)
+		}
+	}
+
+	if _, _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
+		t.Fatalf("down --all: %v", err)
+	}
+	w.checkNothingLeft()
+	w.checkFailures()
+
+	if n := trapped(); n != 0 {
+		t.Errorf("the laptop's side was contacted %d times from outside", n)
+	}
+	dropped, err := lab.DroppedFromNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the cloud edge dropped %d packets the nodes sent towards the laptop's side", dropped)
+}
+
+// cli runs clusterctl in the laptop's namespace with no OS_ variable (only
+// the config decides the cloud). Neither its output nor its state may show
+// the password.
+func (w *natOS) cli(d time.Duration, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := w.lab.Command(ctx, w.lab.Laptop, filepath.Join(w.bin, "clusterctl"), append([]string{"--config", w.config}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "CLUSTERCTL_HOME="+w.home, "CLUSTERCTL_AGENT="+filepath.Join(w.bin, "clusterctl-agent"),
+		"CLUSTERCTL_PUBLIC_IP_URL="+w.lab.WhatIsMyIPURL())
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err = cmd.Run()
+	w.t.Logf("clusterctl %s (%.1fs)\n%s%s", strings.Join(args, " "), time.Since(start).Seconds(), out.String(), errb.String())
+	if strings.Contains(out.String()+errb.String(), openstacktest.Password) {
+		w.t.Errorf("clusterctl %v printed the password", args)
+	}
+	_ = filepath.Walk(w.home, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(openstacktest.Password)) {
+				w.t.Errorf("%s holds the password", p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out.String(), errb.String(), fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.String(), errb.String(), nil
+}
+
+// status runs `status -o json` and returns each node's gossip state.
+func (w *natOS) status() map[string]string {
+	w.t.Helper()
+	out, _, err := w.cli(time.Minute, "status", "-o", "json")
+	if err != nil {
+		w.t.Fatalf("status: %v", err)
+	}
+	var st struct {
+		Nodes []struct{ Name, Gossip string } `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		w.t.Fatalf("status output: %v\n%s", err, out)
+	}
+	m := map[string]string{}
+	for _, n := range st.Nodes {
+		m[n.Name] = n.Gossip
+	}
+	return m
+}
+
+func (w *natOS) fail(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = append(w.failures, fmt.Sprintf(format, args...))
+}
+
+func (w *natOS) checkFailures() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.failures {
+		w.t.Error("server harness: " + f)
+	}
+	w.failures = nil
+}
+
+// playServers boots every server that is ACTIVE with a floating IP on its
+// port, and powers off the agents of servers the cloud no longer has.
+func (w *natOS) playServers(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		floating := map[string]string{} // fixed IP → floating IP
+		for _, f := range w.cloud.FloatingIPs() {
+			if f.PortID != "" {
+				floating[f.FixedIP] = f.Address
+			}
+		}
+		live := map[string]bool{}
+		for _, s := range w.cloud.Servers() {
+			live[s.ID] = true
+			w.mu.Lock()
+			_, seen := w.booted[s.ID]
+			w.mu.Unlock()
+			if !seen && s.Status == "ACTIVE" && s.FixedIP != "" && floating[s.FixedIP] != "" {
+				cmd := w.boot(s, floating[s.FixedIP])
+				w.mu.Lock()
+				w.booted[s.ID] = cmd
+				w.mu.Unlock()
+			}
+		}
+		w.mu.Lock()
+		for id, cmd := range w.booted {
+			if !live[id] && cmd != nil {
+				_ = cmd.Process.Kill() // powered off; the Lab's cleanup reaps it
+				w.booted[id] = nil
+			}
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// boot does what cloud-init and the install script would do with the
+// server's user-data, in a lab node at the server's fixed address mapped to
+// its floating IP. It returns the running agent, or nil after recording
+// why it could not boot.
+func (w *natOS) boot(s openstacktest.Server, floatingIP string) *exec.Cmd {
+	private, err1 := netip.ParseAddr(s.FixedIP)
+	public, err2 := netip.ParseAddr(floatingIP)
+	if err1 != nil || err2 != nil {
+		w.fail("%s: fixed IP %q, floating IP %q: %v %v", s.Name, s.FixedIP, floatingIP, err1, err2)
+		return nil
+	}
+	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
+		w.fail("%s: user-data does not start with #cloud-config: %.40q", s.Name, s.UserData)
+		return nil
+	}
+	var ud userData
+	if err := yaml.Unmarshal(s.UserData, &ud); err != nil {
+		w.fail("%s: user-data YAML: %v", s.Name, err)
+		return nil
+	}
+	files := map[string]string{}
+	for _, f := range ud.WriteFiles {
+		files[f.Path] = f.Content
+	}
+	var url, sum string
+	for _, c := range ud.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		w.fail("%s: no agent download in runcmd", s.Name)
+		return nil
+	}
+	dir := filepath.Join(w.dir, s.Name+"-"+s.ID[:8])
+	_ = os.MkdirAll(dir, 0o700)
+
+	// The agent from the Swift temporary URL (no credentials), checked
+	// against the user-data's SHA-256; the harness fetches it for the
+	// node, which has no way out.
+	resp, err := w.http.Get(url)
+	if err != nil {
+		w.fail("%s: download agent: %v", s.Name, err)
+		return nil
+	}
+	bin, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
+		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", s.Name, resp.Status, len(bin), h, sum)
+		return nil
+	}
+	agentPath := filepath.Join(dir, "clusterctl-agent")
+	_ = os.WriteFile(agentPath, bin, 0o755)
+
+	// The agent config as written, with its files moved into the server's
+	// directory. The node's eth0 holds the fixed address, so the agent
+	// finds its address in advertise_cidr itself.
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &cfg); err != nil {
+		w.fail("%s: agent.json from write_files: %v", s.Name, err)
+		return nil
+	}
+	if c, err := netip.ParsePrefix(fmt.Sprint(cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
+		w.fail("%s: agent.json advertise_cidr %v does not hold the fixed address %s", s.Name, cfg["advertise_cidr"], private)
+	}
+	if _, ok := cfg["api"].(map[string]any); !ok {
+		w.fail("%s: the agent config serves no API (no api section)", s.Name)
+	}
+	hosts := files["/etc/hosts"]
+	if hosts == "" {
+		hosts = "127.0.0.1 localhost\n"
+	}
+	cfg["hosts_file"] = filepath.Join(dir, "hosts")
+	writeFile(w.t, filepath.Join(dir, "hosts"), hosts)
+	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")
+	writeFile(w.t, filepath.Join(dir, "instance-data.json"), fmt.Sprintf(`{"v1":{"instance_id":%q}}`, s.ID))
+	cfg["state_dir"] = filepath.Join(dir, "state")
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(dir, "agent.json")
+	writeFile(w.t, cfgPath, string(b))
+
+	ns, err := w.lab.AddNodeAt(s.Name+"-"+s.ID[:8], private, public)
+	if err != nil {
+		w.fail("%s: %v", s.Name, err)
+		return nil
+	}
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd := w.lab.Command(context.Background(), ns, agentPath, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := w.lab.Start(cmd); err != nil {
+		w.fail("%s: %v", s.Name, err)
+		return nil
+	}
+	w.t.Logf("server %s (%s) booted: agent in %s at %s, floating IP %s", s.Name, s.ID, ns, private, public)
+	return cmd
+}
+
+// checkRules: the cluster's security group opens the API port and SSH to
+// the laptop's public address as the what-is-my-IP fixture saw it, and to
+// nothing else (no other prefix, no group, not everyone).
+func (w *natOS) checkRules() {
+	want := []string{netip.PrefixFrom(natlab.RouterPublicAddr, 32).String()}
+	var cluster []openstacktest.SecurityGroup
+	for _, g := range w.cloud.SecurityGroups() {
+		if g.Name != "default" {
+			cluster = append(cluster, g)
+		}
+	}
+	if len(cluster) != 1 {
+		w.t.Fatalf("security groups besides default: %+v, want the cluster's alone", cluster)
+	}
+	for _, port := range []int{ports.API, 22} {
+		var from []string
+		for _, r := range cluster[0].Rules {
+			covers := (r.PortMin == 0 && r.PortMax == 0) || (r.PortMin <= port && port <= r.PortMax)
+			if r.Direction != "ingress" || (r.Protocol != "" && r.Protocol != "tcp") || !covers {
+				continue
+			}
+			switch {
+			case r.RemoteIPPrefix != "":
+				from = append(from, r.RemoteIPPrefix)
+			case r.RemoteGroupID != "":
+				from = append(from, "group "+r.RemoteGroupID)
+			default:
+				from = append(from, "anyone")
+			}
+		}
+		if !slices.Equal(from, want) {
+			w.t.Errorf("TCP port %d is open to %v, want only %v (the laptop's public address)", port, from, want)
+		}
+	}
+}
+
+// checkNothingLeft: no server, floating IP, security group (but default)
+// or Swift object at the cloud.
+func (w *natOS) checkNothingLeft() {
+	if s := w.cloud.Servers(); len(s) != 0 {
+		w.t.Errorf("servers after down --all: %+v", s)
+	}
+	if f := w.cloud.FloatingIPs(); len(f) != 0 {
+		w.t.Errorf("floating IPs after down --all: %+v", f)
+	}
+	for _, g := range w.cloud.SecurityGroups() {
+		if g.Name != "default" {
+			w.t.Errorf("security group %q left after down --all", g.Name)
+		}
+	}
+	if o := w.cloud.Objects(); len(o) != 0 {
+		w.t.Errorf("Swift objects left after down --all: %v", o)
 	}
 }
