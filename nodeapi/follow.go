@@ -190,20 +190,34 @@ var ErrLeaveUnconfirmed = errors.New("the node acknowledged its leave, but no ot
 // waits until another member sees it left (or no longer lists it). When
 // name is the only endpoint, the node's own acknowledgement is enough.
 func (c *Client) RequestLeave(ctx context.Context, name, nonce string) error {
-	var target Endpoint
+	var targets []Endpoint
 	for _, ep := range c.endpoints() {
 		if ep.Name == name {
-			target = ep
+			targets = append(targets, ep)
 		}
 	}
-	if target.Name == "" {
+	if len(targets) == 0 {
 		return fmt.Errorf("leave %s: no API address is known for it", name)
 	}
-	conn, err := c.Dial(ctx, target)
-	if err != nil {
-		return fmt.Errorf("leave %s: %w", name, err)
+	// The node's addresses in the order given (its public address first,
+	// the way in from behind NAT): the first that answers.
+	var (
+		conn   *tls.Conn
+		target Endpoint
+		errs   []error
+	)
+	for _, ep := range targets {
+		c1, err := c.Dial(ctx, ep)
+		if err == nil {
+			conn, target = c1, ep
+			break
+		}
+		errs = append(errs, err)
 	}
-	err = c.roundTrip(ctx, conn, target, leaveTimeout+c.requestTimeout(), http.MethodPost, PathLeave, LeaveRequest{Nonce: nonce}, &struct{}{})
+	if conn == nil {
+		return fmt.Errorf("leave %s: %w", name, errors.Join(errs...))
+	}
+	err := c.roundTrip(ctx, conn, target, leaveTimeout+c.requestTimeout(), http.MethodPost, PathLeave, LeaveRequest{Nonce: nonce}, &struct{}{})
 	conn.Close()
 	if err != nil {
 		return fmt.Errorf("leave %s: %w", name, err)
