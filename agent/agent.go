@@ -456,8 +456,9 @@ func equalEntries(a, b []HostEntry) bool {
 	return true
 }
 
-// leaveQuery is the serf query an observer sends (to one node, by name) to
-// ask it to leave for good. The payload names the node and its nonce, so a
+// leaveQuery is the serf query a member sends (to one node, by name) to
+// ask it to leave for good; the CLI's observer sent it before the node API
+// (whose Leave the CLI now uses), and no part of clusterctl sends it now. The payload names the node and its nonce, so a
 // request meant for an older incarnation is refused.
 const leaveQuery = "clusterctl-leave"
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/clusterctl/clusterctl/nodeapi"
@@ -137,53 +138,53 @@ func testLogger(t *testing.T) *slog.Logger {
 	return discardLogger()
 }
 
-func newObserver(t *testing.T, cfg ObserverConfig) *Observer {
+// waitMember waits (bounded by ctx) until the agent's table tb lists node
+// name in a state for which ok returns true.
+func waitMember(ctx context.Context, t *testing.T, tb *memberTable, name string, ok func(Member) bool) Member {
 	t.Helper()
-	if cfg.Cluster == "" {
-		cfg.Cluster = "test"
-	}
-	if cfg.Key == nil {
-		cfg.Key = testKey
-	}
-	cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
-	cfg.Timing = testTiming()
-	cfg.Logger = testLogger(t)
-	o, err := NewObserver(testCtx(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = o.Close() })
-	return o
-}
-
-// waitMember waits (bounded by ctx) until the observer lists node name in a
-// state for which ok returns true.
-func waitMember(ctx context.Context, t *testing.T, o *Observer, name string, ok func(Member) bool) Member {
-	t.Helper()
-	m, err := o.table.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+	m, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		m, found := tb.members[name]
 		return m, found && ok(m), nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for %s: %v; members: %+v", name, err, o.Members())
+		list, _ := tb.snapshot(RoleNode)
+		t.Fatalf("waiting for %s: %v; members: %+v", name, err, list)
 	}
 	return m
 }
 
-func TestAgentsJoinAndObserverSeesThem(t *testing.T) {
+// nonceIn waits (bounded by ctx) until the agent's table tb has seen a
+// node with nonce alive, and returns that node's latest record.
+func nonceIn(ctx context.Context, tb *memberTable, nonce string) (Member, error) {
+	m, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
+		m, ok := tb.byNonce[nonce]
+		return m, ok && m.Meta.Role == RoleNode, nil
+	})
+	if err != nil {
+		return Member{}, fmt.Errorf("waiting for a node with nonce %q: %w", nonce, err)
+	}
+	return m, nil
+}
+
+// states lists the nodes in tb as "name=state", sorted by name.
+func states(tb *memberTable) string {
+	list, _ := tb.snapshot(RoleNode)
+	var out []string
+	for _, m := range list {
+		out = append(out, m.Name+"="+m.State)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestAgentsJoinAndSeeEachOther(t *testing.T) {
 	ctx := testCtx(t)
 	red := startAgent(t, testConfig("red"), testOptions())
 	blueCfg := testConfig("blue")
 	blueCfg.Seeds = []string{red.addr}
 	blue := startAgent(t, blueCfg, testOptions())
 
-	o := newObserver(t, ObserverConfig{})
-	if n, err := o.Join(ctx, []string{red.addr}); err != nil || n != 1 {
-		t.Fatalf("Join = %d, %v", n, err)
-	}
-	// red joined before WaitNonce was called; blue's join reaches the
-	// observer by gossip.
-	m, err := o.WaitNonce(ctx, "red-nonce-1")
+	// blue learns red's tags from its join.
+	m, err := nonceIn(ctx, blue.tbl(), "red-nonce-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,18 +194,19 @@ func TestAgentsJoinAndObserverSeesThem(t *testing.T) {
 		Hostname: hostname, Role: RoleNode, Tags: map[string]string{"role": "worker"},
 	}}
 	if !reflect.DeepEqual(m, want) {
-		t.Errorf("WaitNonce:\n got %+v\nwant %+v", m, want)
+		t.Errorf("blue's record of red:\n got %+v\nwant %+v", m, want)
 	}
-	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+	if _, err := nonceIn(ctx, red.tbl(), "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
 
-	// A node that joins while WaitNonce is already waiting.
+	// A node that joins blue while red is already waiting for it: gossip
+	// carries it to red.
 	got := make(chan error, 1)
 	go func() {
-		m, err := o.WaitNonce(ctx, "green-nonce-1")
+		m, err := nonceIn(ctx, red.tbl(), "green-nonce-1")
 		if err == nil && m.Name != "green" {
-			err = fmt.Errorf("WaitNonce returned %q", m.Name)
+			err = fmt.Errorf("nonce green-nonce-1 is %q's", m.Name)
 		}
 		got <- err
 	}()
@@ -215,12 +217,8 @@ func TestAgentsJoinAndObserverSeesThem(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var names []string
-	for _, m := range o.Members() {
-		names = append(names, m.Name+"="+m.State)
-	}
-	if strings.Join(names, " ") != "blue=alive green=alive red=alive" {
-		t.Errorf("Members = %v, want the three nodes alive and no observer", names)
+	if got := states(red.tbl()); got != "blue=alive green=alive red=alive" {
+		t.Errorf("red's members: %s, want the three nodes alive", got)
 	}
 }
 
@@ -236,48 +234,44 @@ func portOf(t *testing.T, addr string) int {
 func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 	ctx := testCtx(t)
 	seed := startAgent(t, testConfig("seed"), testOptions())
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{seed.addr}); err != nil {
-		t.Fatal(err)
-	}
+	view := seed.tbl()
 
 	// The old incarnation of "red" crashes (no leave) ...
 	oldCfg := testConfig("red")
 	oldCfg.Nonce = "old"
 	oldCfg.Seeds = []string{seed.addr}
 	old := startAgent(t, oldCfg, testOptions()) // stopping it is no leave
-	if _, err := o.WaitNonce(ctx, "old"); err != nil {
+	if _, err := nonceIn(ctx, view, "old"); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err := o.WaitNonce(short, "new")
+	_, err := nonceIn(short, view, "new")
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitNonce(new) while only the old red exists: err = %v, want deadline exceeded", err)
+		t.Fatalf("nonce new while only the old red exists: err = %v, want deadline exceeded", err)
 	}
 	old.stop(t)
-	waitMember(ctx, t, o, "red", func(m Member) bool { return m.State == StateDead })
+	waitMember(ctx, t, view, "red", func(m Member) bool { return m.State == StateDead })
 
 	// ... and is re-created at another address (port) with a new nonce.
 	newCfg := testConfig("red")
 	newCfg.Nonce = "new"
 	newCfg.Seeds = []string{seed.addr}
 	fresh := startAgent(t, newCfg, testOptions())
-	m, err := o.WaitNonce(ctx, "new")
+	m, err := nonceIn(ctx, view, "new")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Meta.Nonce != "new" || m.Port != portOf(t, fresh.addr) || m.State != StateAlive {
-		t.Errorf("WaitNonce(new) = %+v, want the new red at port %d", m, portOf(t, fresh.addr))
+		t.Errorf("nonce new = %+v, want the new red at port %d", m, portOf(t, fresh.addr))
 	}
 	// The old nonce is still known, as it was last seen.
-	if m, err := o.WaitNonce(ctx, "old"); err != nil || m.State != StateDead || m.Port != portOf(t, old.addr) {
-		t.Errorf("WaitNonce(old) = %+v, %v; want the old red, dead", m, err)
+	if m, err := nonceIn(ctx, view, "old"); err != nil || m.State != StateDead || m.Port != portOf(t, old.addr) {
+		t.Errorf("nonce old = %+v, %v; want the old red, dead", m, err)
 	}
 }
 
 func TestIsolation(t *testing.T) {
-	ctx := testCtx(t)
 	wrongKeyCfg := testConfig("wrongkey")
 	wrongKeyCfg.Key = []byte("0123456789abcdef0123456789abcdef")
 	wrongKey := startAgent(t, wrongKeyCfg, testOptions())
@@ -285,28 +279,23 @@ func TestIsolation(t *testing.T) {
 	otherClusterCfg.Cluster = "prod"
 	otherCluster := startAgent(t, otherClusterCfg, testOptions())
 
-	o := newObserver(t, ObserverConfig{})
+	good := startAgent(t, testConfig("good"), testOptions())
+	goodG, _ := good.gossipOrErr()
 	for _, a := range []*runningAgent{wrongKey, otherCluster} {
-		short, cancel := context.WithTimeout(ctx, time.Second)
-		n, err := o.Join(short, []string{a.addr})
-		cancel()
-		if err == nil {
-			t.Errorf("observer joined %s (%d reached), want isolation", a.cfg.Name, n)
+		if n, err := goodG.join([]string{a.addr}); err == nil {
+			t.Errorf("good joined %s (%d reached), want isolation", a.cfg.Name, n)
 		}
 	}
-	// And they cannot join a cluster that has the observer in it either.
-	good := startAgent(t, testConfig("good"), testOptions())
-	if _, err := o.Join(ctx, []string{good.addr}); err != nil {
-		t.Fatal(err)
-	}
+	// And they cannot join good's cluster either.
 	for _, a := range []*runningAgent{wrongKey, otherCluster} {
 		g, _ := a.gossipOrErr()
 		if n, err := g.serf.Join([]string{good.addr}, true); err == nil {
 			t.Errorf("%s joined the test cluster (%d reached)", a.cfg.Name, n)
 		}
 	}
-	if got := o.Members(); len(got) != 1 || got[0].Name != "good" {
-		t.Errorf("Members = %+v, want only good", got)
+	time.Sleep(300 * time.Millisecond) // a gossip round or more
+	if got := states(good.tbl()); got != "good=alive" {
+		t.Errorf("good's members: %s, want only good", got)
 	}
 }
 
@@ -319,12 +308,8 @@ func TestLeaveShowsLeftAndStopShowsFailed(t *testing.T) {
 		cfg.Seeds = []string{red.addr}
 		others = append(others, startAgent(t, cfg, testOptions()))
 	}
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range []string{"blue-nonce-1", "green-nonce-1"} {
-		if _, err := o.WaitNonce(ctx, n); err != nil {
+		if _, err := nonceIn(ctx, red.tbl(), n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -335,35 +320,62 @@ func TestLeaveShowsLeftAndStopShowsFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	others[1].stop(t) // SIGTERM: no leave; the node is expected back
-	waitMember(ctx, t, o, "blue", func(m Member) bool { return m.State == StateLeft })
-	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateFailed })
-	var states []string
-	for _, m := range o.Members() {
-		states = append(states, m.Name+"="+m.State)
-	}
-	if strings.Join(states, " ") != "blue=left green=failed red=alive" {
-		t.Errorf("Members = %v, want blue left, green failed, red alive", states)
+	waitMember(ctx, t, red.tbl(), "blue", func(m Member) bool { return m.State == StateLeft })
+	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == StateFailed })
+	if got := states(red.tbl()); got != "blue=left green=failed red=alive" {
+		t.Errorf("red's members: %s, want blue left, green failed, red alive", got)
 	}
 }
 
-func TestRequestLeave(t *testing.T) {
+// askLeave sends the leave query from the member g to node name and
+// returns its answer.
+func askLeave(ctx context.Context, g *gossip, name, nonce string) (string, error) {
+	payload, _ := json.Marshal(leaveRequest{Name: name, Nonce: nonce})
+	resp, err := g.serf.Query(leaveQuery, payload, &serf.QueryParam{FilterNodes: []string{name}, Timeout: 3 * time.Second})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Close()
+	for {
+		select {
+		case r, ok := <-resp.ResponseCh():
+			if !ok {
+				return "", errors.New("no answer")
+			}
+			if r.From == name {
+				return string(r.Payload), nil
+			}
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// TestLeaveQuery: the serf leave query, sent by another member, makes a
+// node leave for good only with its own nonce.
+func TestLeaveQuery(t *testing.T) {
 	ctx := testCtx(t)
 	red := startAgent(t, testConfig("red"), testOptions())
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
+	blueCfg := testConfig("blue")
+	blueCfg.Seeds = []string{red.addr}
+	blue := startAgent(t, blueCfg, testOptions())
+	if _, err := nonceIn(ctx, blue.tbl(), "red-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.WaitNonce(ctx, "red-nonce-1"); err != nil {
-		t.Fatal(err)
+	g, _ := blue.gossipOrErr()
+	if answer, err := askLeave(ctx, g, "red", "old-nonce"); err != nil || answer != leaveWrongNonce {
+		t.Fatalf("leave query with an old nonce: answer %q, err %v; want %q", answer, err, leaveWrongNonce)
 	}
-	if err := o.RequestLeave(ctx, "red", "stale"); err == nil || !strings.Contains(err.Error(), `"stale"`) {
-		t.Errorf("RequestLeave with a stale nonce: err = %v", err)
+	select {
+	case <-red.done:
+		t.Fatal("red stopped after a leave request for another incarnation")
+	case <-time.After(300 * time.Millisecond):
 	}
-	if err := o.RequestLeave(ctx, "nobody", "x"); err == nil {
-		t.Error("RequestLeave of an unknown node succeeded")
+	if m := waitMember(ctx, t, blue.tbl(), "red", func(Member) bool { return true }); m.State != StateAlive {
+		t.Errorf("red is %s, want alive", m.State)
 	}
-	if err := o.RequestLeave(ctx, "red", "red-nonce-1"); err != nil {
-		t.Fatal(err)
+	if answer, err := askLeave(ctx, g, "red", "red-nonce-1"); err != nil || answer != leaveOK {
+		t.Fatalf("leave query: answer %q, err %v; want %q", answer, err, leaveOK)
 	}
 	select {
 	case err := <-red.done:
@@ -374,35 +386,7 @@ func TestRequestLeave(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Run did not return after a leave request")
 	}
-	if m := o.Members(); len(m) != 1 || m[0].State != StateLeft {
-		t.Errorf("Members = %+v, want red left", m)
-	}
-	// Asking again is not an error: it already left.
-	if err := o.RequestLeave(ctx, "red", "red-nonce-1"); err != nil {
-		t.Errorf("second RequestLeave: %v", err)
-	}
-}
-
-func TestLeaveQueryForOtherIncarnationRefused(t *testing.T) {
-	ctx := testCtx(t)
-	red := startAgent(t, testConfig("red"), testOptions())
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(leaveRequest{Name: "red", Nonce: "old-nonce"})
-	answer, err := o.askLeave(ctx, "red", payload)
-	if err != nil || answer != leaveWrongNonce {
-		t.Fatalf("leave query with an old nonce: answer %q, err %v; want %q", answer, err, leaveWrongNonce)
-	}
-	select {
-	case <-red.done:
-		t.Fatal("red stopped after a leave request for another incarnation")
-	case <-time.After(300 * time.Millisecond):
-	}
-	if m := waitMember(ctx, t, o, "red", func(Member) bool { return true }); m.State != StateAlive {
-		t.Errorf("red is %s, want alive", m.State)
-	}
+	waitMember(ctx, t, blue.tbl(), "red", func(m Member) bool { return m.State == StateLeft })
 }
 
 func TestHostsFileFollowsMembers(t *testing.T) {
@@ -417,13 +401,11 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	redCfg.HostsFile, redCfg.Domain = redHosts, "lab"
 	red := startAgent(t, redCfg, testOptions())
 
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
-		t.Fatal(err)
-	}
-	// Make sure red knows the observer before checking its hosts file.
+	// A member with the role observer (what older CLIs ran) is never
+	// listed. Make sure red knows it before checking its hosts file.
+	obs := startObserverRole(t, red.addr)
 	if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-		return Member{}, tb.members[o.name].State == StateAlive, nil
+		return Member{}, tb.members[obs].State == StateAlive, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +431,7 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	green := startAgent(t, greenCfg, testOptions())
 	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.2", "blue"}, {"127.0.0.3", "green"}, {"127.0.0.1", "red"}})
 	green.stop(t)
-	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateFailed })
+	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == StateFailed })
 	if err := blue.Leave(ctx, "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -459,6 +441,32 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	if !strings.HasPrefix(string(data), outside) {
 		t.Errorf("content outside the block changed:\n%s", data)
 	}
+}
+
+// startObserverRole joins a gossip member with the role observer (as the
+// CLI ran one before the node API) to the node at addr, and returns its
+// name.
+func startObserverRole(t *testing.T, addr string) string {
+	t.Helper()
+	name := "clusterctl-observer-test"
+	tags, err := Meta{Cluster: "test", Name: name, Role: RoleObserver}.SerfTags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := memberlist.NewKeyring(nil, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := startGossip(gossipConfig{name: name, cluster: "test", tags: tags, keyring: kr,
+		bindAddr: "127.0.0.1", advertiseAddr: "127.0.0.1", timing: testTiming().withDefaults(), logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.shutdown() })
+	if _, err := g.join([]string{addr}); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 // waitHosts waits (bounded by ctx) until the block of the hosts file at
@@ -500,11 +508,7 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("blue never joined red")
 	}
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red.addr}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+	if _, err := nonceIn(ctx, red.tbl(), "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -595,11 +599,7 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	// blue's periodic rejoin can bring the two together again.
 	redCfg.Nonce = "red-nonce-2"
 	red2 := startAgent(t, redCfg, testOptions())
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{red2.addr}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := o.WaitNonce(ctx, "blue-nonce-1"); err != nil {
+	if _, err := nonceIn(ctx, red2.tbl(), "blue-nonce-1"); err != nil {
 		t.Fatalf("blue did not rejoin: %v", err)
 	}
 }

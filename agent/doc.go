@@ -1,5 +1,4 @@
-// Package agent is clusterctl's node agent and the observer the CLI uses to
-// watch the cluster.
+// Package agent is clusterctl's node agent.
 //
 // Every node runs an Agent: a hashicorp/serf member (memberlist underneath,
 // encrypted with the keyring, labelled with the cluster name) whose tags
@@ -8,11 +7,12 @@
 // partitions heal), rejoins the members of its snapshot after a restart,
 // and rotates keys across the cluster; the Agent implements
 // nodeapi.Membership on top of it. A node is ready when its agent has
-// joined; the CLI learns this through an Observer, a short-lived member
-// with role "observer" that waits for a member whose tags carry the nonce
-// the CLI rendered for the node. The observer can also ask a node's agent
-// to leave for good (RequestLeave), which `clusterctl down` does before
-// deleting the machine.
+// joined; the CLI learns this through the node API (package nodeapi),
+// which streams an agent's view, and waits for a member whose tags carry
+// the nonce it rendered for the node. It asks a node's agent to leave for
+// good through the same API (Leave) before `clusterctl down` deletes the
+// machine. Members with the role "observer" (what the CLI ran before the
+// node API) are never listed.
 //
 // The agent optionally keeps a marked block of /etc/hosts up to date with
 // one line per node that has not left, so every node name resolves to its

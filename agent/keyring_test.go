@@ -23,25 +23,16 @@ func TestKeyRotation(t *testing.T) {
 		}
 		agents = append(agents, startAgent(t, cfg, testOptions()))
 	}
-	o := newObserver(t, ObserverConfig{})
-	if _, err := o.Join(ctx, []string{agents[0].addr}); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range agents {
-		if _, err := o.WaitNonce(ctx, a.cfg.Nonce); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, a := range agents { // every agent sees all four members
+	for _, a := range agents { // every agent sees all three members
 		if _, err := a.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-			return Member{}, len(tb.members) == 4, nil
+			return Member{}, len(tb.members) == 3, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	newKey := []byte("fedcba9876543210fedcba9876543210")
 	oldB64, newB64 := base64.StdEncoding.EncodeToString(testKey), base64.StdEncoding.EncodeToString(newKey)
-	members := 4 // three agents and the observer
+	members := 3
 
 	rep, err := agents[1].KeyInstall(ctx, newKey)
 	if err != nil || rep.NumNodes != members || rep.NumResp != members || rep.NumErr != 0 {
@@ -64,10 +55,8 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("KeyList after rotation = %+v, %v; want only the new key, on all %d members", rep, err, members)
 	}
 	// Nobody dropped out.
-	for _, m := range o.Members() {
-		if m.State != StateAlive {
-			t.Errorf("%s is %s after the rotation", m.Name, m.State)
-		}
+	if got := states(agents[0].tbl()); got != "blue=alive green=alive red=alive" {
+		t.Errorf("members after the rotation: %s, want all alive", got)
 	}
 	// The keyring file follows (a restart uses it) and never shows the old key.
 	for _, a := range agents {
@@ -87,9 +76,10 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("a node with only the old key joined (%d reached)", n)
 	}
 	time.Sleep(500 * time.Millisecond)
-	for _, m := range o.Members() {
+	list, _ := agents[1].tbl().snapshot(RoleNode)
+	for _, m := range list {
 		if m.Name == "stale" {
-			t.Errorf("the observer counts the stale-key node as a member (%s)", m.State)
+			t.Errorf("blue counts the stale-key node as a member (%s)", m.State)
 		}
 	}
 	// A node that restarts with the old key in its config uses its keyring
@@ -97,7 +87,7 @@ func TestKeyRotation(t *testing.T) {
 	agents[2].stop(t)
 	cfg := agents[2].cfg
 	startAgent(t, cfg, testOptions())
-	waitMember(ctx, t, o, "green", func(m Member) bool { return m.State == StateAlive })
+	waitMember(ctx, t, agents[0].tbl(), "green", func(m Member) bool { return m.State == StateAlive })
 }
 
 // TestUnusableStateStartsFresh: a corrupt snapshot, or state of another

@@ -1,22 +1,30 @@
 // Command scale is the membership scale harness: it starts N real agent
 // processes (a static binary, built first), one per node, each on its own
 // loopback address, started the way the cluster layer starts a batch (the
-// first node alone, the rest with its address as their seed), and a
-// watcher (an agent.Observer, standing in for the CLI) joined to the first
-// node. For each N it prints:
+// first node alone, the rest with its address as their seed). Every agent
+// serves the node API (package nodeapi) on its own address, port 7947,
+// with a certificate from a CA the harness makes (internal/pki), and the
+// harness watches the cluster the way `clusterctl up` does: one
+// nodeapi.Client with a CLI certificate follows the first node that
+// answers among the started ones, and moves on to another when that one
+// goes away (nodeapi.Client.Follow). A node counts as seen when the
+// followed node's view lists it alive with its nonce, by the rule of up
+// (cluster/watch.go): a node alone in its own view counts only if it is
+// the first node. For each N it prints:
 //
-//   - seen p50/p99/max: an agent's start → the watcher sees its nonce;
+//   - seen p50/p99/max: an agent's start → the CLI's client sees its nonce;
 //   - all see all: the last start → every agent's log shows all N alive;
-//   - kill -9 → failed: SIGKILL of a few agents → the watcher shows them
-//     failed (the slowest);
+//   - kill -9 → failed: SIGKILL of a few agents → the client's view shows
+//     them failed (the slowest);
 //   - restart → all: those agents restarted with no seeds (their snapshot
-//     must bring them back) → every agent shows all N alive again;
-//   - heal: half of the agents cut off (nftables drops) until the watcher
-//     and the cut-off half have declared each other failed, then the cut
-//     lifted → every agent shows all N alive again.
+//     must bring them back) → every agent shows all N alive again, and so
+//     does the client's view;
+//   - heal: half of the agents cut off (nftables drops) until the client's
+//     view and the cut-off half have declared each other failed, then the
+//     cut lifted → every agent shows all N alive again.
 //
 // As root the harness runs everything in network namespaces of its own
-// (unshare --net): the first half of the nodes and the watcher in one,
+// (unshare --net): the first half of the nodes and the client in one,
 // the second half in another, joined by a veth pair that the partition
 // cuts with nftables drops. Nothing it does touches the host's network.
 // Without root it runs on the host's loopback and skips the partition,
@@ -41,6 +49,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,10 +58,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // innerEnv marks the harness process re-executed inside its namespace.
@@ -157,7 +171,7 @@ func outer(p params, logRoot, bin string) {
 }
 
 func measureAll(p params, logRoot, bin string) {
-	pl := plan{left: "127.1", right: "127.2", watcher: "127.0.0.1"}
+	pl := plan{left: "127.1", right: "127.2"}
 	if p.partition {
 		var stop func()
 		pl, stop = twoNamespaces()
@@ -223,8 +237,7 @@ var key = []byte("scale-harness-key-0123456789abcd")
 // loopback addresses (127.1.x.y, 127.2.x.y) and nothing is cut.
 type plan struct {
 	left, right string // first two octets of each half
-	watcher     string
-	netnsPID    int // the right half's namespace holder, 0 when on one loopback
+	netnsPID    int    // the right half's namespace holder, 0 when on one loopback
 }
 
 func (pl plan) addr(i, n int) string {
@@ -263,7 +276,7 @@ func twoNamespaces() (plan, func()) {
 			fail(fmt.Errorf("set up the harness's namespaces: %w", err))
 		}
 	}
-	return plan{left: "10.214", right: "10.215", watcher: "10.214.255.254", netnsPID: pid}, stop
+	return plan{left: "10.214", right: "10.215", netnsPID: pid}, stop
 }
 
 // The partition: everything on the link between the two namespaces is
@@ -322,9 +335,10 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	check(os.MkdirAll(dir, 0o700))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	o, err := agent.NewObserver(ctx, agent.ObserverConfig{Cluster: "scale", Key: key, BindAddr: pl.watcher, Timing: p.timing})
+	ca, cli := newCA()
+	view := &cliView{members: map[string]nodeapi.Member{}, seen: map[string]time.Time{}}
+	client, err := nodeapi.NewClient(cli, view.endpoints)
 	check(err)
-	defer o.Close()
 
 	nodes := make([]*node, n)
 	defer func() {
@@ -337,10 +351,6 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 			_ = nft(healRules)
 		}
 	}()
-	seen := make([]time.Duration, n)
-	done := make(chan int, n)
-	seenCtx, seenCancel := context.WithTimeout(ctx, p.phaseLimit)
-	defer seenCancel()
 	for i := range n {
 		a := pl.addr(i, n)
 		nd := &node{name: fmt.Sprintf("s%d", i), nonce: fmt.Sprintf("nonce-%d-%d", n, i), addr: a, bin: bin,
@@ -348,6 +358,10 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		nd.cfg = agent.Config{Cluster: "scale", Name: nd.name, Nonce: nd.nonce, Provider: "scale",
 			InstanceID: fmt.Sprintf("i-%d", i), Key: key, BindAddr: a, Port: 7946, AdvertiseAddr: a,
 			StateDir: filepath.Join(dir, fmt.Sprintf("s%d.state", i)), Timing: p.timing}
+		creds, err := ca.IssueNode(nd.name, []netip.Addr{netip.MustParseAddr(a)})
+		check(err)
+		nd.cfg.API = agent.APIConfig{BindAddr: a, Port: ports.API,
+			Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
 		if i > 0 {
 			nd.cfg.Seeds = []string{nodes[0].addr + ":7946"}
 		}
@@ -357,39 +371,30 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		nd.view = &logView{path: nd.logPath, states: map[string]string{}}
 		nodes[i] = nd
 		check(nd.launch())
-		go func(i int, nonce string, start time.Time) {
-			if _, err := o.WaitNonce(seenCtx, nonce); err == nil {
-				seen[i] = time.Since(start)
-			} else {
-				seen[i] = -1
-			}
-			done <- i
-		}(i, nd.nonce, nd.start)
-		if i == 0 { // the CLI's watcher joins the first node
-			for {
-				jctx, c := context.WithTimeout(ctx, time.Second)
-				_, err := o.Join(jctx, []string{a + ":7946"})
-				c()
-				if err == nil {
-					break
-				}
-			}
+		// As up records a node's address: from now on it is an endpoint.
+		view.add(nd)
+		if i == 0 { // as up, the CLI follows from the first node's start
+			view.follow(ctx, client, nd.nonce)
 		}
 		time.Sleep(p.interval)
 	}
 	last := nodes[n-1].start
-	for range n {
-		<-done
+	nonces := make([]string, n)
+	for i, nd := range nodes {
+		nonces[i] = nd.nonce
 	}
+	waitUntil(p.phaseLimit, func() bool { return view.seenAll(nonces) })
 	var sorted []time.Duration
 	var late []string
-	for i, s := range seen {
+	for _, nd := range nodes {
+		at, ok := view.seenAt(nd.nonce)
+		s := at.Sub(nd.start)
 		switch {
-		case s < 0:
+		case !ok:
 			r.unseen++
-			late = append(late, nodes[i].name+" never seen")
+			late = append(late, nd.name+" never seen"+view.why())
 		case s > p.late:
-			late = append(late, fmt.Sprintf("%s seen after %s", nodes[i].name, s.Round(100*time.Millisecond)))
+			late = append(late, fmt.Sprintf("%s seen after %s", nd.name, s.Round(100*time.Millisecond)))
 			sorted = append(sorted, s)
 		default:
 			sorted = append(sorted, s)
@@ -429,21 +434,14 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	for _, v := range victims {
 		v.kill()
 	}
-	watcherSees := func(nd *node, state string) bool {
-		for _, m := range o.Members() {
-			if m.Name == nd.name {
-				return m.State == state && (state != agent.StateAlive || m.Meta.Nonce == nd.nonce)
-			}
-		}
-		return false
-	}
+	cliSees := view.sees
 	if d, ok := waitUntil(p.phaseLimit, func() bool {
-		return every(victims, func(v *node) bool { return watcherSees(v, agent.StateFailed) })
+		return every(victims, func(v *node) bool { return cliSees(v, nodeapi.StatusFailed) })
 	}); ok {
 		r.detect = fmtDur(time.Since(killed))
 	} else {
 		r.detect = "> " + fmtDur(d)
-		r.problems = append(r.problems, "the watcher did not see every killed agent failed")
+		r.problems = append(r.problems, "the CLI's client did not see every killed agent failed"+view.why())
 		return r
 	}
 
@@ -454,7 +452,7 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	}
 	restarted := victims[0].start
 	if d, ok := waitUntil(p.phaseLimit, func() bool {
-		return every(nodes, allAlive) && every(victims, func(v *node) bool { return watcherSees(v, agent.StateAlive) })
+		return every(nodes, allAlive) && every(victims, func(v *node) bool { return cliSees(v, nodeapi.StatusAlive) })
 	}); ok {
 		r.rejoin = fmtDur(time.Since(restarted))
 	} else {
@@ -468,12 +466,14 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		return r
 	}
 	// Partition: the second half cut off from the first half and the
-	// watcher, until both sides have declared the other failed.
+	// CLI's client, until both sides have declared the other failed (the
+	// client's stream from a node of the second half goes silent, and
+	// Follow moves on to one of the first half).
 	left, right := nodes[:n/2], nodes[n/2:]
 	check(nft(cutRules))
 	leftNames, rightNames := names[:n/2], names[n/2:]
 	if d, ok := waitUntil(p.phaseLimit, func() bool {
-		return every(right, func(nd *node) bool { return watcherSees(nd, agent.StateFailed) }) &&
+		return every(right, func(nd *node) bool { return cliSees(nd, nodeapi.StatusFailed) }) &&
 			every(left, func(nd *node) bool { return nd.view.all(rightNames, agent.StateFailed) }) &&
 			every(right, func(nd *node) bool { return nd.view.all(leftNames, agent.StateFailed) })
 	}); !ok {
@@ -484,7 +484,7 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	check(nft(healRules))
 	healed := time.Now()
 	if d, ok := waitUntil(p.phaseLimit, func() bool {
-		return every(nodes, allAlive) && every(right, func(nd *node) bool { return watcherSees(nd, agent.StateAlive) })
+		return every(nodes, allAlive) && every(right, func(nd *node) bool { return cliSees(nd, nodeapi.StatusAlive) })
 	}); ok {
 		r.heal = fmtDur(time.Since(healed))
 	} else {
@@ -492,6 +492,138 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		r.problems = append(r.problems, "the partition did not heal: "+lagging(nodes, allAlive))
 	}
 	return r
+}
+
+// newCA makes the harness's cluster CA (in a directory removed at once:
+// nothing is kept) and this run's CLI credentials, as up does.
+func newCA() (*pki.CA, pki.Credentials) {
+	d, err := os.MkdirTemp("", "clusterctl-scale-ca-")
+	check(err)
+	defer os.RemoveAll(d)
+	ca, err := pki.Create(d, "scale")
+	check(err)
+	cli, err := ca.IssueCLI()
+	check(err)
+	return ca, cli
+}
+
+// cliView is the CLI's view of the cluster, kept as up keeps it
+// (cluster/watch.go): the endpoints are the nodes started so far, and one
+// nodeapi.Client.Follow stream, from whichever node answered first (and
+// the next one when that one goes away), replaces the view with each
+// snapshot and applies each event. It notes when each nonce first became
+// ready.
+type cliView struct {
+	mu      sync.Mutex
+	eps     []nodeapi.Endpoint
+	members map[string]nodeapi.Member // the followed node's view, by name
+	from    string                    // the followed node
+	alone   string                    // the nonce that may be ready alone: the first node's
+	seen    map[string]time.Time      // nonce -> when the client first saw it ready
+	lastErr error                     // why the last round reached no node
+}
+
+func (v *cliView) add(nd *node) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.eps = append(v.eps, nodeapi.Endpoint{Name: nd.name, Addr: net.JoinHostPort(nd.addr, strconv.Itoa(nd.cfg.API.Port))})
+}
+
+func (v *cliView) endpoints() []nodeapi.Endpoint {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]nodeapi.Endpoint(nil), v.eps...)
+}
+
+// follow starts following the cluster with c until ctx ends.
+func (v *cliView) follow(ctx context.Context, c *nodeapi.Client, alone string) {
+	v.mu.Lock()
+	v.alone = alone
+	v.mu.Unlock()
+	updates := c.Follow(ctx)
+	go func() {
+		for u := range updates {
+			v.apply(u, time.Now())
+		}
+	}()
+}
+
+func (v *cliView) apply(u nodeapi.Update, at time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch u.Kind {
+	case nodeapi.UpdateSnapshot:
+		v.lastErr = nil
+		v.from = u.From.Name
+		v.members = map[string]nodeapi.Member{}
+		for _, m := range u.Snapshot.Members {
+			v.members[m.Name] = m
+		}
+	case nodeapi.UpdateEvent:
+		if u.Event.Type == nodeapi.EventReap {
+			delete(v.members, u.Event.Member.Name)
+		} else {
+			v.members[u.Event.Member.Name] = u.Event.Member
+		}
+	case nodeapi.UpdateUnreachable:
+		v.lastErr = u.Err
+		return
+	}
+	alive := 0
+	for _, m := range v.members {
+		if m.Status == nodeapi.StatusAlive {
+			alive++
+		}
+	}
+	for _, m := range v.members {
+		nonce := m.Tags[nodeapi.TagNonce]
+		if _, done := v.seen[nonce]; done || nonce == "" || m.Status != nodeapi.StatusAlive {
+			continue
+		}
+		if m.Name == v.from && alive < 2 && nonce != v.alone {
+			continue // alone in its own view: it has not joined anyone yet
+		}
+		v.seen[nonce] = at
+	}
+}
+
+// seenAt is when the client first saw nonce ready.
+func (v *cliView) seenAt(nonce string) (time.Time, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at, ok := v.seen[nonce]
+	return at, ok
+}
+
+func (v *cliView) seenAll(nonces []string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, n := range nonces {
+		if _, ok := v.seen[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sees reports whether the followed node's view lists nd in status (and,
+// for alive, with its nonce).
+func (v *cliView) sees(nd *node, status nodeapi.MemberStatus) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	m, ok := v.members[nd.name]
+	return ok && m.Status == status && (status != nodeapi.StatusAlive || m.Tags[nodeapi.TagNonce] == nd.nonce)
+}
+
+// why says, for a problem report, which node the client follows or why
+// its last round reached none.
+func (v *cliView) why() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.lastErr != nil {
+		return " (the client reached no node: " + v.lastErr.Error() + ")"
+	}
+	return " (the client follows " + v.from + ")"
 }
 
 func every(nodes []*node, ok func(*node) bool) bool {
