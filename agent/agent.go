@@ -129,7 +129,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		snapshotPath:  st.snapshotPath,
 		keyringFile:   st.keyringPath,
 		logger:        a.logger,
-		onQuery:       a.onQuery,
 		tune:          a.opts.tune,
 	})
 	if err != nil {
@@ -454,44 +453,6 @@ func equalEntries(a, b []HostEntry) bool {
 		}
 	}
 	return true
-}
-
-// leaveQuery is the serf query a member sends (to one node, by name) to
-// ask it to leave for good; the CLI's observer sent it before the node API
-// (whose Leave the CLI now uses), and no part of clusterctl sends it now. The payload names the node and its nonce, so a
-// request meant for an older incarnation is refused.
-const leaveQuery = "clusterctl-leave"
-
-type leaveRequest struct {
-	Name  string `json:"name"`
-	Nonce string `json:"nonce"`
-}
-
-// Answers to a leave query.
-const (
-	leaveOK         = "ok"
-	leaveWrongNonce = "wrong-nonce"
-)
-
-// onQuery answers the leave query; serf calls it from the event loop.
-func (a *Agent) onQuery(q *serf.Query) {
-	if q.Name != leaveQuery {
-		return
-	}
-	var req leaveRequest
-	if err := json.Unmarshal(q.Payload, &req); err != nil || req.Name != a.cfg.Name {
-		a.logger.Warn("ignored a malformed leave request", "from", q.SourceNode())
-		return
-	}
-	if req.Nonce != a.cfg.Nonce {
-		a.logger.Warn("refused a leave request for another incarnation", "for_nonce", req.Nonce, "from", q.SourceNode())
-		_ = q.Respond([]byte(leaveWrongNonce))
-		return
-	}
-	if err := q.Respond([]byte(leaveOK)); err != nil {
-		a.logger.Warn("answer to a leave request", "err", err)
-	}
-	a.requestLeave()
 }
 
 func (a *Agent) requestLeave() {

@@ -29,7 +29,6 @@ type gossipConfig struct {
 	snapshotPath  string // "" = no snapshot
 	keyringFile   string // "" = keyring in memory only
 	logger        *slog.Logger
-	onQuery       func(*serf.Query) // user queries (never serf's internal ones)
 	tune          func(*serf.Config)
 }
 
@@ -98,14 +97,14 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
 	g.wg.Add(2)
-	go func() { defer g.wg.Done(); g.eventLoop(ctx, events, cfg.onQuery) }()
+	go func() { defer g.wg.Done(); g.eventLoop(ctx, events) }()
 	go func() { defer g.wg.Done(); g.suspicionLoop(ctx) }()
 	return g, nil
 }
 
 // eventLoop drains serf's events (serf blocks on a full channel) and
 // rebuilds the member table after each batch of member events.
-func (g *gossip) eventLoop(ctx context.Context, events <-chan serf.Event, onQuery func(*serf.Query)) {
+func (g *gossip) eventLoop(ctx context.Context, events <-chan serf.Event) {
 	tick := time.NewTicker(refreshInterval)
 	defer tick.Stop()
 	for {
@@ -114,14 +113,14 @@ func (g *gossip) eventLoop(ctx context.Context, events <-chan serf.Event, onQuer
 		case <-ctx.Done():
 			return
 		case e := <-events:
-			dirty = g.handle(e, onQuery)
+			dirty = g.handle(e)
 		case <-tick.C:
 			dirty = true
 		}
 		for more := true; more; { // take what is queued, then refresh once
 			select {
 			case e := <-events:
-				dirty = g.handle(e, onQuery) || dirty
+				dirty = g.handle(e) || dirty
 			default:
 				more = false
 			}
@@ -132,19 +131,17 @@ func (g *gossip) eventLoop(ctx context.Context, events <-chan serf.Event, onQuer
 	}
 }
 
-func (g *gossip) handle(e serf.Event, onQuery func(*serf.Query)) bool {
-	switch e := e.(type) {
-	case serf.MemberEvent:
+// handle notes what a member event says. Queries and user events are
+// ignored: nothing a gossip member sends can steer an agent (a leave comes
+// only through the mutually authenticated API).
+func (g *gossip) handle(e serf.Event) bool {
+	if e, ok := e.(serf.MemberEvent); ok {
 		if e.Type == serf.EventMemberUpdate || e.Type == serf.EventMemberJoin {
 			for _, m := range e.Members { // it spoke: whatever we suspected is over
 				g.table.clearSuspect(m.Name)
 			}
 		}
 		return true
-	case *serf.Query:
-		if onQuery != nil {
-			onQuery(e)
-		}
 	}
 	return false
 }
