@@ -166,7 +166,7 @@ func (t Timing) apply(sc *serf.Config) {
 	sc.ReconnectInterval = time.Duration(t.ReconnectInterval)
 	sc.ReconnectTimeout = time.Duration(t.ReconnectTimeout)
 	sc.TombstoneTimeout = time.Duration(t.TombstoneTimeout)
-	// serf's query timeout (key operations, the leave query) is
+	// serf's query timeout (key operations) is
 	// GossipInterval × QueryTimeoutMult × ceil(log10(N+1)): keep its base at
 	// 3.2 s or more, so short gossip intervals do not make a loaded member
 	// miss a key operation.
