@@ -8,4 +8,7 @@ const (
 	// API is the default port of the agents' mutually authenticated API
 	// (TCP), the one port the CLI dials.
 	API = 7947
+	// SSH is the port clusterctl opens, on clouds, for `clusterctl ssh`
+	// (when the config's ssh switch is on).
+	SSH = 22
 )

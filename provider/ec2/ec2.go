@@ -84,11 +84,9 @@ type Provider struct {
 
 	// detect says how this machine's public address is found when
 	// ec2.api_from is empty (tests point it at a loopback server).
-	detect publicip.Options
-	// apiFrom is this machine's detected public address (see allowList),
-	// kept once found; guarded by detectMu.
-	detectMu sync.Mutex
-	apiFrom  []netip.Prefix
+	// allow is who may reach the API and SSH ports: the api_from
+	// networks, or this machine's public address, detected once.
+	allow publicip.Source
 }
 
 var (
@@ -115,7 +113,7 @@ func WithLoadOptions(opts ...func(*config.LoadOptions) error) Option {
 // ec2.api_from is empty (by default: publicip's endpoints, or those in its
 // environment variable).
 func WithPublicIP(opts publicip.Options) Option {
-	return func(p *Provider) { p.detect = opts }
+	return func(p *Provider) { p.allow.Options = opts }
 }
 
 // New makes the provider from its environment. It creates nothing and needs
@@ -140,6 +138,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 		cfg.Region = env.Region
 	}
 	p := &Provider{cfg: cfg, env: env, consistency: eventualConsistency}
+	p.allow.Key, p.allow.Listed = apiFromKey, cfg.apiFrom
 	for _, o := range opts {
 		o(p)
 	}

@@ -11,12 +11,9 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider"
 )
-
-// sshPort is the port clusterctl opens for SSH when provider.Env.SSH says so.
-const sshPort = 22
 
 // Descriptions of the rules clusterctl adds (shown in the console).
 const (
@@ -24,27 +21,6 @@ const (
 	descAPI    = "clusterctl API from ec2.api_from"
 	descSSH    = "clusterctl SSH from ec2.api_from"
 )
-
-// allowList returns who may reach the nodes' API (and SSH) port:
-// ec2.api_from when the config lists networks, else this machine's public
-// address as detected now (once per provider). A detection failure is bad
-// input whose fix names ec2.api_from.
-func (p *Provider) allowList(ctx context.Context) ([]netip.Prefix, error) {
-	if len(p.cfg.apiFrom) > 0 {
-		return p.cfg.apiFrom, nil
-	}
-	p.detectMu.Lock()
-	defer p.detectMu.Unlock()
-	if p.apiFrom != nil {
-		return p.apiFrom, nil
-	}
-	addr, err := publicip.Detect(ctx, apiFromKey, p.detect)
-	if err != nil {
-		return nil, err
-	}
-	p.apiFrom = []netip.Prefix{addr}
-	return p.apiFrom, nil
-}
 
 // needsAllowList reports whether clusterctl opens ports to ec2.api_from:
 // it does in the group it makes, not in a group of the user's
@@ -63,7 +39,7 @@ func (p *Provider) ensureGroup(ctx context.Context) error {
 	if group != "" {
 		return nil
 	}
-	allow, err := p.allowList(ctx)
+	allow, err := p.allow.Prefixes(ctx)
 	if err != nil {
 		return err
 	}
@@ -153,7 +129,7 @@ func (p *Provider) wantRules(id string, allow []netip.Prefix) []rule {
 	}
 	if p.env.SSH {
 		for _, a := range allow {
-			out = append(out, rule{proto: "tcp", port: sshPort, source: a.String(), desc: descSSH})
+			out = append(out, rule{proto: "tcp", port: ports.SSH, source: a.String(), desc: descSSH})
 		}
 	}
 	return out

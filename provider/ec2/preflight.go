@@ -68,7 +68,7 @@ func (p *Provider) ready(ctx context.Context) error {
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
 	if p.needsAllowList() {
-		if _, err := p.allowList(ctx); err != nil {
+		if _, err := p.allow.Prefixes(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -8,12 +8,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
 
-	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider"
 )
-
-// sshPort is the port clusterctl opens for SSH when provider.Env.SSH says so.
-const sshPort = 22
 
 // Descriptions of the rules clusterctl adds.
 const (
@@ -21,27 +18,6 @@ const (
 	descAPI    = "clusterctl API from openstack.api_from"
 	descSSH    = "clusterctl SSH from openstack.api_from"
 )
-
-// allowList returns who may reach the nodes' API (and SSH) port:
-// openstack.api_from when the config lists networks, else this machine's
-// public address as detected now (once per provider). A detection failure
-// is bad input whose fix names openstack.api_from.
-func (p *Provider) allowList(ctx context.Context) ([]netip.Prefix, error) {
-	if len(p.cfg.apiFrom) > 0 {
-		return p.cfg.apiFrom, nil
-	}
-	p.detectMu.Lock()
-	defer p.detectMu.Unlock()
-	if p.apiFrom != nil {
-		return p.apiFrom, nil
-	}
-	addr, err := publicip.Detect(ctx, apiFromKey, p.detect)
-	if err != nil {
-		return nil, err
-	}
-	p.apiFrom = []netip.Prefix{addr}
-	return p.apiFrom, nil
-}
 
 // wantRules are the ingress rules of the cluster's group id: the gossip
 // port (TCP and UDP) from members of the group itself only; the API port
@@ -64,7 +40,7 @@ func (p *Provider) wantRules(id string, allow []netip.Prefix) []rules.CreateOpts
 	}
 	from(p.cfg.APIPort, descAPI)
 	if p.env.SSH {
-		from(sshPort, descSSH)
+		from(ports.SSH, descSSH)
 	}
 	return out
 }
@@ -100,7 +76,7 @@ func (p *Provider) ensureGroup(ctx context.Context, c *conn) (string, error) {
 	if p.sgID != "" {
 		return p.sgID, nil
 	}
-	allow, err := p.allowList(ctx)
+	allow, err := p.allow.Prefixes(ctx)
 	if err != nil {
 		return "", err
 	}

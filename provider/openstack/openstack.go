@@ -71,11 +71,9 @@ type Provider struct {
 
 	// detect says how this machine's public address is found when
 	// openstack.api_from is empty (tests point it at a loopback server).
-	detect publicip.Options
-	// apiFrom is this machine's detected public address (see allowList),
-	// kept once found; guarded by detectMu.
-	detectMu sync.Mutex
-	apiFrom  []netip.Prefix
+	// allow is who may reach the API and SSH ports: the api_from
+	// networks, or this machine's public address, detected once.
+	allow publicip.Source
 }
 
 var (
@@ -100,13 +98,15 @@ func New(env provider.Env) (*Provider, error) {
 	if env.Region != "" {
 		cfg.Region = env.Region
 	}
-	return &Provider{cfg: cfg, env: env, getenv: os.Getenv, sem: make(chan struct{}, cfg.Parallel)}, nil
+	p := &Provider{cfg: cfg, env: env, getenv: os.Getenv, sem: make(chan struct{}, cfg.Parallel)}
+	p.allow.Key, p.allow.Listed = apiFromKey, cfg.apiFrom
+	return p, nil
 }
 
 // SetPublicIP sets how this machine's public address is detected when
 // openstack.api_from is empty (by default: publicip's endpoints, or those
 // in its environment variable).
-func (p *Provider) SetPublicIP(opts publicip.Options) { p.detect = opts }
+func (p *Provider) SetPublicIP(opts publicip.Options) { p.allow.Options = opts }
 
 // SetGetenv replaces how the provider reads environment variables (tests).
 func (p *Provider) SetGetenv(f func(string) string) { p.getenv = f }
@@ -317,7 +317,7 @@ func (p *Provider) CheckSeed(spec provider.NodeSpec) error {
 // user-data is checked by CheckSeed once it is rendered.)
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
-	if _, err := p.allowList(ctx); err != nil {
+	if _, err := p.allow.Prefixes(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	for _, s := range specs {
