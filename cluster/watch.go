@@ -19,17 +19,15 @@ import (
 // its nonce, seen through its own API.
 type watcher struct {
 	mu      sync.Mutex
-	members map[string]nodeapi.Member // the followed node's view, by name
-	from    string                    // the followed node
+	view    nodeapi.View // the followed node's view
 	waiting map[string]chan nodeapi.Member
 	alone   map[string]bool // nonces that may be ready alone
-	lastErr error           // why the last round reached no node
 }
 
 // watch starts following with c until ctx ends. alone names the nonces of
 // nodes that are ready in their own view alone.
 func watch(ctx context.Context, c *nodeapi.Client, alone map[string]bool) *watcher {
-	w := &watcher{members: map[string]nodeapi.Member{}, waiting: map[string]chan nodeapi.Member{}, alone: alone}
+	w := &watcher{waiting: map[string]chan nodeapi.Member{}, alone: alone}
 	updates := c.Follow(ctx)
 	go func() {
 		for u := range updates {
@@ -42,45 +40,20 @@ func watch(ctx context.Context, c *nodeapi.Client, alone map[string]bool) *watch
 func (w *watcher) apply(u nodeapi.Update) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	switch u.Kind {
-	case nodeapi.UpdateSnapshot:
-		w.lastErr = nil
-		w.from = u.From.Name
-		w.members = map[string]nodeapi.Member{}
-		for _, m := range u.Snapshot.Members {
-			w.members[m.Name] = m
-		}
-	case nodeapi.UpdateEvent:
-		if u.Event.Type == nodeapi.EventReap {
-			delete(w.members, u.Event.Member.Name)
-		} else {
-			w.members[u.Event.Member.Name] = u.Event.Member
-		}
-	case nodeapi.UpdateUnreachable:
-		w.lastErr = u.Err
-		return
+	if w.view.Apply(u) {
+		w.check()
 	}
-	w.check()
 }
 
-// check hands every waiting node that is ready its member. w.mu is held.
+// check hands every waiting node that is ready (nodeapi.View.Ready) its
+// member. w.mu is held.
 func (w *watcher) check() {
-	alive := 0
-	for _, m := range w.members {
-		if m.Status == nodeapi.StatusAlive {
-			alive++
+	for _, m := range w.view.Ready(func(nonce string) bool { return w.alone[nonce] }) {
+		nonce := m.Tags[nodeapi.TagNonce]
+		if ch, ok := w.waiting[nonce]; ok {
+			ch <- m
+			delete(w.waiting, nonce)
 		}
-	}
-	for _, m := range w.members {
-		ch, ok := w.waiting[m.Tags[nodeapi.TagNonce]]
-		if !ok || m.Status != nodeapi.StatusAlive {
-			continue
-		}
-		if m.Name == w.from && alive < 2 && !w.alone[m.Tags[nodeapi.TagNonce]] {
-			continue // alone in its own view: it has not joined anyone yet
-		}
-		ch <- m
-		delete(w.waiting, m.Tags[nodeapi.TagNonce])
 	}
 }
 
@@ -99,7 +72,7 @@ func (w *watcher) wait(ctx context.Context, nonce string) (m nodeapi.Member, rea
 	case <-ctx.Done():
 		w.mu.Lock()
 		delete(w.waiting, nonce)
-		err := w.lastErr
+		err := w.view.Err
 		w.mu.Unlock()
 		select {
 		case m := <-ch:

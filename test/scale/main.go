@@ -336,7 +336,7 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ca, cli := newCA()
-	view := &cliView{members: map[string]nodeapi.Member{}, seen: map[string]time.Time{}}
+	view := &cliView{seen: map[string]time.Time{}}
 	client, err := nodeapi.NewClient(cli, view.endpoints)
 	check(err)
 
@@ -514,13 +514,11 @@ func newCA() (*pki.CA, pki.Credentials) {
 // snapshot and applies each event. It notes when each nonce first became
 // ready.
 type cliView struct {
-	mu      sync.Mutex
-	eps     []nodeapi.Endpoint
-	members map[string]nodeapi.Member // the followed node's view, by name
-	from    string                    // the followed node
-	alone   string                    // the nonce that may be ready alone: the first node's
-	seen    map[string]time.Time      // nonce -> when the client first saw it ready
-	lastErr error                     // why the last round reached no node
+	mu    sync.Mutex
+	eps   []nodeapi.Endpoint
+	view  nodeapi.View         // the followed node's view
+	alone string               // the nonce that may be ready alone: the first node's
+	seen  map[string]time.Time // nonce -> when the client first saw it ready
 }
 
 func (v *cliView) add(nd *node) {
@@ -551,39 +549,14 @@ func (v *cliView) follow(ctx context.Context, c *nodeapi.Client, alone string) {
 func (v *cliView) apply(u nodeapi.Update, at time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	switch u.Kind {
-	case nodeapi.UpdateSnapshot:
-		v.lastErr = nil
-		v.from = u.From.Name
-		v.members = map[string]nodeapi.Member{}
-		for _, m := range u.Snapshot.Members {
-			v.members[m.Name] = m
-		}
-	case nodeapi.UpdateEvent:
-		if u.Event.Type == nodeapi.EventReap {
-			delete(v.members, u.Event.Member.Name)
-		} else {
-			v.members[u.Event.Member.Name] = u.Event.Member
-		}
-	case nodeapi.UpdateUnreachable:
-		v.lastErr = u.Err
+	if !v.view.Apply(u) {
 		return
 	}
-	alive := 0
-	for _, m := range v.members {
-		if m.Status == nodeapi.StatusAlive {
-			alive++
-		}
-	}
-	for _, m := range v.members {
+	for _, m := range v.view.Ready(func(nonce string) bool { return nonce == v.alone }) {
 		nonce := m.Tags[nodeapi.TagNonce]
-		if _, done := v.seen[nonce]; done || nonce == "" || m.Status != nodeapi.StatusAlive {
-			continue
+		if _, done := v.seen[nonce]; !done {
+			v.seen[nonce] = at
 		}
-		if m.Name == v.from && alive < 2 && nonce != v.alone {
-			continue // alone in its own view: it has not joined anyone yet
-		}
-		v.seen[nonce] = at
 	}
 }
 
@@ -611,7 +584,7 @@ func (v *cliView) seenAll(nonces []string) bool {
 func (v *cliView) sees(nd *node, status nodeapi.MemberStatus) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	m, ok := v.members[nd.name]
+	m, ok := v.view.Members[nd.name]
 	return ok && m.Status == status && (status != nodeapi.StatusAlive || m.Tags[nodeapi.TagNonce] == nd.nonce)
 }
 
@@ -620,10 +593,10 @@ func (v *cliView) sees(nd *node, status nodeapi.MemberStatus) bool {
 func (v *cliView) why() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.lastErr != nil {
-		return " (the client reached no node: " + v.lastErr.Error() + ")"
+	if v.view.Err != nil {
+		return " (the client reached no node: " + v.view.Err.Error() + ")"
 	}
-	return " (the client follows " + v.from + ")"
+	return " (the client follows " + v.view.From + ")"
 }
 
 func every(nodes []*node, ok func(*node) bool) bool {
