@@ -78,11 +78,7 @@ func TestCloudBatchSeedsFromTheFirstNode(t *testing.T) {
 // With no agent answering, status shows every node unreachable after one
 // connect timeout, not after waiting for a view that never comes.
 func TestStatusUnreachableIsQuick(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, b := bootingFake(t)
 	m, _ := newManager(t, p, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -117,11 +113,7 @@ func TestStatusUnreachableIsQuick(t *testing.T) {
 // A missing CA in an existing cluster is the clear exit-2 error naming the
 // file; no new CA is made.
 func TestMissingCAIsBadInputAndNotReplaced(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, _ := bootingFake(t)
 	m, _ := newManager(t, p, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -178,11 +170,7 @@ func TestRenderMakesNoCA(t *testing.T) {
 // holds only the new key (which new nodes get), and an agent holding only
 // the old key cannot join.
 func TestKeyRotate(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, b := bootingFake(t)
 	m, _ := newManager(t, p, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -321,11 +321,7 @@ func TestDownDeletesInParallel(t *testing.T) {
 // The first up of a cluster may run twice at once: both succeed, with one
 // key and distinct addresses.
 func TestConcurrentFirstUps(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, b := bootingFake(t)
 	dir := t.TempDir()
 	m1, _ := newManagerIn(t, dir, p, "")
 	m2, _ := newManagerIn(t, dir, p, "")

@@ -44,6 +44,17 @@ type booter struct {
 	addrOf func(id string) string
 }
 
+// bootingFake is the fake provider whose machines boot a real agent (with
+// its API) from the rendered user-data and stop it on delete.
+func bootingFake(t *testing.T) (*fake.Provider, *booter) {
+	p := fake.New()
+	b := newBooter(t)
+	p.OnCreate = b.boot
+	p.OnDelete = b.stop
+	t.Cleanup(b.stopAll)
+	return p, b
+}
+
 func newBooter(t *testing.T) *booter {
 	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
@@ -256,11 +267,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestUpStatusDown(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, b := bootingFake(t)
 	m, rec := newManager(t, p, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -448,11 +455,7 @@ func TestBadInputCreatesNothing(t *testing.T) {
 }
 
 func TestNameInUseAndProviderBinding(t *testing.T) {
-	p := fake.New()
-	b := newBooter(t)
-	p.OnCreate = b.boot
-	p.OnDelete = b.stop
-	t.Cleanup(b.stopAll)
+	p, _ := bootingFake(t)
 	m, _ := newManager(t, p, "")
 	ctx := context.Background()
 	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}}); err != nil {
