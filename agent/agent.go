@@ -11,12 +11,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
+	"github.com/clusterctl/clusterctl/internal/identity"
 )
 
 // options are the in-process knobs tests use; the gossip timings are in
@@ -49,15 +52,19 @@ func defaultOptions() options {
 // configured, keeps the hosts file up to date. It implements
 // nodeapi.Membership once Run has started it.
 type Agent struct {
-	cfg    Config
-	tags   map[string]string
-	logger *slog.Logger
-	opts   options
-	leave  chan struct{} // a valid leave request arrived
-	left   chan struct{} // closed once a requested leave went out
+	cfg      Config
+	creds    identity.Credentials
+	verifier *identity.Verifier
+	refusals *refusalLog
+	tags     map[string]string // without the id tag
+	logger   *slog.Logger
+	opts     options
+	leave    chan struct{} // a valid leave request arrived
+	left     chan struct{} // closed once a requested leave went out
 
-	mu sync.Mutex
-	g  *gossip
+	mu    sync.Mutex
+	g     *gossip
+	keyMu sync.Mutex // one keyring operation at a time
 }
 
 // New checks cfg and prepares an agent; Run starts it. A nil logger
@@ -90,13 +97,32 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The id tag is added once the advertised address is known; its size
+	// is fixed, so the budget is checked now.
+	withID := cloneTags(tags)
+	withID[TagID] = strings.Repeat("-", identity.TagSize)
+	if n := encodedTagsSize(withID); n > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("node tags of %q take up to %d bytes with the %d-byte identity, more than memberlist's limit of %d; use fewer or shorter tags",
+			cfg.Name, n, identity.TagSize, memberlist.MetaMaxSize)
+	}
+	creds, err := cfg.credentials()
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	verifier, err := cfg.verifier()
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
 	return &Agent{
-		cfg:    cfg,
-		tags:   tags,
-		logger: logger.With("node", cfg.Name),
-		opts:   opts,
-		leave:  make(chan struct{}, 1),
-		left:   make(chan struct{}),
+		cfg:      cfg,
+		creds:    creds,
+		verifier: verifier,
+		refusals: newRefusalLog(refusalInterval),
+		tags:     tags,
+		logger:   logger.With("node", cfg.Name),
+		opts:     opts,
+		leave:    make(chan struct{}, 1),
+		left:     make(chan struct{}),
 	}, nil
 }
 
@@ -117,10 +143,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	tags := cloneTags(a.tags)
+	if tags[TagID], err = a.creds.Tag(addr, a.tags); err != nil {
+		return err
+	}
 	g, err := startGossip(gossipConfig{
 		name:          a.cfg.Name,
 		cluster:       a.cfg.Cluster,
-		tags:          a.tags,
+		tags:          tags,
 		keyring:       st.keyring,
 		bindAddr:      a.cfg.BindAddr,
 		port:          a.cfg.Port,
@@ -130,6 +160,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		keyringFile:   st.keyringPath,
 		logger:        a.logger,
 		tune:          a.opts.tune,
+		verifier:      a.verifier,
+		refused:       a.refusedMember,
+		dropped:       a.droppedQuery,
 	})
 	if err != nil {
 		return err
@@ -156,12 +189,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	requested := false
+	var runErr error
 	select {
 	case <-ctx.Done():
 		a.logger.Info("stopping without leaving: the others reconnect when this node is back", "reason", context.Cause(ctx))
 	case <-a.leave:
 		requested = true
 		a.logger.Info("leave requested: leaving the cluster for good")
+	case <-g.serf.ShutdownCh():
+		// serf stops itself when it loses a name conflict, among others;
+		// a process that went on would serve a frozen view.
+		runErr = serfStopped(g.serf)
+		a.logger.Error("gossip stopped by itself", "err", runErr)
 	}
 	stop()
 	wg.Wait()
@@ -183,7 +222,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if requested {
 		a.logger.Info("left the cluster")
 	}
-	return nil
+	return runErr
 }
 
 // advertiseAddr returns advertise_addr, or waits (bounded) until an

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +74,17 @@ func testConfig(name string) Config {
 	}
 }
 
+// issued returns cfg with an identity for its cluster, name and nonce from
+// the test CA of its cluster.
+func issued(cfg Config) Config {
+	id, err := NewIdentity(identitytest.CA(cfg.Cluster), cfg.Name, cfg.Nonce)
+	if err != nil {
+		panic(err)
+	}
+	cfg.Identity = id
+	return cfg
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
@@ -87,7 +101,7 @@ type runningAgent struct {
 // startAgent runs an agent and waits until its gossip port is open.
 func startAgent(t *testing.T, cfg Config, opts options) *runningAgent {
 	t.Helper()
-	a, err := newAgent(cfg, testLogger(t), opts)
+	a, err := newAgent(issued(cfg), testLogger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,14 +384,9 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	redCfg.HostsFile, redCfg.Domain = redHosts, "lab"
 	red := startAgent(t, redCfg, testOptions())
 
-	// A member with the role observer (what older CLIs ran) is never
-	// listed. Make sure red knows it before checking its hosts file.
-	obs := startObserverRole(t, red.addr)
-	if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-		return Member{}, tb.members[obs].State == StateAlive, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// A member with the gossip key but no identity is never listed,
+	// whatever name it takes.
+	intruder := startIntruder(t, "db", "127.0.0.9", map[string]string{"cluster": "test", "name": "db", "role": "node", "nonce": "x"}, red.addr)
 
 	blueCfg := testConfig("blue")
 	blueCfg.Seeds = []string{red.addr}
@@ -404,7 +413,11 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	if err := blue.Leave(ctx, "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
-	// The observer stays alive in red's view; it is never listed.
+	for _, a := range []*runningAgent{red, blue} {
+		if ms, _ := a.tbl().snapshot(""); slices.ContainsFunc(ms, func(m Member) bool { return m.Name == "db" }) {
+			t.Errorf("%s lists the intruder db (known to it: %d members)", a.cfg.Name, len(intruder.Members()))
+		}
+	}
 	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.3", "green"}, {"127.0.0.1", "red"}})
 	data, _ = os.ReadFile(redHosts)
 	if !strings.HasPrefix(string(data), outside) {
@@ -412,30 +425,33 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	}
 }
 
-// startObserverRole joins a gossip member with the role observer (as the
-// CLI ran one before the node API) to the node at addr, and returns its
-// name.
-func startObserverRole(t *testing.T, addr string) string {
+// startIntruder runs a plain serf member that holds the gossip key and the
+// cluster's label, and nothing else: no identity from the CA. It joins
+// addr with tags of its choice, as name, and returns the serf member.
+func startIntruder(t *testing.T, name, bind string, tags map[string]string, addr string) *serf.Serf {
 	t.Helper()
-	name := "clusterctl-observer-test"
-	tags, err := Meta{Cluster: "test", Name: name, Role: RoleObserver}.SerfTags()
-	if err != nil {
-		t.Fatal(err)
-	}
 	kr, err := memberlist.NewKeyring(nil, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := startGossip(gossipConfig{name: name, cluster: "test", tags: tags, keyring: kr,
-		bindAddr: "127.0.0.1", advertiseAddr: "127.0.0.1", timing: testTiming().withDefaults(), logger: testLogger(t)})
+	sc := serf.DefaultConfig()
+	sc.NodeName = name
+	sc.Tags = tags
+	sc.LogOutput = io.Discard
+	sc.MemberlistConfig = memberlist.DefaultLocalConfig()
+	sc.MemberlistConfig.Name = name
+	sc.MemberlistConfig.Label = "test"
+	sc.MemberlistConfig.Keyring = kr
+	sc.MemberlistConfig.BindAddr, sc.MemberlistConfig.BindPort = bind, 0
+	sc.MemberlistConfig.AdvertiseAddr = bind
+	sc.MemberlistConfig.LogOutput = io.Discard
+	s, err := serf.Create(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = g.shutdown() })
-	if _, err := g.join([]string{addr}); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	t.Cleanup(func() { _ = s.Shutdown() })
+	_, _ = s.Join([]string{addr}, true) // refused: its push/pull carries itself
+	return s
 }
 
 // waitHosts waits (bounded by ctx) until the block of the hosts file at
@@ -519,7 +535,7 @@ func TestAdvertiseCIDR(t *testing.T) {
 	}
 	cfg := testConfig("red")
 	cfg.AdvertiseAddr, cfg.AdvertiseCIDR = "", "127.0.0.0/8"
-	a, err := newAgent(cfg, nil, opts)
+	a, err := newAgent(issued(cfg), nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +547,7 @@ func TestAdvertiseCIDR(t *testing.T) {
 	// When no address ever shows up, Run gives up with an error naming the CIDR.
 	cfg.AdvertiseCIDR = "192.168.56.0/24"
 	opts.advertiseWait = 100 * time.Millisecond
-	a, err = newAgent(cfg, nil, opts)
+	a, err = newAgent(issued(cfg), nil, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,5 +676,39 @@ func waitState(ctx context.Context, t *testing.T, tb *memberTable, name, state s
 		return Member{}, tb.members[name].State == state, nil
 	}); err != nil {
 		t.Fatalf("waiting for %s to be %s: %v", name, state, err)
+	}
+}
+
+// TestSerfShutdownEndsRun: when serf shuts itself down (here: it loses
+// serf's name-conflict vote to another granted incarnation of its name),
+// Run returns an error, so the process exits non-zero and systemd restarts
+// it, instead of serving a frozen view.
+func TestSerfShutdownEndsRun(t *testing.T) {
+	ctx := testCtx(t)
+	red := startAgent(t, testConfig("red"), testOptions())
+	var yellows []*runningAgent
+	for i, addr := range []string{"127.0.0.2", "127.0.0.3"} {
+		cfg := testConfig("yellow")
+		cfg.Nonce = fmt.Sprintf("yellow-nonce-%d", i)
+		cfg.BindAddr, cfg.AdvertiseAddr = addr, addr
+		cfg.Seeds = []string{red.addr}
+		yellows = append(yellows, startAgent(t, cfg, testOptions()))
+		if i == 0 {
+			waitMember(ctx, t, red.tbl(), "yellow", func(m Member) bool { return m.State == StateAlive && m.Addr == addr })
+		}
+	}
+	select {
+	case err := <-yellows[0].done:
+		if !errors.Is(err, errSerfShutdown) {
+			t.Fatalf("the older yellow's Run = %v, want errSerfShutdown", err)
+		}
+		close(yellows[0].done)
+	case err := <-yellows[1].done:
+		if !errors.Is(err, errSerfShutdown) {
+			t.Fatalf("the newer yellow's Run = %v, want errSerfShutdown", err)
+		}
+		close(yellows[1].done)
+	case <-ctx.Done():
+		t.Fatal("neither yellow stopped after the name conflict")
 	}
 }

@@ -19,7 +19,7 @@ func apiConfigJSON(t *testing.T, api APIConfig) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf(`{"cluster": "lab", "name": "red", "nonce": "n-1", "provider": "qemu", "instance_id": "i-1",
-  "key": %q, "advertise_addr": "192.0.2.10", "api": %s}`, base64.StdEncoding.EncodeToString(testKey), b)
+  "key": %q, "advertise_addr": "192.0.2.10", "api": %s, %s}`, base64.StdEncoding.EncodeToString(testKey), b, identityJSON("lab", "red", "n-1"))
 }
 
 func TestLoadConfigAPI(t *testing.T) {

@@ -39,7 +39,7 @@ func BenchmarkJoinDetection(b *testing.B) {
 	defer cancel()
 
 	run := func(cfg Config, opts options) (*Agent, error) {
-		a, err := newAgent(cfg, nil, opts)
+		a, err := newAgent(issued(cfg), nil, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +90,7 @@ func BenchmarkJoinDetection(b *testing.B) {
 		opts := defaultOptions()
 		opts.onJoined = func(t time.Time) { joinedAt <- t }
 		nodeCtx, stopNode := context.WithCancel(ctx)
-		a, err := newAgent(cfg, nil, opts)
+		a, err := newAgent(issued(cfg), nil, opts)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/identity"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/ports"
 )
@@ -84,6 +85,52 @@ type Config struct {
 	// API is the node's side of the CLI's mutually authenticated API
 	// (package nodeapi). Without it the agent serves no API.
 	API APIConfig `json:"api,omitzero"`
+	// Identity proves to the other members who this node is (package
+	// internal/identity); the agent refuses every member that cannot prove
+	// its own. Required.
+	Identity IdentityConfig `json:"identity"`
+	// ClusterCIDR, when set, is the cluster network: members that advertise
+	// an address outside it are refused. With advertise_cidr and no
+	// cluster_cidr, advertise_cidr is the cluster network.
+	ClusterCIDR string `json:"cluster_cidr,omitempty"`
+}
+
+// IdentityConfig is the node's gossip identity: its Ed25519 identity key,
+// the CA's grant of its name and nonce to that key, and the CA certificate
+// that every member's grant must verify against. Key is never shown by
+// String.
+type IdentityConfig struct {
+	Key   string `json:"key"`   // base64 Ed25519 seed (identity.EncodeKey)
+	Grant []byte `json:"grant"` // the CA's signature, base64 in JSON
+	CA    string `json:"ca"`    // PEM
+}
+
+// credentials returns the identity for c's claim.
+func (c Config) credentials() (identity.Credentials, error) {
+	key, err := identity.DecodeKey(c.Identity.Key)
+	if err != nil {
+		return identity.Credentials{}, err
+	}
+	return identity.Credentials{
+		Claim: identity.Claim{Cluster: c.Cluster, Name: c.Name, Role: identity.RoleNode, Nonce: c.Nonce},
+		Key:   key, Grant: c.Identity.Grant,
+	}, nil
+}
+
+// clusterPrefix is the cluster network members must advertise in (the
+// zero Prefix when none is known).
+func (c Config) clusterPrefix() netip.Prefix {
+	s := c.ClusterCIDR
+	if s == "" {
+		s = c.AdvertiseCIDR
+	}
+	p, _ := netip.ParsePrefix(s)
+	return p
+}
+
+// verifier checks the other members' identities.
+func (c Config) verifier() (*identity.Verifier, error) {
+	return identity.NewVerifier(c.Cluster, []byte(c.Identity.CA), c.clusterPrefix())
 }
 
 // APIConfig is the TLS material and address of the agent's API. The CLI
@@ -118,6 +165,9 @@ func (c Config) String() string {
 	r.Key = nil
 	if r.API.Key != "" {
 		r.API.Key = "<redacted>"
+	}
+	if r.Identity.Key != "" {
+		r.Identity.Key = "<redacted>"
 	}
 	type plain Config // drops the methods, so no recursion
 	return fmt.Sprintf("%+v", plain(r)) + " key:" + keyDescription(c.Key)
@@ -319,6 +369,20 @@ func (c Config) Validate() error {
 			bad("api.port: %d is outside 1-65535", c.API.Port)
 		}
 	}
+	if cr, err := c.credentials(); err != nil {
+		bad("identity.key: %v", err)
+	} else if v, err := c.verifier(); err != nil {
+		bad("identity.ca: %v", err)
+	} else if err := v.CheckGrant(cr); err != nil {
+		bad("identity.grant: %v", err)
+	}
+	if c.ClusterCIDR != "" {
+		if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil {
+			bad("cluster_cidr: %q is not a CIDR such as 192.168.56.0/24", c.ClusterCIDR)
+		} else if a, err := netip.ParseAddr(c.AdvertiseAddr); err == nil && !p.Contains(a.Unmap()) {
+			bad("advertise_addr: %s is outside cluster_cidr %s; the other members would refuse this node", a, p)
+		}
+	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		bad("state_dir: %q must be an absolute path", c.StateDir)
 	}
@@ -341,4 +405,15 @@ func validHostPort(s string) error {
 		return fmt.Errorf("port %q is outside 1-65535", port)
 	}
 	return nil
+}
+
+// NewIdentity issues the identity of the node name, incarnation nonce, of
+// the CA's cluster: a new identity key and the CA's grant (what the CLI
+// renders into a node's agent config).
+func NewIdentity(ca *pki.CA, name, nonce string) (IdentityConfig, error) {
+	creds, err := identity.Issue(ca, identity.Claim{Cluster: ca.Cluster(), Name: name, Role: identity.RoleNode, Nonce: nonce})
+	if err != nil {
+		return IdentityConfig{}, err
+	}
+	return IdentityConfig{Key: identity.EncodeKey(creds.Key), Grant: creds.Grant, CA: string(ca.CertPEM())}, nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,16 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// identityJSON is the "identity" member of an agent config for name and
+// nonce of cluster, from the test CA.
+func identityJSON(cluster, name, nonce string) string {
+	b, err := json.Marshal(issued(Config{Cluster: cluster, Name: name, Nonce: nonce}).Identity)
+	if err != nil {
+		panic(err)
+	}
+	return `"identity": ` + string(b)
+}
+
 func TestLoadConfigDefaults(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString(testKey)
 	instanceData := writeFile(t, "instance-data.json", `{"v1": {"instance_id": "i-0abc", "cloud_name": "nocloud"}}`)
@@ -31,8 +42,8 @@ func TestLoadConfigDefaults(t *testing.T) {
   "tags": {"rack": "a"}, "key": %q,
   "advertise_cidr": "192.168.56.0/24",
   "seeds": ["192.168.56.10:7946", "blue.lab:7946"],
-  "hosts_file": "/etc/hosts", "domain": "lab.internal"
-}`, instanceData, key))
+  "hosts_file": "/etc/hosts", "domain": "lab.internal", %s
+}`, instanceData, key, identityJSON("lab", "red", "n-1")))
 	c, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/clusterctl/clusterctl/internal/identity"
 )
 
 // gossipConfig is what an agent and an observer have in common: one serf
@@ -30,16 +32,21 @@ type gossipConfig struct {
 	keyringFile   string // "" = keyring in memory only
 	logger        *slog.Logger
 	tune          func(*serf.Config)
+	verifier      *identity.Verifier                 // admits members (memberGate)
+	refused       func(name, addr string, err error) // a member that did not verify
+	dropped       func(query string)                 // a keyring query that came over gossip
 }
 
 // gossip is a running serf member with its member table.
 type gossip struct {
-	serf   *serf.Serf
-	table  *memberTable
-	logger *slog.Logger
-	timing Timing
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	serf        *serf.Serf
+	keyring     *memberlist.Keyring // memberlist's: changed only by the node API
+	keyringPath string              // where it is kept ("" = memory only)
+	table       *memberTable
+	logger      *slog.Logger
+	timing      Timing
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // refreshInterval is how often the member table is rebuilt from serf even
@@ -50,9 +57,16 @@ const refreshInterval = 500 * time.Millisecond
 // snapshot serf cannot open is removed, with a warning, and the member
 // starts without it.
 func startGossip(cfg gossipConfig) (*gossip, error) {
-	g := &gossip{table: newMemberTable(cfg.cluster, cfg.logger), logger: cfg.logger, timing: cfg.timing.withDefaults()}
+	g := &gossip{table: newMemberTable(cfg.cluster, cfg.logger), logger: cfg.logger, timing: cfg.timing.withDefaults(),
+		keyring: cfg.keyring, keyringPath: cfg.keyringFile}
 	events := make(chan serf.Event, 1024)
-	build := func() *serf.Config {
+	mlLogger := gossipLogger(cfg.logger.With("component", "memberlist"), g.table)
+	create := func() (*serf.Serf, error) {
+		tr, err := newGatedTransport(cfg.bindAddr, cfg.port, mlLogger)
+		if err != nil {
+			return nil, err
+		}
+		port := tr.GetAutoBindPort()
 		sc := serf.DefaultConfig()
 		sc.NodeName = cfg.name
 		sc.Tags = cloneTags(cfg.tags)
@@ -60,35 +74,46 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		sc.LogOutput = nil
 		sc.Logger = gossipLogger(cfg.logger.With("component", "serf"), g.table)
 		sc.SnapshotPath = cfg.snapshotPath
-		sc.KeyringFile = cfg.keyringFile
+		sc.KeyringFile = ""         // written by the agent only (keyOp); serf's key queries are dropped
 		sc.RejoinAfterLeave = false // a member that left on purpose is never brought back
 		sc.EnableNameConflictResolution = true
 		mc := sc.MemberlistConfig
+		sc.Merge = &memberGate{verifier: cfg.verifier, refused: cfg.refused, onFirst: func() {
+			// memberlist.Create's own alive: serf has set its delegate and
+			// nothing has read it yet (see guard.go).
+			mc.Delegate = &msgGuard{Delegate: mc.Delegate, dropped: cfg.dropped}
+			tr.open()
+		}}
 		mc.Name = cfg.name
 		mc.Label = cfg.cluster
 		mc.Keyring = cfg.keyring
 		mc.SecretKey = nil
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
+		mc.Transport = tr
 		mc.BindAddr = cfg.bindAddr
-		mc.BindPort = cfg.port
+		mc.BindPort = port
 		mc.AdvertiseAddr = cfg.advertiseAddr
-		mc.AdvertisePort = cfg.port
-		mc.Logger = gossipLogger(cfg.logger.With("component", "memberlist"), g.table)
+		mc.AdvertisePort = port
+		mc.Logger = mlLogger
 		mc.LogOutput = nil
 		cfg.timing.apply(sc)
 		if cfg.tune != nil {
 			cfg.tune(sc)
 		}
-		return sc
+		s, err := serf.Create(sc)
+		if err != nil {
+			_ = tr.Shutdown()
+		}
+		return s, err
 	}
-	s, err := serf.Create(build())
+	s, err := create()
 	if err != nil && cfg.snapshotPath != "" && strings.Contains(err.Error(), "snapshot") {
 		cfg.logger.Warn("the snapshot of known members cannot be used; starting without it", "path", cfg.snapshotPath, "err", err)
 		if rerr := os.RemoveAll(cfg.snapshotPath); rerr != nil {
 			return nil, fmt.Errorf("remove unusable snapshot %q: %w (after: %v)", cfg.snapshotPath, rerr, err)
 		}
-		s, err = serf.Create(build())
+		s, err = create()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.bindAddr, cfg.port, err)

@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// TestKeyRotation rotates the gossip key across running agents (install,
-// use, remove) and checks that nobody drops out, that the keyring files
+// TestKeyRotation rotates the gossip key across running agents, node by
+// node as the CLI does (install everywhere, use everywhere, remove
+// everywhere), and checks that each operation changes only the keyring of
+// the agent it is asked of, that nobody drops out, that the keyring files
 // follow, and that a node holding only the old key can no longer join.
 func TestKeyRotation(t *testing.T) {
 	ctx := testCtx(t)
@@ -32,27 +34,31 @@ func TestKeyRotation(t *testing.T) {
 	}
 	newKey := []byte("fedcba9876543210fedcba9876543210")
 	oldB64, newB64 := base64.StdEncoding.EncodeToString(testKey), base64.StdEncoding.EncodeToString(newKey)
-	members := 3
 
 	rep, err := agents[1].KeyInstall(ctx, newKey)
-	if err != nil || rep.NumNodes != members || rep.NumResp != members || rep.NumErr != 0 {
+	if err != nil || rep.NumResp != 1 || rep.NumErr != 0 || len(rep.Keys) != 2 || rep.Primary != oldB64 {
 		t.Fatalf("KeyInstall = %+v, %v", rep, err)
 	}
-	if rep, err := agents[0].KeyList(ctx); err != nil || rep.Keys[oldB64] != members || rep.Keys[newB64] != members {
-		t.Fatalf("KeyList after install = %+v, %v; want both keys on all %d members", rep, err, members)
+	if rep, err := agents[0].KeyList(ctx); err != nil || len(rep.Keys) != 1 || rep.Keys[oldB64] != 1 {
+		t.Fatalf("red's keys after blue's install = %+v, %v; want only the old key (one node at a time)", rep, err)
+	}
+	for _, a := range agents {
+		if _, err := a.KeyInstall(ctx, newKey); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := agents[2].KeyRemove(ctx, testKey); err == nil {
 		t.Error("removing the primary key succeeded")
 	}
-	if rep, err := agents[0].KeyUse(ctx, newKey); err != nil || rep.NumErr != 0 {
-		t.Fatalf("KeyUse = %+v, %v", rep, err)
+	for _, a := range agents {
+		if rep, err := a.KeyUse(ctx, newKey); err != nil || rep.Primary != newB64 {
+			t.Fatalf("KeyUse = %+v, %v", rep, err)
+		}
 	}
-	if rep, err := agents[0].KeyRemove(ctx, testKey); err != nil || rep.NumErr != 0 {
-		t.Fatalf("KeyRemove = %+v, %v", rep, err)
-	}
-	rep, err = agents[0].KeyList(ctx)
-	if err != nil || len(rep.Keys) != 1 || rep.Keys[newB64] != members {
-		t.Fatalf("KeyList after rotation = %+v, %v; want only the new key, on all %d members", rep, err, members)
+	for _, a := range agents {
+		if rep, err := a.KeyRemove(ctx, testKey); err != nil || len(rep.Keys) != 1 || rep.Keys[newB64] != 1 {
+			t.Fatalf("KeyRemove = %+v, %v", rep, err)
+		}
 	}
 	// Nobody dropped out.
 	if got := states(agents[0].tbl()); got != "blue=alive green=alive red=alive" {
@@ -88,6 +94,51 @@ func TestKeyRotation(t *testing.T) {
 	cfg := agents[2].cfg
 	startAgent(t, cfg, testOptions())
 	waitMember(ctx, t, agents[0].tbl(), "green", func(m Member) bool { return m.State == StateAlive })
+}
+
+// TestGossipCannotChangeKeys: a sender that holds the gossip key runs
+// serf's key manager (install, use, remove, list) against the agents, as a
+// serf member would; no agent's keyring or keyring file changes, and the
+// agents keep talking.
+func TestGossipCannotChangeKeys(t *testing.T) {
+	ctx := testCtx(t)
+	var agents []*runningAgent
+	for i, name := range []string{"red", "blue"} {
+		cfg := testConfig(name)
+		cfg.StateDir = filepath.Join(t.TempDir(), name)
+		if i > 0 {
+			cfg.Seeds = []string{agents[0].addr}
+		}
+		agents = append(agents, startAgent(t, cfg, testOptions()))
+	}
+	waitMember(ctx, t, agents[0].tbl(), "blue", func(m Member) bool { return m.State == StateAlive })
+	intruder := startIntruder(t, "mallory", "127.0.0.9", map[string]string{"cluster": "test", "name": "mallory", "role": "node", "nonce": "m"}, agents[0].addr)
+	if n := len(intruder.Members()); n < 3 {
+		t.Fatalf("the intruder learnt %d members; it needs the agents to address its queries", n)
+	}
+	planted := base64.StdEncoding.EncodeToString([]byte("PLANTEDPLANTEDPLANTEDPLANTEDPLAN"))
+	km := intruder.KeyManager()
+	if r, err := km.InstallKey(planted); err == nil || r.NumResp > 1 {
+		t.Errorf("install-key over gossip: %d of %d answered (%v)", r.NumResp, r.NumNodes, err)
+	}
+	_, _ = km.UseKey(planted)
+	_, _ = km.RemoveKey(base64.StdEncoding.EncodeToString(testKey))
+	if r, err := km.ListKeys(); err == nil && r.NumResp > 1 {
+		t.Errorf("list-keys over gossip answered by %d members", r.NumResp)
+	}
+	for _, a := range agents {
+		rep, err := a.KeyList(ctx)
+		if err != nil || len(rep.Keys) != 1 || rep.Keys[base64.StdEncoding.EncodeToString(testKey)] != 1 {
+			t.Errorf("%s's keys after the intruder's key operations: %+v, %v", a.cfg.Name, rep, err)
+		}
+		keys, err := readKeyring(filepath.Join(a.cfg.StateDir, keyringFile))
+		if err != nil || len(keys) != 1 || string(keys[0]) != string(testKey) {
+			t.Errorf("%s's keyring file changed: %d keys, %v", a.cfg.Name, len(keys), err)
+		}
+	}
+	if got := states(agents[0].tbl()); got != "blue=alive red=alive" {
+		t.Errorf("red's view after the intruder: %s", got)
+	}
 }
 
 // TestUnusableStateStartsFresh: a corrupt snapshot, or state of another

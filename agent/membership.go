@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hashicorp/serf/serf"
+	"github.com/hashicorp/memberlist"
 
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
@@ -63,34 +63,33 @@ func (a *Agent) Leave(ctx context.Context, nonce string) error {
 	}
 }
 
-// KeyList lists the keys every member holds.
+// KeyList lists this node's keys.
 func (a *Agent) KeyList(ctx context.Context) (KeyReport, error) {
-	return a.keyOp(ctx, "list", nil, func(km *serf.KeyManager, _ string) (*serf.KeyResponse, error) { return km.ListKeys() })
+	return a.keyOp("list", nil, func(*memberlist.Keyring) error { return nil })
 }
 
-// KeyInstall adds key to every member's keyring (not yet used to send).
+// KeyInstall adds key to this node's keyring (not yet used to send).
 func (a *Agent) KeyInstall(ctx context.Context, key []byte) (KeyReport, error) {
-	return a.keyOp(ctx, "install", key, (*serf.KeyManager).InstallKey)
+	return a.keyOp("install", key, func(kr *memberlist.Keyring) error { return kr.AddKey(key) })
 }
 
-// KeyUse makes key, installed before, every member's primary key.
+// KeyUse makes key, installed before, this node's primary key.
 func (a *Agent) KeyUse(ctx context.Context, key []byte) (KeyReport, error) {
-	return a.keyOp(ctx, "use", key, (*serf.KeyManager).UseKey)
+	return a.keyOp("use", key, func(kr *memberlist.Keyring) error { return kr.UseKey(key) })
 }
 
-// KeyRemove removes key, no longer primary anywhere, from every member.
+// KeyRemove removes key, not the primary, from this node's keyring.
 func (a *Agent) KeyRemove(ctx context.Context, key []byte) (KeyReport, error) {
-	return a.keyOp(ctx, "remove", key, (*serf.KeyManager).RemoveKey)
+	return a.keyOp("remove", key, func(kr *memberlist.Keyring) error { return kr.RemoveKey(key) })
 }
 
 // KeyReport is nodeapi's keyring report.
 type KeyReport = nodeapi.KeyReport
 
-// keyOp runs a serf keyring query across the cluster. serf blocks until
-// the query's timeout; ctx can only stop the wait for it. The report is
-// returned also with an error (some member failed); errors never show a
-// key.
-func (a *Agent) keyOp(ctx context.Context, op string, key []byte, run func(*serf.KeyManager, string) (*serf.KeyResponse, error)) (KeyReport, error) {
+// keyOp changes this node's keyring and writes the keyring file (primary
+// first) before it answers, so a restart keeps the change. The report
+// lists the node's keys after the operation; errors never show a key.
+func (a *Agent) keyOp(op string, key []byte, change func(*memberlist.Keyring) error) (KeyReport, error) {
 	g, err := a.gossipOrErr()
 	if err != nil {
 		return KeyReport{}, err
@@ -98,27 +97,24 @@ func (a *Agent) keyOp(ctx context.Context, op string, key []byte, run func(*serf
 	if key != nil && len(key) != 16 && len(key) != 24 && len(key) != 32 {
 		return KeyReport{}, fmt.Errorf("key %s: a key must be 16, 24 or 32 bytes, got %d", op, len(key))
 	}
-	type result struct {
-		r   *serf.KeyResponse
-		err error
+	a.keyMu.Lock()
+	defer a.keyMu.Unlock()
+	opErr := change(g.keyring)
+	if opErr == nil && op != "list" && g.keyringPath != "" {
+		opErr = writeKeyring(g.keyringPath, g.keyring.GetKeys())
 	}
-	ch := make(chan result, 1)
-	go func() {
-		r, err := run(g.serf.KeyManager(), base64.StdEncoding.EncodeToString(key))
-		ch <- result{r, err}
-	}()
-	var res result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		return KeyReport{}, fmt.Errorf("key %s: %w", op, ctx.Err())
+	keys := g.keyring.GetKeys()
+	rep := KeyReport{NumNodes: 1, NumResp: 1, Keys: map[string]int{}, Primary: base64.StdEncoding.EncodeToString(g.keyring.GetPrimaryKey())}
+	for _, k := range keys {
+		rep.Keys[base64.StdEncoding.EncodeToString(k)] = 1
 	}
-	var rep KeyReport
-	if res.r != nil {
-		rep = KeyReport{NumNodes: res.r.NumNodes, NumResp: res.r.NumResp, NumErr: res.r.NumErr, Messages: res.r.Messages, Keys: res.r.Keys}
+	if opErr != nil {
+		rep.NumErr = 1
+		rep.Messages = map[string]string{a.cfg.Name: opErr.Error()}
+		return rep, fmt.Errorf("key %s on %s: %w", op, a.cfg.Name, opErr)
 	}
-	if res.err != nil {
-		return rep, fmt.Errorf("key %s: %w", op, res.err)
+	if op != "list" {
+		a.logger.Info("keyring changed through the node API", "op", op, "keys", len(keys))
 	}
 	return rep, nil
 }

@@ -6,13 +6,13 @@ import (
 	"strings"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterctl/clusterctl/internal/identity"
 )
 
-// Roles a member can publish in its tags.
-const (
-	RoleNode     = "node"     // a clusterctl-agent on a provisioned machine
-	RoleObserver = "observer" // the CLI's short-lived watcher; never listed
-)
+// RoleNode is the role every member publishes: a clusterctl-agent on a
+// provisioned machine, the only role the cluster's CA grants.
+const RoleNode = identity.RoleNode
 
 // Serf tag keys. User tags are published as UserTagPrefix + key.
 const (
@@ -23,6 +23,7 @@ const (
 	TagInstanceID = "instance_id"
 	TagHostname   = "hostname"
 	TagRole       = "role"
+	TagID         = identity.TagID // the member's proof of identity (internal/identity)
 	UserTagPrefix = "tag:"
 )
 
@@ -44,8 +45,8 @@ type Meta struct {
 // SerfTags returns m as serf tags. It fails when the role is unknown or
 // the encoded tags would not fit memberlist's 512-byte node meta.
 func (m Meta) SerfTags() (map[string]string, error) {
-	if m.Role != RoleNode && m.Role != RoleObserver {
-		return nil, fmt.Errorf("node tags: role %q is neither %q nor %q", m.Role, RoleNode, RoleObserver)
+	if m.Role != RoleNode {
+		return nil, fmt.Errorf("node tags: role %q is not %q", m.Role, RoleNode)
 	}
 	t := map[string]string{TagCluster: m.Cluster, TagName: m.Name, TagRole: m.Role}
 	for k, v := range map[string]string{TagNonce: m.Nonce, TagProvider: m.Provider, TagInstanceID: m.InstanceID, TagHostname: m.Hostname} {

@@ -38,7 +38,7 @@ func TestMetaTooLarge(t *testing.T) {
 	// New refuses such a node before it starts gossiping.
 	cfg := testConfig("red")
 	cfg.Tags = m.Tags
-	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "512") {
+	if _, err := New(issued(cfg), nil); err == nil || !strings.Contains(err.Error(), "512") {
 		t.Errorf("New with oversized tags: err = %v", err)
 	}
 }

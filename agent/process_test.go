@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,6 +97,13 @@ func newProc(t *testing.T, node *netnstest.Node, name string, seeds []string) *p
 // start writes the config and starts the agent in its namespace.
 func (p *proc) start(t *testing.T) {
 	t.Helper()
+	if p.cfg.Validate() != nil { // a new name or nonce: a new identity
+		id, err := agent.NewIdentity(identitytest.CA(p.cfg.Cluster), p.cfg.Name, p.cfg.Nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cfg.Identity = id
+	}
 	b, _ := json.Marshal(p.cfg)
 	cfgPath := filepath.Join(p.dir, "agent.json")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {

@@ -22,10 +22,10 @@ const (
 	identityFile = "identity.json" // whose state this is
 )
 
-// identity names the cluster, node and incarnation the state directory
+// stateOwner names the cluster, node and incarnation the state directory
 // belongs to. State of another one (a reused disk image, a re-created node)
 // is not used: its members and keys are not this node's.
-type identity struct {
+type stateOwner struct {
 	Cluster string `json:"cluster"`
 	Name    string `json:"name"`
 	Nonce   string `json:"nonce"`
@@ -54,8 +54,8 @@ func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
 		return localState{}, fmt.Errorf("state_dir: %w", err)
 	}
 	st := localState{snapshotPath: filepath.Join(dir, snapshotFile), keyringPath: filepath.Join(dir, keyringFile)}
-	want := identity{Cluster: cfg.Cluster, Name: cfg.Name, Nonce: cfg.Nonce}
-	var have identity
+	want := stateOwner{Cluster: cfg.Cluster, Name: cfg.Name, Nonce: cfg.Nonce}
+	var have stateOwner
 	b, err := os.ReadFile(filepath.Join(dir, identityFile))
 	switch {
 	case err == nil && json.Unmarshal(b, &have) == nil && have == want:

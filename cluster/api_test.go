@@ -178,7 +178,7 @@ func TestKeyRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, _ := m.Store.ReadKey()
-	r, err := m.RotateKey(ctx)
+	r, err := m.RotateKey(ctx, false)
 	if err != nil {
 		t.Fatalf("key rotate: %v", err)
 	}
@@ -204,29 +204,77 @@ func TestKeyRotate(t *testing.T) {
 		t.Fatalf("up after rotation: %v", err)
 	}
 
-	// An agent with only the old key, seeded with red, stays alone.
-	st, _ := m.Store.Load()
-	cfg := b.configs["red"]
-	cfg.Name, cfg.Nonce, cfg.Key = "intruder", "00000000000000000000000000000000", old
-	cfg.AdvertiseAddr, cfg.BindAddr = "127.77.0.99", "127.77.0.99"
-	cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
-	cfg.HostsFile, cfg.API = "", agent.APIConfig{}
-	a, err := agent.New(cfg, nil)
+	ca, err := pki.Load(m.Store.Dir, m.Cluster)
 	if err != nil {
 		t.Fatal(err)
 	}
-	actx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	defer func() { stop(); <-done }()
+	// runStranger runs an agent that has a valid identity from the
+	// cluster's CA but that the state does not know, with key, seeded with
+	// red.
+	st, _ := m.Store.Load()
+	runStranger := func(name, addr string, key []byte) *agent.Agent {
+		cfg := b.configs["red"]
+		cfg.Name, cfg.Nonce, cfg.Key = name, "00000000000000000000000000000000", key
+		cfg.AdvertiseAddr, cfg.AdvertiseCIDR, cfg.BindAddr = addr, "", addr
+		cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
+		cfg.HostsFile, cfg.API, cfg.StateDir = "", agent.APIConfig{}, ""
+		if cfg.Identity, err = agent.NewIdentity(ca, name, cfg.Nonce); err != nil {
+			t.Fatal(err)
+		}
+		a, err := agent.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(actx) }()
+		t.Cleanup(func() { stop(); <-done })
+		return a
+	}
+
+	// An agent with only the old key, seeded with red, stays alone.
+	stale := runStranger("stale", "127.77.0.99", old)
 	time.Sleep(3 * time.Second)
-	if got := a.Members(); len(got) != 1 {
+	if got := stale.Members(); len(got) != 1 {
 		t.Errorf("the agent with the old key sees %d members, want itself only", len(got))
 	}
 	data, _ := os.ReadFile(b.hosts["red"])
-	if strings.Contains(string(data), "intruder") {
+	if strings.Contains(string(data), "stale") {
 		t.Error("red lists the agent that holds only the old key")
 	}
+
+	// A member with the current key and an identity, that the state does
+	// not know, stops the rotation before anything changes; --evict cuts
+	// it off.
+	current, _ := m.Store.ReadKeys()
+	extra := runStranger("extra", "127.77.0.98", current[0])
+	waitFor(t, ctx, func() bool {
+		for _, mem := range extra.Members() {
+			if mem.Name == "red" && mem.Status == "alive" {
+				return true
+			}
+		}
+		return false
+	}, "extra sees red")
+	r, err = m.RotateKey(ctx, false)
+	if err == nil || len(r.Unknown) != 1 || r.Unknown[0].Name != "extra" || !strings.Contains(err.Error(), "extra at 127.77.0.98") {
+		t.Fatalf("rotation with an unknown member: %+v, %v; want it refused, naming extra and its address", r, err)
+	}
+	if keys, _ := m.Store.ReadKeys(); len(keys) != 1 || !slices.Equal(keys[0], current[0]) {
+		t.Fatal("a refused rotation changed the state's keys")
+	}
+	r, err = m.RotateKey(ctx, true)
+	if err != nil || len(r.Unknown) != 1 || !r.Removed {
+		t.Fatalf("rotation with --evict: %+v, %v", r, err)
+	}
+	waitFor(t, ctx, func() bool {
+		for _, mem := range extra.Members() {
+			if mem.Name == "red" && mem.Status == "alive" {
+				return false
+			}
+		}
+		return true
+	}, "extra cut off")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -489,6 +489,11 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 		return in, fmt.Errorf("node %q: API certificate: %w", n.Name, err)
 	}
 	ac.API = agent.APIConfig{Port: m.Cfg.API.Port, Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
+	// Its gossip identity: the CA grants its name and nonce to a key of its
+	// own, so no other member can take its name or fake its readiness.
+	if ac.Identity, err = agent.NewIdentity(a.ca, n.Name, n.Nonce); err != nil {
+		return in, fmt.Errorf("node %q: gossip identity: %w", n.Name, err)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

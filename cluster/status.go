@@ -162,7 +162,7 @@ func (m *Manager) gossipView(ctx context.Context, creds pki.Credentials) ([]node
 func gossipState(n Node, members []nodeapi.Member, reached bool) (state GossipState, hostname string) {
 	sameName := false
 	for _, mem := range members {
-		if mem.Tags[nodeapi.TagNonce] == n.Nonce {
+		if mem.Name == n.Name && mem.Tags[nodeapi.TagNonce] == n.Nonce {
 			return GossipState(mem.Status), mem.Tags[agent.TagHostname]
 		}
 		if mem.Name == n.Name {

@@ -407,7 +407,7 @@ func (m *Manager) join(ctx context.Context, p provider.Provider, w *watcher, r *
 	if r.inst.PublicAddress == "" {
 		go m.learnPublicAddress(jctx, p, name, r.inst.ID)
 	}
-	mem, reach, err := w.wait(jctx, r.pl.node.Nonce)
+	mem, reach, err := w.wait(jctx, r.pl.node.Name, r.pl.node.Nonce)
 	if err != nil {
 		phaseErr := fmt.Errorf("join: %w", err)
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -20,14 +20,14 @@ import (
 type watcher struct {
 	mu      sync.Mutex
 	view    nodeapi.View // the followed node's view
-	waiting map[string]chan nodeapi.Member
+	waiting map[incarnation]chan nodeapi.Member
 	alone   map[string]bool // nonces that may be ready alone
 }
 
 // watch starts following with c until ctx ends. alone names the nonces of
 // nodes that are ready in their own view alone.
 func watch(ctx context.Context, c *nodeapi.Client, alone map[string]bool) *watcher {
-	w := &watcher{waiting: map[string]chan nodeapi.Member{}, alone: alone}
+	w := &watcher{waiting: map[incarnation]chan nodeapi.Member{}, alone: alone}
 	updates := c.Follow(ctx)
 	go func() {
 		for u := range updates {
@@ -49,21 +49,26 @@ func (w *watcher) apply(u nodeapi.Update) {
 // member. w.mu is held.
 func (w *watcher) check() {
 	for _, m := range w.view.Ready(func(nonce string) bool { return w.alone[nonce] }) {
-		nonce := m.Tags[nodeapi.TagNonce]
-		if ch, ok := w.waiting[nonce]; ok {
+		inc := incarnation{m.Name, m.Tags[nodeapi.TagNonce]}
+		if ch, ok := w.waiting[inc]; ok {
 			ch <- m
-			delete(w.waiting, nonce)
+			delete(w.waiting, inc)
 		}
 	}
 }
 
-// wait returns the member with nonce once it is ready. When ctx ends
+// incarnation is what readiness matches: a member's name and nonce, which
+// the agents admit only together, as the cluster's CA granted them.
+type incarnation struct{ name, nonce string }
+
+// wait returns the member name with nonce once it is ready. When ctx ends
 // first it returns ctx's error and, if the last round reached no node,
 // why (reach).
-func (w *watcher) wait(ctx context.Context, nonce string) (m nodeapi.Member, reach, err error) {
+func (w *watcher) wait(ctx context.Context, name, nonce string) (m nodeapi.Member, reach, err error) {
+	inc := incarnation{name, nonce}
 	ch := make(chan nodeapi.Member, 1)
 	w.mu.Lock()
-	w.waiting[nonce] = ch
+	w.waiting[inc] = ch
 	w.check()
 	w.mu.Unlock()
 	select {
@@ -71,7 +76,7 @@ func (w *watcher) wait(ctx context.Context, nonce string) (m nodeapi.Member, rea
 		return m, nil, nil
 	case <-ctx.Done():
 		w.mu.Lock()
-		delete(w.waiting, nonce)
+		delete(w.waiting, inc)
 		err := w.view.Err
 		w.mu.Unlock()
 		select {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -284,20 +285,20 @@ func TestFollowNoticesASilentStream(t *testing.T) {
 	t.Logf("moved to %s %v after the cut", u.From.Name, time.Since(cut).Round(time.Millisecond))
 }
 
-func TestWaitNonce(t *testing.T) {
+func TestWaitMember(t *testing.T) {
 	// The first node of a new cluster: it is the only member, so it is the
 	// member that sees itself.
 	c := newTestCluster(t, 1, serfOptions{local: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := c.client.WaitNonce(ctx, "nonce-n1")
+	m, err := c.client.WaitMember(ctx, "n1", "nonce-n1")
 	if err != nil || m.Name != "n1" {
-		t.Fatalf("WaitNonce for the first node: %+v, %v", m, err)
+		t.Fatalf("WaitMember for the first node: %+v, %v", m, err)
 	}
 	// A node not made yet: WaitNonce returns when it has joined.
 	got := make(chan error, 1)
 	go func() {
-		m, err := c.client.WaitNonce(ctx, "nonce-n2")
+		m, err := c.client.WaitMember(ctx, "n2", "nonce-n2")
 		if err == nil && m.Name != "n2" {
 			err = errors.New("wrong member " + m.Name)
 		}
@@ -306,18 +307,21 @@ func TestWaitNonce(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	select {
 	case err := <-got:
-		t.Fatalf("WaitNonce returned before n2 existed: %v", err)
+		t.Fatalf("WaitMember returned before n2 existed: %v", err)
 	default:
 	}
 	c.add("n2")
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	// A nonce nobody has: ends with ctx.
-	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel2()
-	if _, err := c.client.WaitNonce(short, "nonce-old"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitNonce for an unknown nonce: %v", err)
+	// A nonce nobody has, or n1's nonce under another name: ends with ctx.
+	for _, name := range []string{"n1", "evil"} {
+		short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+		nonce := map[string]string{"n1": "nonce-old", "evil": "nonce-n1"}[name]
+		if _, err := c.client.WaitMember(short, name, nonce); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitMember(%s, %s): %v, want it to wait until ctx ends", name, nonce, err)
+		}
+		cancel2()
 	}
 }
 
@@ -383,6 +387,8 @@ func TestRequestLeave(t *testing.T) {
 	}
 }
 
+// TestKeyRotation: each key operation changes the keyring of the node it
+// is sent to, and only that one.
 func TestKeyRotation(t *testing.T) {
 	k1 := []byte("0123456789abcdef0123456789abcdef")
 	k2 := []byte("fedcba9876543210fedcba9876543210")
@@ -391,28 +397,37 @@ func TestKeyRotation(t *testing.T) {
 	defer cancel()
 	for _, step := range []struct {
 		name string
-		op   func(context.Context, []byte) (KeyReport, error)
+		op   func(context.Context, string, []byte) (KeyReport, error)
 		key  []byte
 	}{{"install", c.client.KeyInstall, k2}, {"use", c.client.KeyUse, k2}, {"remove", c.client.KeyRemove, k1}} {
-		rep, err := step.op(ctx, step.key)
-		if err != nil || rep.NumResp != 3 || rep.NumErr != 0 {
+		rep, err := step.op(ctx, "n2", step.key)
+		if err != nil || rep.NumResp != 1 || rep.NumErr != 0 {
 			t.Fatalf("%s: %+v, %v", step.name, rep, err)
 		}
 	}
-	rep, err := c.client.KeyList(ctx)
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]map[string]int{
+		"n1": {"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=": 1},
+		"n2": {"ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=": 1},
 	}
-	if len(rep.Keys) != 1 || rep.Keys["ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="] != 3 {
-		t.Fatalf("keys after rotation: %+v", rep.Keys)
+	for node, keys := range want {
+		rep, err := c.client.KeyList(ctx, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(rep.Keys, keys) {
+			t.Errorf("keys of %s: %v, want %v", node, rep.Keys, keys)
+		}
 	}
-	// Removing the key in use fails on every member, and says so.
-	if _, err := c.client.KeyRemove(ctx, k2); err == nil {
+	// Removing the key in use fails, and says so.
+	if _, err := c.client.KeyRemove(ctx, "n2", k2); err == nil {
 		t.Fatal("removing the primary key succeeded")
 	}
 	var apiErr *APIError
-	if _, err := c.client.KeyInstall(ctx, []byte("short")); !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, "not 16, 24 or 32") {
+	if _, err := c.client.KeyInstall(ctx, "n1", []byte("short")); !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, "not 16, 24 or 32") {
 		t.Fatalf("a 5-byte key: %v", err)
+	}
+	if _, err := c.client.KeyList(ctx, "n9"); err == nil {
+		t.Fatal("a key operation on an unknown node")
 	}
 }
 

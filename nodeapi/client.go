@@ -307,14 +307,35 @@ func (c *Client) Members(ctx context.Context) (Snapshot, error) {
 	return snap, err
 }
 
-// keyTimeout bounds a keyring operation: it queries every member.
-const keyTimeout = time.Minute
+// keyTimeout bounds a keyring operation on one node.
+const keyTimeout = 30 * time.Second
 
-// keyOp connects to the first node that answers and runs one keyring
-// operation there (it is not repeated on another node: operations change
-// the cluster).
-func (c *Client) keyOp(ctx context.Context, path string, key []byte) (KeyReport, error) {
-	conn, ep, err := firstOf(ctx, c, shuffled(c.endpoints(), ""), c.dial, func(conn *tls.Conn) { conn.Close() })
+// dialNode connects to the node name through the first of its endpoints
+// that answers, in the order given (its public address first, the way in
+// from behind NAT).
+func (c *Client) dialNode(ctx context.Context, name string) (*tls.Conn, Endpoint, error) {
+	var errs []error
+	for _, ep := range c.endpoints() {
+		if ep.Name != name {
+			continue
+		}
+		conn, err := c.Dial(ctx, ep)
+		if err == nil {
+			return conn, ep, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, Endpoint{}, fmt.Errorf("%s: no API address is known for it", name)
+	}
+	return nil, Endpoint{}, fmt.Errorf("%s: %w", name, errors.Join(errs...))
+}
+
+// keyOp runs one keyring operation on the node name, on its own keyring
+// only: keys change one node at a time, through this API, never over
+// gossip.
+func (c *Client) keyOp(ctx context.Context, name, path string, key []byte) (KeyReport, error) {
+	conn, ep, err := c.dialNode(ctx, name)
 	if err != nil {
 		return KeyReport{}, err
 	}
@@ -324,27 +345,27 @@ func (c *Client) keyOp(ctx context.Context, path string, key []byte) (KeyReport,
 		return KeyReport{}, err
 	}
 	if resp.Error != "" {
-		return resp.Report, fmt.Errorf("%s through node %s: %s", path, ep.Name, resp.Error)
+		return resp.Report, fmt.Errorf("%s on node %s: %s", path, ep.Name, resp.Error)
 	}
 	return resp.Report, nil
 }
 
-// KeyList lists the gossip keys each member holds.
-func (c *Client) KeyList(ctx context.Context) (KeyReport, error) {
-	return c.keyOp(ctx, PathKeyList, nil)
+// KeyList lists the gossip keys the node name holds.
+func (c *Client) KeyList(ctx context.Context, name string) (KeyReport, error) {
+	return c.keyOp(ctx, name, PathKeyList, nil)
 }
 
-// KeyInstall adds key to every member's keyring.
-func (c *Client) KeyInstall(ctx context.Context, key []byte) (KeyReport, error) {
-	return c.keyOp(ctx, PathKeyInstall, key)
+// KeyInstall adds key to the node name's keyring.
+func (c *Client) KeyInstall(ctx context.Context, name string, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, name, PathKeyInstall, key)
 }
 
-// KeyUse makes every member encrypt with key (installed before).
-func (c *Client) KeyUse(ctx context.Context, key []byte) (KeyReport, error) {
-	return c.keyOp(ctx, PathKeyUse, key)
+// KeyUse makes the node name encrypt with key (installed before).
+func (c *Client) KeyUse(ctx context.Context, name string, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, name, PathKeyUse, key)
 }
 
-// KeyRemove removes key from every member's keyring.
-func (c *Client) KeyRemove(ctx context.Context, key []byte) (KeyReport, error) {
-	return c.keyOp(ctx, PathKeyRemove, key)
+// KeyRemove removes key from the node name's keyring.
+func (c *Client) KeyRemove(ctx context.Context, name string, key []byte) (KeyReport, error) {
+	return c.keyOp(ctx, name, PathKeyRemove, key)
 }

@@ -150,11 +150,12 @@ func (c *Client) pump(ctx context.Context, st *stream, ep Endpoint, send func(Up
 	}
 }
 
-// WaitNonce waits until a member with the tag nonce is alive as seen by a
-// member of the cluster (any node Follow reaches; for the first node of a
+// WaitMember waits until the member name with the tag nonce (an identity the
+// agents verified: the CA granted that name and nonce together) is alive as
+// seen by a member of the cluster (any node Follow reaches; for the first node of a
 // new cluster that is the node itself), and returns it. It ends with ctx;
 // the error then says whether any node could be reached.
-func (c *Client) WaitNonce(ctx context.Context, nonce string) (Member, error) {
+func (c *Client) WaitMember(ctx context.Context, name, nonce string) (Member, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var lastErr error
@@ -163,12 +164,12 @@ func (c *Client) WaitNonce(ctx context.Context, nonce string) (Member, error) {
 		case UpdateSnapshot:
 			lastErr = nil
 			for _, m := range u.Snapshot.Members {
-				if m.Status == StatusAlive && m.Tags[TagNonce] == nonce {
+				if m.Status == StatusAlive && m.Name == name && m.Tags[TagNonce] == nonce {
 					return m, nil
 				}
 			}
 		case UpdateEvent:
-			if m := u.Event.Member; m.Status == StatusAlive && m.Tags[TagNonce] == nonce {
+			if m := u.Event.Member; m.Status == StatusAlive && m.Name == name && m.Tags[TagNonce] == nonce {
 				return m, nil
 			}
 		case UpdateUnreachable:
@@ -190,34 +191,11 @@ var ErrLeaveUnconfirmed = errors.New("the node acknowledged its leave, but no ot
 // waits until another member sees it left (or no longer lists it). When
 // name is the only endpoint, the node's own acknowledgement is enough.
 func (c *Client) RequestLeave(ctx context.Context, name, nonce string) error {
-	var targets []Endpoint
-	for _, ep := range c.endpoints() {
-		if ep.Name == name {
-			targets = append(targets, ep)
-		}
+	conn, target, err := c.dialNode(ctx, name)
+	if err != nil {
+		return fmt.Errorf("leave %w", err)
 	}
-	if len(targets) == 0 {
-		return fmt.Errorf("leave %s: no API address is known for it", name)
-	}
-	// The node's addresses in the order given (its public address first,
-	// the way in from behind NAT): the first that answers.
-	var (
-		conn   *tls.Conn
-		target Endpoint
-		errs   []error
-	)
-	for _, ep := range targets {
-		c1, err := c.Dial(ctx, ep)
-		if err == nil {
-			conn, target = c1, ep
-			break
-		}
-		errs = append(errs, err)
-	}
-	if conn == nil {
-		return fmt.Errorf("leave %s: %w", name, errors.Join(errs...))
-	}
-	err := c.roundTrip(ctx, conn, target, leaveTimeout+c.requestTimeout(), http.MethodPost, PathLeave, LeaveRequest{Nonce: nonce}, &struct{}{})
+	err = c.roundTrip(ctx, conn, target, leaveTimeout+c.requestTimeout(), http.MethodPost, PathLeave, LeaveRequest{Nonce: nonce}, &struct{}{})
 	conn.Close()
 	if err != nil {
 		return fmt.Errorf("leave %s: %w", name, err)

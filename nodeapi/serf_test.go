@@ -3,6 +3,7 @@ package nodeapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 // does not keep up rather than losing events silently.
 type serfMember struct {
 	s     *serf.Serf
+	kr    *memberlist.Keyring // nil: no encryption
 	nonce string
 
 	mu   sync.Mutex
@@ -47,9 +49,10 @@ func startSerf(t testing.TB, name, nonce string, opt serfOptions) *serfMember {
 	conf.MemberlistConfig.BindAddr = "127.0.0.1"
 	conf.MemberlistConfig.BindPort = 0
 	conf.MemberlistConfig.LogOutput = io.Discard
+	var kr *memberlist.Keyring
 	if opt.key != nil {
-		kr, err := memberlist.NewKeyring(nil, opt.key)
-		if err != nil {
+		var err error
+		if kr, err = memberlist.NewKeyring(nil, opt.key); err != nil {
 			t.Fatal(err)
 		}
 		conf.MemberlistConfig.Keyring = kr
@@ -60,7 +63,7 @@ func startSerf(t testing.TB, name, nonce string, opt serfOptions) *serfMember {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &serfMember{s: s, nonce: nonce, subs: map[chan Event]struct{}{}}
+	m := &serfMember{s: s, kr: kr, nonce: nonce, subs: map[chan Event]struct{}{}}
 	go m.dispatch(events)
 	t.Cleanup(func() { s.Shutdown() })
 	return m
@@ -162,27 +165,36 @@ func (m *serfMember) Leave(ctx context.Context, nonce string) error {
 	return m.s.Leave()
 }
 
-func keyReport(r *serf.KeyResponse, err error) (KeyReport, error) {
-	if r == nil {
-		return KeyReport{}, err
+// keyOp changes this member's own keyring, as the agent does.
+func (m *serfMember) keyOp(change func(*memberlist.Keyring) error) (KeyReport, error) {
+	if m.kr == nil {
+		return KeyReport{}, errors.New("encryption not enabled")
 	}
-	return KeyReport{NumNodes: r.NumNodes, NumResp: r.NumResp, NumErr: r.NumErr, Messages: r.Messages, Keys: r.Keys}, err
+	err := change(m.kr)
+	rep := KeyReport{NumNodes: 1, NumResp: 1, Keys: map[string]int{}}
+	for _, k := range m.kr.GetKeys() {
+		rep.Keys[base64.StdEncoding.EncodeToString(k)] = 1
+	}
+	if err != nil {
+		rep.NumErr = 1
+	}
+	return rep, err
 }
 
 func (m *serfMember) KeyList(ctx context.Context) (KeyReport, error) {
-	return keyReport(m.s.KeyManager().ListKeys())
+	return m.keyOp(func(*memberlist.Keyring) error { return nil })
 }
 
 func (m *serfMember) KeyInstall(ctx context.Context, key []byte) (KeyReport, error) {
-	return keyReport(m.s.KeyManager().InstallKey(base64.StdEncoding.EncodeToString(key)))
+	return m.keyOp(func(kr *memberlist.Keyring) error { return kr.AddKey(key) })
 }
 
 func (m *serfMember) KeyUse(ctx context.Context, key []byte) (KeyReport, error) {
-	return keyReport(m.s.KeyManager().UseKey(base64.StdEncoding.EncodeToString(key)))
+	return m.keyOp(func(kr *memberlist.Keyring) error { return kr.UseKey(key) })
 }
 
 func (m *serfMember) KeyRemove(ctx context.Context, key []byte) (KeyReport, error) {
-	return keyReport(m.s.KeyManager().RemoveKey(base64.StdEncoding.EncodeToString(key)))
+	return m.keyOp(func(kr *memberlist.Keyring) error { return kr.RemoveKey(key) })
 }
 
 // waitFor polls cond (test set-up only, never the code under test).

@@ -61,13 +61,16 @@ type Event struct {
 	Time   time.Time `json:"time"`
 }
 
-// KeyReport is the outcome of a keyring operation across the cluster.
+// KeyReport is the outcome of a keyring operation on one node (NumNodes
+// and NumResp are 1 when it answered; Keys lists its keys after the
+// operation, Primary its primary key).
 type KeyReport struct {
 	NumNodes int               `json:"num_nodes"`
 	NumResp  int               `json:"num_resp"`
 	NumErr   int               `json:"num_err"`
 	Messages map[string]string `json:"messages,omitempty"` // node name -> error
-	Keys     map[string]int    `json:"keys,omitempty"`     // base64 key -> how many nodes hold it (list)
+	Keys     map[string]int    `json:"keys,omitempty"`     // base64 key -> how many nodes hold it
+	Primary  string            `json:"primary,omitempty"`  // base64 primary key
 }
 
 // ErrWrongNonce is returned by Leave when the nonce is not the agent's own:
@@ -86,7 +89,8 @@ type Membership interface {
 	// own (else ErrWrongNonce).
 	Leave(ctx context.Context, nonce string) error
 	// KeyList, KeyInstall, KeyUse and KeyRemove run the keyring operation on
-	// every member (serf's key manager). Keys are raw bytes (16, 24 or 32).
+	// this agent's own keyring only (the CLI goes to each node in turn;
+	// nothing over gossip changes a key). Keys are raw bytes (16, 24 or 32).
 	KeyList(ctx context.Context) (KeyReport, error)
 	KeyInstall(ctx context.Context, key []byte) (KeyReport, error)
 	KeyUse(ctx context.Context, key []byte) (KeyReport, error)

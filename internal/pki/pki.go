@@ -23,6 +23,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -202,4 +203,51 @@ func CheckPeer(cert *x509.Certificate, cluster string, role Role) error {
 		return fmt.Errorf("%w: %q has role %q, not %q", ErrWrongPeer, cert.Subject.CommonName, got, role)
 	}
 	return nil
+}
+
+// SignatureSize is the size of Sign's signatures: r and s of ECDSA P-256,
+// 32 bytes each, big-endian.
+const SignatureSize = 64
+
+// Sign signs msg (SHA-256, ECDSA P-256) with the CA's key and returns the
+// fixed-size form (r || s) that fits in a member's gossip tags. Callers
+// put a domain-separating prefix of their own at the start of msg.
+func (ca *CA) Sign(msg []byte) ([]byte, error) {
+	digest := sha256.Sum256(msg)
+	r, s, err := ecdsa.Sign(rand.Reader, ca.key, digest[:])
+	if err != nil {
+		return nil, fmt.Errorf("CA: sign: %w", err)
+	}
+	out := make([]byte, SignatureSize)
+	r.FillBytes(out[:32])
+	s.FillBytes(out[32:])
+	return out, nil
+}
+
+// VerifySignature checks a signature made by Sign against the CA
+// certificate's public key.
+func VerifySignature(pub *ecdsa.PublicKey, msg, sig []byte) bool {
+	if len(sig) != SignatureSize {
+		return false
+	}
+	digest := sha256.Sum256(msg)
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	return ecdsa.Verify(pub, digest[:], r, s)
+}
+
+// CAPublicKey reads the public key of a CA certificate (PEM), as a node
+// gets it in its agent config.
+func CAPublicKey(caPEM []byte) (*ecdsa.PublicKey, error) {
+	cert, err := decodeCert(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	if !cert.IsCA {
+		return nil, errors.New("CA certificate: not a CA")
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, errors.New("CA certificate: not an ECDSA P-256 key")
+	}
+	return pub, nil
 }

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"io"
 	"net"
 	"net/http"
@@ -97,8 +98,13 @@ func natWorld(t *testing.T) (inner bool, bin string) {
 // address, seeds by private address, the state in dir.
 func natAgentConfig(t *testing.T, dir, name string, key []byte, private netip.Addr, seeds ...string) string {
 	t.Helper()
+	id, err := agent.NewIdentity(identitytest.CA("natlab"), name, "nonce-"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := map[string]any{
-		"cluster": "natlab", "name": name, "nonce": "nonce-" + name, "provider": "ec2",
+		"identity": id,
+		"cluster":  "natlab", "name": name, "nonce": "nonce-" + name, "provider": "ec2",
 		"instance_id": "i-" + name, "key": key, "bind_addr": "0.0.0.0", "port": ports.Gossip,
 		"advertise_addr": private.String(), "seeds": seeds,
 		"hosts_file": filepath.Join(dir, "hosts"), "state_dir": filepath.Join(dir, "state"),
@@ -180,10 +186,7 @@ func TestNATOldObserverFails(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tags, err := agent.Meta{Role: agent.RoleObserver}.SerfTags()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tags := map[string]string{"cluster": "natlab", "name": "laptop-observer", "role": "observer"}
 	keyring, err := memberlist.NewKeyring(nil, key)
 	if err != nil {
 		t.Fatal(err)

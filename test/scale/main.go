@@ -362,6 +362,8 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		check(err)
 		nd.cfg.API = agent.APIConfig{BindAddr: a, Port: ports.API,
 			Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
+		nd.cfg.Identity, err = agent.NewIdentity(ca, nd.name, nd.nonce)
+		check(err)
 		if i > 0 {
 			nd.cfg.Seeds = []string{nodes[0].addr + ":7946"}
 		}
