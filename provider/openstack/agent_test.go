@@ -25,6 +25,18 @@ func writesTo(c *openstacktest.Cloud) int {
 	return n
 }
 
+// accountHeads counts the HEADs of the Swift account by the status the
+// fake answered.
+func accountHeads(c *openstacktest.Cloud) map[int]int {
+	heads := map[int]int{}
+	for _, r := range c.Requests() {
+		if r.Method == http.MethodHead && strings.TrimSuffix(r.Path, "/") == "/swift/v1/AUTH_"+openstacktest.ProjectID {
+			heads[r.Status]++
+		}
+	}
+	return heads
+}
+
 // agentIn is a provider for the standard cloud whose state directory is dir.
 func agentIn(t *testing.T, c *openstacktest.Cloud, dir, extra string) *openstack.Provider {
 	t.Helper()
@@ -210,5 +222,75 @@ func TestAgentPrivateCAIsBadInput(t *testing.T) {
 	}
 	if len(c.Objects()) != 0 || writesTo(c) != 0 {
 		t.Error("something was made at Swift")
+	}
+}
+
+// TestAgentWithoutInfoOnFreshAccount: a Swift that hides /info (403,
+// expose_info = false) leads to account keys; a project that never stored
+// anything has an auto-created account, whose HEAD Swift answers with 200
+// rather than 204. up's Swift step (AgentURL, then UploadAgent) must still
+// work: HMAC-SHA1 with a key clusterctl sets on the account, removed again
+// by CleanupCluster.
+func TestAgentWithoutInfoOnFreshAccount(t *testing.T) {
+	c := newCloud(t, false)
+	c.NoInfo = true
+	p := agentIn(t, c, t.TempDir(), "")
+	bin, sum := agentFile(t, "\x7fELF agent, no /info")
+
+	u, err := p.AgentURL(ctx(t), testCluster, sum)
+	if err != nil {
+		t.Fatalf("AgentURL on a fresh account without /info: %v", err)
+	}
+	if writesTo(c) != 0 {
+		t.Fatal("AgentURL wrote to Swift")
+	}
+	if n := sigLen(t, u); n != 40 {
+		t.Errorf("signature has %d hex digits, want 40 (HMAC-SHA1 without /info)", n)
+	}
+	if err := p.UploadAgent(ctx(t), testCluster, bin, sum); err != nil {
+		t.Fatalf("UploadAgent: %v", err)
+	}
+	if code, body := get(t, u); code != http.StatusOK || body != "\x7fELF agent, no /info" {
+		t.Fatalf("GET temp URL: %d %q, want the agent", code, body)
+	}
+	if c.AccountMeta("Temp-Url-Key") == "" {
+		t.Fatal("no account temp URL key was set")
+	}
+	if heads := accountHeads(c); heads[http.StatusOK] == 0 || heads[http.StatusNoContent] == 0 {
+		t.Errorf("account HEADs by status %v: want both 200 (fresh) and 204 (after the first write)", accountHeads(c))
+	}
+	if err := p.CleanupCluster(ctx(t), testCluster); err != nil {
+		t.Fatal(err)
+	}
+	if k := c.AccountMeta("Temp-Url-Key"); k != "" {
+		t.Error("the account key clusterctl set is still there after CleanupCluster")
+	}
+	noSecrets(t, u)
+}
+
+// TestAgentWithoutInfoReusesAccountKey2: on an account that was written to
+// before (HEAD 204) whose only key is X-Account-Meta-Temp-URL-Key-2, that
+// key is read, signed with and left in place.
+func TestAgentWithoutInfoReusesAccountKey2(t *testing.T) {
+	c := newCloud(t, false)
+	c.NoInfo = true
+	c.SetAccountMeta("Temp-Url-Key-2", "the-projects-second-key")
+	p := agentIn(t, c, t.TempDir(), "")
+	bin, _ := agentFile(t, "agent")
+	u, _, err := p.PublishAgent(ctx(t), testCluster, bin)
+	if err != nil {
+		t.Fatalf("PublishAgent: %v", err)
+	}
+	if code, _ := get(t, u); code != http.StatusOK {
+		t.Fatalf("GET temp URL signed with key 2: %d", code)
+	}
+	if heads := accountHeads(c); heads[http.StatusNoContent] == 0 || len(heads) != 1 {
+		t.Errorf("account HEADs by status %v: want only 204 (the account was written to)", heads)
+	}
+	if err := p.CleanupCluster(ctx(t), testCluster); err != nil {
+		t.Fatal(err)
+	}
+	if k1, k2 := c.AccountMeta("Temp-Url-Key"), c.AccountMeta("Temp-Url-Key-2"); k1 != "" || k2 != "the-projects-second-key" {
+		t.Errorf("account keys after CleanupCluster: key %q, key 2 %q; want none set and the project's key 2 kept", k1, k2)
 	}
 }

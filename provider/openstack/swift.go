@@ -117,7 +117,8 @@ func tempURLSupportOf(info *swiftInfo, endpoint string) (tempURLSupport, error) 
 }
 
 // readInfo fetches the object store's /info (at the endpoint's root, in
-// front of /v1/); nil when it is not offered (404, expose_info = false).
+// front of /v1/); nil when it is not offered (Swift answers 403 with
+// expose_info = false; 404 where there is no /info).
 func (p *Provider) readInfo(ctx context.Context, c *conn) (*swiftInfo, error) {
 	base := c.object.Endpoint
 	i := strings.Index(base, "/v1/")
@@ -242,9 +243,9 @@ func (p *Provider) planAgent(ctx context.Context, c *conn, sum string) (agentRec
 // the container does not exist yet).
 func (p *Provider) serviceKey(ctx context.Context, c *conn, scope, container string) (string, error) {
 	if scope == scopeAccount {
-		h, err := accounts.Get(ctx, c.object, nil).Extract()
+		h, err := accountHeader(ctx, c)
 		if err != nil {
-			return "", apiError("read the object store account's metadata", err)
+			return "", err
 		}
 		return firstOf(h.TempURLKey, h.TempURLKey2), nil
 	}
@@ -256,6 +257,24 @@ func (p *Provider) serviceKey(ctx context.Context, c *conn, scope, container str
 		return "", apiError(fmt.Sprintf("read container %q", container), err)
 	}
 	return firstOf(h.TempURLKey, h.TempURLKey2), nil
+}
+
+// accountHeader reads the object store account's metadata (HEAD on the
+// account), temp-URL keys included. Swift answers 204 for an account that
+// exists and 200 for one that was never written to (account_autocreate:
+// the proxy makes up an empty listing); gophercloud's accounts.Get accepts
+// only 204, so this takes both and parses the headers as it does.
+func accountHeader(ctx context.Context, c *conn) (*accounts.GetHeader, error) {
+	resp, err := c.object.Head(ctx, c.object.Endpoint, &gophercloud.RequestOpts{
+		OkCodes: []int{http.StatusOK, http.StatusNoContent},
+	})
+	var r accounts.GetResult
+	_, r.Header, r.Err = gophercloud.ParseResponse(resp, err)
+	h, err := r.Extract()
+	if err != nil {
+		return nil, apiError("read the object store account's metadata", err)
+	}
+	return h, nil
 }
 
 func (p *Provider) signedURL(c *conn, rec agentRecord) (string, error) {
@@ -407,12 +426,14 @@ func (p *Provider) deleteContainer(ctx context.Context, c *conn) error {
 		return err
 	}
 	if rec, err := p.loadAgentRecord(); err == nil && rec.Scope == scopeAccount && rec.KeyIsNew {
-		h, err := accounts.Get(ctx, c.object, nil).Extract()
-		if err == nil && h.TempURLKey == rec.Key {
-			_, err = accounts.Update(ctx, c.object, accounts.UpdateOpts{RemoveMetadata: []string{"Temp-URL-Key"}}).Extract()
-		}
+		h, err := accountHeader(ctx, c)
 		if err != nil {
-			return apiError("remove the account temp URL key clusterctl set", err)
+			return err
+		}
+		if h.TempURLKey == rec.Key {
+			if _, err := accounts.Update(ctx, c.object, accounts.UpdateOpts{RemoveMetadata: []string{"Temp-URL-Key"}}).Extract(); err != nil {
+				return apiError("remove the account temp URL key clusterctl set", err)
+			}
 		}
 	}
 	if path := p.agentRecordPath(); path != "" {

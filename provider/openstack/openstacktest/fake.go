@@ -94,6 +94,9 @@ type Cloud struct {
 	// Swift (the default), Ceph RGW, or a Swift without the tempurl
 	// middleware. See the ObjectStore* constants.
 	ObjectStore ObjectStoreKind
+	// NoInfo hides the object store's /info, as Swift with expose_info =
+	// false does (GET /info answers 403).
+	NoInfo bool
 	// Regions are the regions of the service catalog (default: Region
 	// alone). Each region's endpoints lead to the same services.
 	Regions []string
@@ -140,6 +143,8 @@ type Request struct {
 	Method, Path, Query string
 	// Microversion is the compute microversion asked for ("" if none).
 	Microversion string
+	// Status is the HTTP status the fake answered (0 while unanswered).
+	Status int
 }
 
 // ServerInfo is what Fault learns about a server.
@@ -449,9 +454,34 @@ func (c *Cloud) handler() http.Handler {
 			mv = ""
 		}
 		c.reqs = append(c.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Microversion: mv})
+		i := len(c.reqs) - 1
 		c.mu.Unlock()
-		mux.ServeHTTP(w, r)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		c.mu.Lock()
+		c.reqs[i].Status = sw.status
+		c.mu.Unlock()
 	})
+}
+
+// statusWriter notes the status a handler answered with (200 when it
+// wrote without one).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	set    bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.set {
+		w.status, w.set = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.set = true
+	return w.ResponseWriter.Write(b)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
@@ -46,6 +47,10 @@ const (
 type swiftAccount struct {
 	meta       http.Header
 	containers map[string]*swiftContainer
+	// written says the account exists in Swift's account ring: something
+	// was written to it (its metadata, a container). Before that Swift
+	// (account_autocreate) answers for it with a made-up empty listing.
+	written bool
 }
 
 type swiftContainer struct {
@@ -65,11 +70,16 @@ func (c *Cloud) swiftRoutes(mux *http.ServeMux) {
 }
 
 // swiftInfo answers GET /info (no token needed) as Swift's or RGW's
-// discoverability does.
+// discoverability does; with NoInfo, 403 as Swift's InfoController answers
+// when expose_info = false.
 func (c *Cloud) swiftInfo(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
-	kind := c.ObjectStore
+	kind, hidden := c.ObjectStore, c.NoInfo
 	c.mu.Unlock()
+	if hidden {
+		swiftError(w, http.StatusForbidden, "<html><h1>Forbidden</h1><p>Access was denied to this resource.</p></html>")
+		return
+	}
 	var body map[string]any
 	switch kind {
 	case ObjectStoreRGW:
@@ -122,7 +132,14 @@ func swiftUnauthorized(w http.ResponseWriter) {
 }
 
 // swiftAccountReq serves HEAD/GET/POST of the account (its metadata,
-// including the temp-URL keys, and its container list).
+// including the temp-URL keys, and its container list) with Swift's
+// statuses:
+//   - HEAD: 204 once the account exists; 200 while it has never been
+//     written to, when Swift's proxy (account_autocreate) answers with a
+//     made-up listing instead of the account server's 204. Ceph RGW always
+//     answers 204.
+//   - GET: a listing (see writeListing).
+//   - POST: 204; it creates an auto-created account.
 func (c *Cloud) swiftAccountReq(w http.ResponseWriter, r *http.Request) {
 	if !c.authorized(r) {
 		swiftUnauthorized(w)
@@ -134,14 +151,27 @@ func (c *Cloud) swiftAccountReq(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
 		setMeta(c.swift.meta, r.Header, "Account")
+		c.swift.written = true
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodHead, http.MethodGet:
 		for k, v := range c.swift.meta {
 			w.Header()[k] = v
 		}
+		objects := 0
+		for _, ct := range c.swift.containers {
+			objects += len(ct.objects)
+		}
 		w.Header().Set("X-Account-Container-Count", strconv.Itoa(len(c.swift.containers)))
+		w.Header().Set("X-Account-Object-Count", strconv.Itoa(objects))
+		w.Header().Set("X-Account-Bytes-Used", "0")
 		if r.Method == http.MethodHead {
-			w.WriteHeader(http.StatusNoContent)
+			code := http.StatusNoContent
+			if !c.swift.written && c.ObjectStore != ObjectStoreRGW {
+				code = http.StatusOK
+			}
+			w.Header().Set("Content-Type", listingType(r)+"; charset=utf-8")
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(code)
 			return
 		}
 		var names []string
@@ -153,10 +183,45 @@ func (c *Cloud) swiftAccountReq(w http.ResponseWriter, r *http.Request) {
 		for _, n := range names {
 			items = append(items, map[string]any{"name": n, "count": len(c.swift.containers[n].objects), "bytes": 0})
 		}
-		writeJSON(w, http.StatusOK, items)
+		writeListing(w, r, names, items)
 	default:
 		swiftError(w, http.StatusMethodNotAllowed, "<html><h1>Method Not Allowed</h1></html>")
 	}
+}
+
+// listingType is the listing format a GET or HEAD of an account or
+// container asks for: format=json or Accept: application/json give JSON,
+// anything else plain text (XML listings are not played).
+func listingType(r *http.Request) string {
+	if f := r.URL.Query().Get("format"); f != "" {
+		if strings.EqualFold(f, "json") {
+			return "application/json"
+		}
+		return "text/plain"
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		return "application/json"
+	}
+	return "text/plain"
+}
+
+// writeListing answers a GET of an account or container as Swift's
+// listing_formats middleware does: JSON is 200 even when empty ("[]");
+// plain text is one name a line, and 204 when there is none.
+func writeListing(w http.ResponseWriter, r *http.Request, names []string, items []map[string]any) {
+	if listingType(r) == "application/json" {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(items)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(names) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, strings.Join(names, "\n")+"\n")
 }
 
 func (c *Cloud) swiftInit() {
@@ -183,6 +248,7 @@ func (c *Cloud) swiftContainer(w http.ResponseWriter, r *http.Request) {
 		if ct == nil {
 			ct = &swiftContainer{meta: http.Header{}, objects: map[string][]byte{}}
 			c.swift.containers[name] = ct
+			c.swift.written = true // Swift creates an auto-created account first
 			w.WriteHeader(http.StatusCreated)
 		} else {
 			w.WriteHeader(http.StatusAccepted)
@@ -213,21 +279,16 @@ func (c *Cloud) swiftContainer(w http.ResponseWriter, r *http.Request) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		var items []map[string]any
-		var ids []string
+		items := []map[string]any{}
 		for _, n := range names {
-			ids = append(ids, n)
 			items = append(items, map[string]any{"name": n, "bytes": len(ct.objects[n]), "hash": "", "content_type": "application/octet-stream", "last_modified": "2024-01-01T00:00:00.000000"})
 		}
-		from, to, _, err := c.pageOf(r, ids)
+		from, to, _, err := c.pageOf(r, names)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if items == nil {
-			items = []map[string]any{}
-		}
-		writeJSON(w, http.StatusOK, items[from:to])
+		writeListing(w, r, names[from:to], items[from:to])
 	case http.MethodDelete:
 		if ct == nil {
 			swiftNotFound(w)
@@ -393,10 +454,12 @@ func (c *Cloud) AccountMeta(name string) string {
 	return c.swift.meta.Get("X-Account-Meta-" + name)
 }
 
-// SetAccountMeta sets a Swift account metadata item, as its owner would.
+// SetAccountMeta sets a Swift account metadata item, as its owner would
+// (a write: the account exists from then on).
 func (c *Cloud) SetAccountMeta(name, value string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.swiftInit()
 	c.swift.meta.Set("X-Account-Meta-"+name, value)
+	c.swift.written = true
 }
