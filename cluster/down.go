@@ -330,7 +330,11 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, creds *pki.C
 
 // instanceIDs returns what to delete for n: its recorded instance id, or,
 // when create was interrupted before the provider returned one, whatever
-// the provider lists under the node's name (so nothing is orphaned).
+// the provider lists under the node's name (so nothing is orphaned) and,
+// when up had sent the create, what the provider finds that create made
+// (provider.InFlightFinder: a request still on its way when the listing
+// was taken). An error there means the node is not settled: it stays in
+// state and down fails, naming it.
 func (m *Manager) instanceIDs(ctx context.Context, p provider.Provider, n Node) ([]string, error) {
 	if n.InstanceID != "" {
 		return []string{n.InstanceID}, nil
@@ -343,6 +347,18 @@ func (m *Manager) instanceIDs(ctx context.Context, p provider.Provider, n Node) 
 	for _, in := range list {
 		if in.Name == n.Name {
 			ids = append(ids, in.ID)
+		}
+	}
+	// PhaseCreating: a state written before CreateSent was recorded.
+	if f, ok := p.(provider.InFlightFinder); ok && (n.CreateSent || n.Phase == PhaseCreating) {
+		found, err := f.FindInFlight(ctx, n.Name, n.Nonce)
+		if err != nil {
+			return nil, fmt.Errorf("cannot settle its interrupted create: %w", err)
+		}
+		for _, in := range found {
+			if !slices.Contains(ids, in.ID) {
+				ids = append(ids, in.ID)
+			}
 		}
 	}
 	return ids, nil

@@ -38,6 +38,10 @@ type Node struct {
 	Nonce      string `json:"nonce"`
 	Provider   string `json:"provider"`
 	InstanceID string `json:"instance_id,omitempty"`
+	// CreateSent records, before the provider is asked, that up asked it
+	// to make this incarnation: with no InstanceID, its request may still
+	// have made a machine (see provider.InFlightFinder).
+	CreateSent bool   `json:"create_sent,omitempty"`
 	Address    string `json:"address,omitempty"`
 	// PublicAddress is the address the machine is reached at from outside
 	// its network (a cloud's public or floating IP), when the provider

@@ -365,7 +365,7 @@ func (m *Manager) create(ctx context.Context, p provider.Provider, r *nodeRun, s
 		m.done(r, PhaseFailed, ctx.Err())
 		return false
 	}
-	m.setNode(name, func(n *Node) { n.Phase = PhaseCreating })
+	m.setNode(name, func(n *Node) { n.Phase, n.CreateSent = PhaseCreating, true })
 	m.Report.Phase(name, PhaseCreating, m.now().Sub(r.start))
 	cctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Create)
 	inst, err := p.Create(cctx, pl.spec)

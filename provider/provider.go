@@ -209,3 +209,18 @@ type OutboundNIC interface {
 type SeedChecker interface {
 	CheckSeed(spec NodeSpec) error
 }
+
+// InFlightFinder is implemented by providers that can find the machine a
+// create made even when that create never returned (up was interrupted
+// while the provider's request was on its way), by something the request
+// carried (EC2's ClientToken), not only by listing the cluster's machines.
+// down calls it for a node recorded without an instance id whose create
+// was started.
+type InFlightFinder interface {
+	// FindInFlight returns the machines, not yet deleted, that a create of
+	// the node called name with nonce made. It waits as long as the
+	// provider needs to be sure (eventual consistency); nil and no error
+	// means the create made nothing. An error means it could not settle
+	// what the create made.
+	FindInFlight(ctx context.Context, name, nonce string) ([]Instance, error)
+}

@@ -3,9 +3,11 @@ package ec2_test
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -29,12 +31,16 @@ import (
 // faultProxy sits between the provider and moto and answers chosen EC2
 // actions with an AWS error, the way AWS words it, for the errors moto
 // cannot produce (capacity, quotas, permissions, throttling, eventual
-// consistency).
+// consistency). It also answers what moto lacks: DescribeInstances'
+// client-token filter (see clientTokenFilter).
 type faultProxy struct {
 	*httptest.Server
 	mu     sync.Mutex
 	faults map[string][]fault // action -> errors to answer, in order
 	tokens []string           // ClientToken of every RunInstances attempt
+	// launched maps a ClientToken to the instances moto made for a
+	// RunInstances that carried it.
+	launched map[string][]string
 
 	// deny, when set, answers a request before the faults (an
 	// organisation policy, say).
@@ -44,6 +50,12 @@ type faultProxy struct {
 	slow        map[string]time.Duration
 	inFlight    map[string]int
 	maxInFlight map[string]int
+	// held actions wait, before they go on, until the hold is released;
+	// they then reach moto even when their client has gone.
+	held map[string]*hold
+	// answered, when set, is called after a request was answered, before
+	// the client gets the answer.
+	answered func(action string, form url.Values)
 }
 
 type fault struct {
@@ -53,11 +65,27 @@ type fault struct {
 	body    string // when set, answered as it is with status 200
 }
 
+// hold keeps requests of one action on their way: arrived is closed when
+// the first one is held, letGo lets them all go on, done is closed when
+// moto has answered the first one.
+type hold struct {
+	arrived, release, done      chan struct{}
+	once, releaseOnce, doneOnce sync.Once
+}
+
+func (h *hold) letGo() { h.releaseOnce.Do(func() { close(h.release) }) }
+
+// tokenKey carries a RunInstances' ClientToken from the request to moto's
+// answer.
+type tokenKey struct{}
+
 func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 	t.Helper()
 	target, _ := url.Parse(motoURL)
 	rp := httputil.NewSingleHostReverseProxy(target)
-	fp := &faultProxy{faults: map[string][]fault{}, slow: map[string]time.Duration{}, inFlight: map[string]int{}, maxInFlight: map[string]int{}}
+	fp := &faultProxy{faults: map[string][]fault{}, slow: map[string]time.Duration{}, inFlight: map[string]int{}, maxInFlight: map[string]int{},
+		launched: map[string][]string{}, held: map[string]*hold{}}
+	rp.ModifyResponse = fp.recordLaunch
 	fp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -66,6 +94,7 @@ func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 		fp.mu.Lock()
 		if action == "RunInstances" {
 			fp.tokens = append(fp.tokens, form.Get("ClientToken"))
+			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, form.Get("ClientToken")))
 		}
 		var f *fault
 		if fp.deny != nil {
@@ -75,15 +104,37 @@ func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 			f = &q[0]
 			fp.faults[action] = q[1:]
 		}
+		if f == nil && action == "DescribeInstances" {
+			var empty bool
+			body, empty = fp.clientTokenFilter(maps.Clone(form), body)
+			if empty {
+				f = &fault{body: emptyDescribeInstances}
+			}
+		}
 		delay := fp.slow[action]
+		h := fp.held[action]
 		fp.inFlight[action]++
 		fp.maxInFlight[action] = max(fp.maxInFlight[action], fp.inFlight[action])
+		answered := fp.answered
 		fp.mu.Unlock()
 		defer func() {
 			fp.mu.Lock()
 			fp.inFlight[action]--
 			fp.mu.Unlock()
 		}()
+		r.Body = io.NopCloser(bytes.NewReader(body)) // deny may have read it; the filter may have changed it
+		r.ContentLength = int64(len(body))
+		if h != nil {
+			h.once.Do(func() { close(h.arrived) })
+			<-h.release
+			// A request that reached AWS completes whether or not its
+			// client still waits for the answer. (A context that cannot
+			// be cancelled would make the reverse proxy watch the client's
+			// connection instead.)
+			ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		time.Sleep(delay)
 		switch {
 		case f != nil && f.body != "":
@@ -96,9 +147,82 @@ func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 		default:
 			rp.ServeHTTP(w, r)
 		}
+		if h != nil {
+			h.doneOnce.Do(func() { close(h.done) })
+		}
+		if answered != nil {
+			answered(action, form)
+		}
 	}))
 	t.Cleanup(fp.Close)
 	return fp
+}
+
+// hold makes requests of action wait until the returned hold lets them go
+// (at the latest when the test ends, so that the proxy can close).
+func (fp *faultProxy) hold(t *testing.T, action string) *hold {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	h := &hold{arrived: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+	fp.held[action] = h
+	t.Cleanup(h.letGo)
+	return h
+}
+
+// recordLaunch notes which instances moto made for a RunInstances'
+// ClientToken.
+func (fp *faultProxy) recordLaunch(resp *http.Response) error {
+	token, _ := resp.Request.Context().Value(tokenKey{}).(string)
+	if token == "" || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var out struct {
+		Instances []string `xml:"instancesSet>item>instanceId"`
+	}
+	if err := xml.Unmarshal(body, &out); err != nil {
+		return fmt.Errorf("moto's RunInstances answer: %w", err)
+	}
+	fp.mu.Lock()
+	fp.launched[token] = append(fp.launched[token], out.Instances...)
+	fp.mu.Unlock()
+	return nil
+}
+
+// clientTokenFilter answers DescribeInstances' client-token filter, which
+// moto does not implement (it fails the request), as AWS documents it: the
+// instances launched with one of the given ClientTokens. The filter is
+// replaced by an instance-id filter of the instances moto made for those
+// tokens (the other filters stay moto's to apply); when there are none,
+// nothing matches (empty). Called with fp.mu held.
+func (fp *faultProxy) clientTokenFilter(form url.Values, body []byte) (_ []byte, empty bool) {
+	for n := 1; form.Has(fmt.Sprintf("Filter.%d.Name", n)); n++ {
+		prefix := fmt.Sprintf("Filter.%d.", n)
+		if form.Get(prefix+"Name") != "client-token" {
+			continue
+		}
+		var ids []string
+		for k := range form {
+			if strings.HasPrefix(k, prefix+"Value.") {
+				ids = append(ids, fp.launched[form.Get(k)]...)
+				form.Del(k)
+			}
+		}
+		if len(ids) == 0 {
+			return body, true
+		}
+		form.Set(prefix+"Name", "instance-id")
+		for i, id := range ids {
+			form.Set(fmt.Sprintf("%sValue.%d", prefix, i+1), id)
+		}
+		body = []byte(form.Encode())
+	}
+	return body, false
 }
 
 // emptyDescribeInstances is EC2's answer to a DescribeInstances whose
