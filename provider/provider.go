@@ -115,6 +115,21 @@ type ConsoleLogger interface {
 	ConsoleLog(ctx context.Context, id string) ([]byte, error)
 }
 
+// PowerManager is implemented by providers that can stop a machine and
+// start it again, keeping its disk, seed and identity (`clusterctl stop`,
+// `start`, `restart`). Stop asks the guest to shut down (ACPI power button,
+// a cloud's graceful stop) and returns once the machine is stopped or ctx
+// ends; Start boots the stopped machine again and returns once the
+// provider accepted it (it does not wait for the guest). Both are
+// idempotent: stopping a stopped machine, or starting a running one,
+// succeeds. Errors follow Create's rules (BadInput, WithHint). After Start
+// Status reports the machine's current addresses (a cloud may give it a
+// new public address).
+type PowerManager interface {
+	Stop(ctx context.Context, id string) error
+	Start(ctx context.Context, id string) error
+}
+
 // AddressChooser is implemented by providers on which clusterctl chooses
 // each node's cluster address (local host-only style networks). ClusterNetwork
 // returns the network's prefix and the host's own address in it; the CLI's
