@@ -76,7 +76,7 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		mc.AdvertisePort = cfg.port
 		mc.Logger = gossipLogger(cfg.logger.With("component", "memberlist"), g.table)
 		mc.LogOutput = nil
-		cfg.timing.apply(sc)
+		cfg.timing.Apply(sc)
 		if cfg.tune != nil {
 			cfg.tune(sc)
 		}

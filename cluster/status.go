@@ -49,7 +49,7 @@ type StatusReport struct {
 // state names none (no state file): "" = the config's. Machines a provider
 // lists for the cluster that the state does not know are strays; gossip
 // members that neither the state nor a stray accounts for are rows of
-// phase unknown, with their gossip address.
+// phase unknown, with their gossip address (not those that left).
 func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, error) {
 	st, err := m.Store.Load()
 	if err != nil {
@@ -153,9 +153,12 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 		}
 	}
 	// Members that no row shows: the state does not know them (another
-	// incarnation of a name, an agent started by hand). Never hidden.
+	// incarnation of a name, an agent started by hand). Never hidden; only
+	// a member that left gracefully is no member any more (serf keeps its
+	// tombstone for timing.tombstone_timeout; down leaves one for each
+	// node it removes).
 	for _, mem := range merged {
-		if claimed[memberKey(mem)] {
+		if claimed[memberKey(mem)] || mem.Status == nodeapi.StatusLeft {
 			continue
 		}
 		rep.Nodes = append(rep.Nodes, NodeStatus{Name: mem.Name, Provider: mem.Tags[agent.TagProvider], InstanceID: mem.Tags[agent.TagInstanceID], Address: mem.Addr, Phase: PhaseUnknown, ProviderState: string(provider.StateUnknown), Gossip: GossipState(mem.Status), Hostname: mem.Tags[agent.TagHostname]})
