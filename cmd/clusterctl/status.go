@@ -93,6 +93,6 @@ func viewLine(views []string) string {
 	case 1:
 		return "gossip view: " + views[0] + "'s"
 	default:
-		return "gossip view: " + views[0] + "'s, merged with " + strings.Join(views[1:], ", ") + "'s (asked about the nodes " + views[0] + " did not report)"
+		return "gossip view: " + views[0] + "'s, merged with the views of " + strings.Join(views[1:], ", ") + " (asked about the nodes " + views[0] + "'s did not report)"
 	}
 }
