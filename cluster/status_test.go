@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,5 +61,44 @@ func TestStatusShowsUnknownMembers(t *testing.T) {
 	}
 	if len(rep.Views) == 0 || (rep.Views[0] != "red" && rep.Views[0] != "blue") {
 		t.Errorf("views %v: want the node whose view is shown first", rep.Views)
+	}
+}
+
+// Read-your-writes: red's view has not heard of green yet (its API hides
+// green, as a serf that missed the join). Whenever status happens to show
+// red's view first, it asks green itself and a second member, and shows
+// green alive, as up did; never not-seen.
+func TestStatusLaggingFollowedNode(t *testing.T) {
+	p, b := bootingFake(t)
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue", "green"}}); err != nil {
+		t.Fatal(err)
+	}
+	b.lag("red", "green")
+	// The first node asked is random: ask until red's view came first
+	// (the chance that 40 tries never start at red is (2/3)^40).
+	sawRedFirst := false
+	for i := 0; i < 40 && !sawRedFirst; i++ {
+		rep, err := m.Status(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Views) == 0 {
+			t.Fatal("status reached no node")
+		}
+		sawRedFirst = rep.Views[0] == "red"
+		for _, n := range rep.Nodes {
+			if n.Gossip != cluster.GossipAlive || n.Phase != cluster.PhaseJoined {
+				t.Errorf("status with the views of %v: %+v, want joined and alive", rep.Views, n)
+			}
+		}
+		if sawRedFirst && (len(rep.Views) < 2 || !slices.Contains(rep.Views, "green")) {
+			t.Errorf("red's view first, views %v: want green's own view merged", rep.Views)
+		}
+	}
+	if !sawRedFirst {
+		t.Fatal("status never showed red's view first")
 	}
 }
