@@ -179,7 +179,7 @@ const statusFanout = 4
 // connect timeout when none does.
 //
 // Read-your-writes: one node's view may not have heard yet of a node that
-// joined a moment ago (up saw it in another view). So for the nodes of
+// joined a moment ago (up saw it in another view). So for the
 // nodes that the first view does not report (their nonce is missing), status
 // also asks, statusFanout at a time and each within one connect timeout,
 // the node itself at its own API address and one second member (a node
