@@ -22,7 +22,7 @@ help:
 	@echo "make unit       vet + staticcheck + unit tests"
 	@echo "make lint       staticcheck (staticcheck.conf) in the default, all-providers-omitted and e2e builds"
 	@echo "make size       size of the stripped CLI with each provider left out (build tags clusterctl_omit_*)"
-	@echo "make e2e        end-to-end test: two real QEMU VMs in a private network namespace (root)"
+	@echo "make e2e        end-to-end tests: two real QEMU VMs in a private network namespace, EC2 under moto with 2 and 20 instances (root)"
 	@echo "make test       unit + e2e: everything CI runs"
 	@echo "make ci         deps + test (what .ci/run calls)"
 	@echo "make bench      benchmarks (join detection vs 3 s polling, seed ISO build)"
@@ -51,8 +51,11 @@ lint:
 unit: vet lint
 	$(GO) test -race -count=1 ./...
 
+# The second run is TestEC2Agents again with 20 instances: status right
+# after up must show every node alive (about 30 s on 2 cores).
 e2e:
 	$(GO) test -tags e2e -count=1 -v -timeout 60m ./test/e2e/
+	CLUSTERCTL_EC2_E2E_COUNT=20 CLUSTERCTL_EC2_E2E_JOIN=5m $(GO) test -tags e2e -count=1 -v -timeout 10m -run TestEC2Agents ./test/e2e/
 
 test: unit e2e
 

@@ -97,7 +97,7 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		mc.AdvertisePort = port
 		mc.Logger = mlLogger
 		mc.LogOutput = nil
-		cfg.timing.apply(sc)
+		cfg.timing.Apply(sc)
 		if cfg.tune != nil {
 			cfg.tune(sc)
 		}

@@ -150,8 +150,10 @@ func (t Timing) validate() error {
 	return errors.Join(errs...)
 }
 
-// apply sets t (with defaults) on a serf config and its memberlist config.
-func (t Timing) apply(sc *serf.Config) {
+// Apply sets t (with defaults) on a serf config and its memberlist config:
+// the agent's gossip, and nodeapi's detection benchmark, which measures
+// what ships.
+func (t Timing) Apply(sc *serf.Config) {
 	t = t.withDefaults()
 	mc := sc.MemberlistConfig
 	mc.ProbeInterval = time.Duration(t.ProbeInterval)

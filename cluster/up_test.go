@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,55 @@ type booter struct {
 	// addrOf gives the address of a machine whose address the provider
 	// chose (a cloud); nil when clusterctl chose it (spec.Address).
 	addrOf func(id string) string
+	// lagging: a node's API hides these members from its view, as a
+	// node's serf that has not heard of them yet (set with lag).
+	lagging map[string][]string
+}
+
+// lag makes node's API view leave out the members hidden.
+func (b *booter) lag(node string, hidden ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lagging == nil {
+		b.lagging = map[string][]string{}
+	}
+	b.lagging[node] = hidden
+}
+
+// lagged is an agent's API view without the members its booter hides.
+type lagged struct {
+	*agent.Agent
+	b    *booter
+	node string
+}
+
+func (l lagged) visible(mem nodeapi.Member) bool {
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	return !slices.Contains(l.b.lagging[l.node], mem.Name)
+}
+
+func (l lagged) Members() []nodeapi.Member {
+	return slices.DeleteFunc(l.Agent.Members(), func(m nodeapi.Member) bool { return !l.visible(m) })
+}
+
+func (l lagged) Subscribe(ctx context.Context) ([]nodeapi.Member, <-chan nodeapi.Event) {
+	snap, events := l.Agent.Subscribe(ctx)
+	out := make(chan nodeapi.Event)
+	go func() {
+		defer close(out)
+		for e := range events {
+			if !l.visible(e.Member) {
+				continue
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return slices.DeleteFunc(snap, func(m nodeapi.Member) bool { return !l.visible(m) }), out
 }
 
 // bootingFake is the fake provider whose machines boot a real agent (with
@@ -119,7 +169,7 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil)
+		nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), lagged{a, b, spec.Name}, nil)
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -18,6 +18,7 @@ const (
 	PhaseDeleting Phase = "deleting" // down: the provider is deleting the machine
 	PhaseDeleted  Phase = "deleted"  // down: the machine is gone and the node forgotten
 	PhaseStray    Phase = "stray"    // status: a machine of the cluster that the state does not know
+	PhaseUnknown  Phase = "unknown"  // status: a gossip member that the state does not know
 )
 
 func (p Phase) String() string { return string(p) }

@@ -10,10 +10,18 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/serf/serf"
 )
 
-// BenchmarkDetection measures, on loopback with a real serf cluster (serf's
-// LAN timings) and real API servers, how long it takes from a member
+// ProductTiming sets the agent's production gossip timing
+// (agent.DefaultTiming) on a serf config. timing_test.go, an external test
+// (the agent imports this package), sets it, so that the benchmark's
+// members gossip as the shipped agents do.
+var ProductTiming func(*serf.Config)
+
+// BenchmarkDetection measures, on loopback with a real serf cluster (the
+// agent's production timings, ProductTiming) and real API servers, how long it takes from a member
 // starting its join until the client following the stream knows: joining at
 // the node the client follows, and joining at another node (gossip must
 // carry it first). Next to it, a 3-second poll model: a poll loop waits
@@ -35,7 +43,11 @@ func BenchmarkDetection(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("DETECTION_OTHER_JOINS")); err == nil && v > 0 {
 		otherJoins = v
 	}
-	c := newTestCluster(b, 3, serfOptions{})
+	if ProductTiming == nil {
+		b.Fatal("ProductTiming is not set: the benchmark would not measure the agent's timing")
+	}
+	opt := serfOptions{tune: ProductTiming}
+	c := newTestCluster(b, 3, opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	updates := c.client.Follow(ctx)
@@ -75,7 +87,7 @@ func BenchmarkDetection(b *testing.B) {
 		var out []time.Duration
 		for i := range joins {
 			name := fmt.Sprintf("j-%s-%d", label, i)
-			m := startSerf(b, name, "nonce-"+name, serfOptions{})
+			m := startSerf(b, name, "nonce-"+name, opt)
 			t0 := time.Now()
 			m.join(b, at.m)
 			if !waitUpdate(updates, 10*time.Second, knows(name)) {

@@ -35,3 +35,19 @@ func TestLiveReporterRedrawsNodeLines(t *testing.T) {
 		t.Errorf("final frame:\n%q", last)
 	}
 }
+
+// status -v says whose gossip view the table shows: one node's, or merged.
+func TestStatusViewLine(t *testing.T) {
+	for _, c := range []struct {
+		views []string
+		want  string
+	}{
+		{nil, "none"},
+		{[]string{"red"}, "red's"},
+		{[]string{"red", "green", "blue"}, "red's, merged with the views of green, blue"},
+	} {
+		if got := viewLine(c.views); !strings.Contains(got, c.want) {
+			t.Errorf("viewLine(%v) = %q, want it to say %q", c.views, got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -18,10 +19,14 @@ func newStatus(g *globals) *cobra.Command {
 machine, and the gossip view (alive, suspect, leaving, failed, left,
 never-joined, not-seen, stale) that the first node whose API answers
 reports; "unreachable" when no node's API (api.port, 7947) answers within
-one connect timeout. Machines the provider
+one connect timeout. A node that view does not report is asked about at
+its own API and at a second member (a few at a time, one connect timeout
+each) before it is called not-seen; a member any of them counts as joined
+is alive. -v says whose views were shown. Machines the provider
 lists for the cluster that the state does not know are shown as strays,
 also when there is no state: then --provider (default: the config's
-provider) says where to look.`,
+provider) says where to look; gossip members the state does not know are
+shown with phase unknown and their address.`,
 		Args: inputArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := checkFormat(out)
@@ -73,7 +78,21 @@ func printStatus(g *globals, r cluster.StatusReport) error {
 		if n.Error != "" {
 			fmt.Fprintf(g.stdout, "%s: %s\n", n.Name, n.Error)
 		}
-
+	}
+	if g.verbose {
+		fmt.Fprintln(g.stdout, viewLine(r.Views))
 	}
 	return nil
+}
+
+// viewLine says whose gossip view the GOSSIP column shows.
+func viewLine(views []string) string {
+	switch len(views) {
+	case 0:
+		return "gossip view: none (no node's API answered)"
+	case 1:
+		return "gossip view: " + views[0] + "'s"
+	default:
+		return "gossip view: " + views[0] + "'s, merged with the views of " + strings.Join(views[1:], ", ") + " (asked about the nodes " + views[0] + "'s did not report)"
+	}
 }

@@ -227,6 +227,7 @@ ec2:
 		t.Fatalf("status: %v", err)
 	}
 	var st struct {
+		Views []string `json:"views"`
 		Nodes []struct {
 			Name, Address, Phase, Gossip string
 			ProviderState                string `json:"provider_state"`
@@ -239,6 +240,9 @@ ec2:
 	if len(st.Nodes) != want {
 		t.Fatalf("status shows %d nodes: %s", len(st.Nodes), out)
 	}
+	// More than one: the first node's view lacked a node that up saw
+	// joined, and status asked that node (read-your-writes).
+	t.Logf("MEASURE status: gossip views of %v", st.Views)
 	for _, n := range st.Nodes {
 		if n.Gossip != "alive" || n.ProviderState != "running" || n.Stray {
 			t.Errorf("status: %+v, want alive and running", n)
