@@ -204,36 +204,8 @@ func TestKeyRotate(t *testing.T) {
 		t.Fatalf("up after rotation: %v", err)
 	}
 
-	ca, err := pki.Load(m.Store.Dir, m.Cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// runStranger runs an agent that has a valid identity from the
-	// cluster's CA but that the state does not know, with key, seeded with
-	// red.
-	st, _ := m.Store.Load()
-	runStranger := func(name, addr string, key []byte) *agent.Agent {
-		cfg := b.configs["red"]
-		cfg.Name, cfg.Nonce, cfg.Key = name, "00000000000000000000000000000000", key
-		cfg.AdvertiseAddr, cfg.AdvertiseCIDR, cfg.BindAddr = addr, "", addr
-		cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
-		cfg.HostsFile, cfg.API, cfg.StateDir = "", agent.APIConfig{}, ""
-		if cfg.Identity, err = agent.NewIdentity(ca, name, cfg.Nonce); err != nil {
-			t.Fatal(err)
-		}
-		a, err := agent.New(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- a.Run(actx) }()
-		t.Cleanup(func() { stop(); <-done })
-		return a
-	}
-
 	// An agent with only the old key, seeded with red, stays alone.
-	stale := runStranger("stale", "127.77.0.99", old)
+	stale := runStranger(t, ctx, m, b, "stale", "127.77.0.99", old)
 	time.Sleep(3 * time.Second)
 	if got := stale.Members(); len(got) != 1 {
 		t.Errorf("the agent with the old key sees %d members, want itself only", len(got))
@@ -247,7 +219,7 @@ func TestKeyRotate(t *testing.T) {
 	// not know, stops the rotation before anything changes; --evict cuts
 	// it off.
 	current, _ := m.Store.ReadKeys()
-	extra := runStranger("extra", "127.77.0.98", current[0])
+	extra := runStranger(t, ctx, m, b, "extra", "127.77.0.98", current[0])
 	waitFor(t, ctx, func() bool {
 		for _, mem := range extra.Members() {
 			if mem.Name == "red" && mem.Status == "alive" {
@@ -275,6 +247,35 @@ func TestKeyRotate(t *testing.T) {
 		}
 		return true
 	}, "extra cut off")
+}
+
+// runStranger runs an agent with a valid identity from the cluster's CA
+// that the state does not know, holding the gossip key key, seeded with
+// red, at addr.
+func runStranger(t *testing.T, ctx context.Context, m *cluster.Manager, b *booter, name, addr string, key []byte) *agent.Agent {
+	t.Helper()
+	ca, err := pki.Load(m.Store.Dir, m.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.Store.Load()
+	cfg := b.configs["red"]
+	cfg.Name, cfg.Nonce, cfg.Key = name, "00000000000000000000000000000000", key
+	cfg.AdvertiseAddr, cfg.AdvertiseCIDR, cfg.BindAddr = addr, "", addr
+	cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
+	cfg.HostsFile, cfg.API, cfg.StateDir = "", agent.APIConfig{}, ""
+	if cfg.Identity, err = agent.NewIdentity(ca, name, cfg.Nonce); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return a
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
 )
 
@@ -22,22 +21,13 @@ func TestStatusShowsUnknownMembers(t *testing.T) {
 	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := m.Store.Load()
-	cfg := b.configs["red"]
-	cfg.Name, cfg.Nonce = "visitor", "11111111111111111111111111111111"
-	cfg.AdvertiseAddr, cfg.BindAddr = "127.77.0.98", "127.77.0.98"
-	cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
-	cfg.HostsFile, cfg.API = "", agent.APIConfig{}
-	a, err := agent.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	defer func() { stop(); <-done }()
+	key, _ := m.Store.ReadKey()
+	runStranger(t, ctx, m, b, "visitor", "127.77.0.98", key)
 
-	var rep cluster.StatusReport
+	var (
+		rep cluster.StatusReport
+		err error
+	)
 	waitFor(t, ctx, func() bool {
 		rep, err = m.Status(ctx, "")
 		if err != nil {
