@@ -97,7 +97,13 @@ func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
 		return localState{}, fmt.Errorf("keyring %q: %w", st.keyringPath, err)
 	}
 	if err := privateSnapshot(st.snapshotPath); err != nil {
-		return localState{}, fmt.Errorf("state_dir: %w", err)
+		logger.Warn("the snapshot of known members cannot be used; starting without it", "path", st.snapshotPath, "err", err)
+		if err := os.RemoveAll(st.snapshotPath); err != nil {
+			return localState{}, fmt.Errorf("state_dir: %w", err)
+		}
+		if err := privateSnapshot(st.snapshotPath); err != nil {
+			return localState{}, fmt.Errorf("state_dir: %w", err)
+		}
 	}
 	return st, nil
 }
