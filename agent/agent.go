@@ -20,6 +20,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/identity"
+	"github.com/clusterctl/clusterctl/internal/ratelog"
 )
 
 // options are the in-process knobs tests use; the gossip timings are in
@@ -55,7 +56,7 @@ type Agent struct {
 	cfg      Config
 	creds    identity.Credentials
 	verifier *identity.Verifier
-	refusals *refusalLog
+	refusals *ratelog.Table
 	tags     map[string]string // without the id tag
 	logger   *slog.Logger
 	opts     options

@@ -157,8 +157,9 @@ func (g *gossip) eventLoop(ctx context.Context, events <-chan serf.Event) {
 }
 
 // handle notes what a member event says. Queries and user events are
-// ignored: nothing a gossip member sends can steer an agent (a leave comes
-// only through the mutually authenticated API).
+// ignored, serf's keyring queries never get this far (guard.go), and only
+// members with a verified identity are members at all: a leave and a key
+// change come only through the mutually authenticated API.
 func (g *gossip) handle(e serf.Event) bool {
 	if e, ok := e.(serf.MemberEvent); ok {
 		if e.Type == serf.EventMemberUpdate || e.Type == serf.EventMemberJoin {

@@ -6,7 +6,11 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
+	"time"
+
+	"github.com/clusterctl/clusterctl/internal/ratelog"
 )
 
 // LogValue makes slog show the config without its key.
@@ -34,13 +38,33 @@ func (c Config) LogValue() slog.Value {
 // suspicion: the line its failure detector logs when a probe of a member
 // got no ack and it marks the member suspect (the state itself is private
 // to memberlist; Node.State is never set).
+//
+// Error and warning lines about a peer (memberlist ends them with
+// "from=<address>": a wrong gossip key, a wrong label, a peer that is not
+// a member) are logged at most once a minute per peer address, with the
+// count of those kept quiet (suppressed_since_last_log); addresses past a
+// bounded table are counted, and the count is logged with the first line
+// written a minute or more after the previous count.
 func gossipLogger(logger *slog.Logger, table *memberTable) *log.Logger {
-	return log.New(&slogWriter{logger: logger, table: table}, "", 0)
+	return log.New(newSlogWriter(logger, table), "", 0)
 }
+
+// Peer lines: one a minute per address, for at most peerLogSources
+// addresses at once.
+const (
+	peerLogEvery   = time.Minute
+	peerLogSources = 4096
+)
 
 type slogWriter struct {
 	logger *slog.Logger
 	table  *memberTable
+	peers  *ratelog.Table
+	now    func() time.Time
+}
+
+func newSlogWriter(logger *slog.Logger, table *memberTable) *slogWriter {
+	return &slogWriter{logger: logger, table: table, peers: ratelog.New(peerLogEvery, peerLogSources), now: time.Now}
 }
 
 var levels = []struct {
@@ -53,6 +77,10 @@ var levels = []struct {
 	{"[ERR] ", slog.LevelError},
 	{"[ERROR] ", slog.LevelError},
 }
+
+// refusedAlivePrefix starts memberlist's line for an alive message the
+// member gate refused.
+const refusedAlivePrefix = "ignoring alive message for "
 
 // The line memberlist's probe logs when it suspects a member.
 const (
@@ -77,8 +105,47 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 			}
 		}
 	}
-	w.logger.Log(context.Background(), level, msg)
+	if strings.HasPrefix(msg, refusedAlivePrefix) {
+		return len(p), nil // the member gate logs it, rate-limited (refusal.go)
+	}
+	now := w.now()
+	if n := w.peers.Flush(now); n > 0 {
+		w.logOverflow(n)
+	}
+	var attrs []any
+	if peer, ok := peerOf(msg); ok && level >= slog.LevelWarn {
+		v := w.peers.Note(peer, now)
+		if v.Overflow > 0 {
+			w.logOverflow(v.Overflow)
+		}
+		if !v.Log {
+			return len(p), nil
+		}
+		attrs = append(attrs, "suppressed_since_last_log", v.Suppressed)
+	}
+	w.logger.Log(context.Background(), level, msg, attrs...)
 	return len(p), nil
+}
+
+func (w *slogWriter) logOverflow(n int) {
+	w.logger.Warn("lines about peers past the log's table of addresses (not logged one by one)", "lines", n, "table_size", peerLogSources)
+}
+
+// peerOf is the peer address (without its port) of a memberlist line
+// that names one: it ends with memberlist's "from=<address>".
+func peerOf(msg string) (string, bool) {
+	i := strings.LastIndex(msg, " from=")
+	if i < 0 {
+		return "", false
+	}
+	addr := msg[i+len(" from="):]
+	if strings.ContainsRune(addr, ' ') {
+		return "", false
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	return addr, true
 }
 
 // discardLogger is used when the caller passes a nil logger.

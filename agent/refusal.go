@@ -1,39 +1,40 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/ratelog"
 )
 
-// refusalInterval is how often one source's refusals are logged.
-const refusalInterval = time.Minute
+// refusalInterval is how often one source's refusals are logged, and
+// refusalSources how many sources the table keeps (the rest are counted).
+const (
+	refusalInterval = time.Minute
+	refusalSources  = 4096
+)
 
-type refusalLog = ratelog.Limiter
-
-func newRefusalLog(every time.Duration) *refusalLog { return ratelog.New(every, 0) }
+func newRefusalLog(every time.Duration) *ratelog.Table { return ratelog.New(every, refusalSources) }
 
 // refusedMember logs a gossip member that did not verify (guard.go), at
-// most once a minute per address.
+// most once a minute per address. memberlist's own line for it ("ignoring
+// alive message") is dropped by the gossip logger: this one replaces it.
 func (a *Agent) refusedMember(name, addr string, err error) {
-	now := time.Now()
-	if quiet, ok := a.refusals.Allow(addr, now); ok {
-		a.logger.Warn("refused a gossip member: it is not who the cluster's CA says", "addr", addr, "claimed_name", name, "err", err, "refusals_not_logged", quiet)
-	}
-	a.logOverflow(now)
+	a.noteRefusal(addr, "refused a gossip member: it is not who the cluster's CA says", "addr", addr, "claimed_name", name, "err", err)
 }
 
 // droppedQuery logs a keyring query that came over gossip (guard.go).
 func (a *Agent) droppedQuery(query string) {
-	now := time.Now()
-	if quiet, ok := a.refusals.Allow("query "+query, now); ok {
-		a.logger.Warn("dropped a keyring query that came over gossip: keys change only through the node API", "query", query, "dropped_not_logged", quiet)
-	}
-	a.logOverflow(now)
+	a.noteRefusal("query "+query, "dropped a keyring query that came over gossip: keys change only through the node API", "query", query)
 }
 
-func (a *Agent) logOverflow(now time.Time) {
-	if n, ok := a.refusals.Overflow(now); ok {
-		a.logger.Warn("refusals from more sources than the log keeps track of", "not_logged", n)
+func (a *Agent) noteRefusal(source, msg string, attrs ...any) {
+	v := a.refusals.Note(source, time.Now())
+	if v.Overflow > 0 {
+		a.logger.Warn("refusals from more sources than the log keeps track of", "not_logged", v.Overflow)
+	}
+	if v.Log {
+		a.logger.Log(context.Background(), slog.LevelWarn, msg, append(attrs, "suppressed_since_last_log", v.Suppressed)...)
 	}
 }

@@ -96,11 +96,34 @@ func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
 	if err != nil {
 		return localState{}, fmt.Errorf("keyring %q: %w", st.keyringPath, err)
 	}
-	// serf opens the snapshot itself; it must not be readable by others.
-	if exists(st.snapshotPath) {
-		_ = os.Chmod(st.snapshotPath, 0o600)
+	if err := privateSnapshot(st.snapshotPath); err != nil {
+		logger.Warn("the snapshot of known members cannot be used; starting without it", "path", st.snapshotPath, "err", err)
+		if err := os.RemoveAll(st.snapshotPath); err != nil {
+			return localState{}, fmt.Errorf("state_dir: %w", err)
+		}
+		if err := privateSnapshot(st.snapshotPath); err != nil {
+			return localState{}, fmt.Errorf("state_dir: %w", err)
+		}
 	}
 	return st, nil
+}
+
+// privateSnapshot makes serf's snapshot file 0600 before serf opens it:
+// serf creates it 0644 (less the umask), so it is created here, empty,
+// when it does not exist yet (serf appends to it), and an existing one is
+// set to 0600. (serf's compaction writes a new file 0755 less the umask:
+// the agent's command sets the umask 077; the state directory is 0700
+// anyway.)
+func privateSnapshot(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func exists(path string) bool {

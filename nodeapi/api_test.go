@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,9 +74,9 @@ func rawGet(addr string, cfg *tls.Config, laddr string) (*http.Response, error) 
 
 func TestRefusedPeersGetNothingAndAreLoggedOnceAMinute(t *testing.T) {
 	c := newTestCluster(t, 1, serfOptions{local: true})
-	nd := c.node("n1")
-	clock := time.Now()
-	nd.srv.now = func() time.Time { return clock }
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	nd := c.serve("n1", c.node("n1").m, func(s *server) { s.now = func() time.Time { return time.Unix(0, clock.Load()) } })
 
 	good, _ := c.ca.IssueCLI()
 	// A CLI certificate that expired yesterday.
@@ -138,7 +139,7 @@ func TestRefusedPeersGetNothingAndAreLoggedOnceAMinute(t *testing.T) {
 	waitFor(t, "the refusal of 127.0.0.2", 5*time.Second, func() bool { return nd.log.count("peer=127.0.0.2") == 1 })
 	// A minute later the first address is logged again, with the count of
 	// refusals kept quiet.
-	clock = clock.Add(61 * time.Second)
+	clock.Add(int64(61 * time.Second))
 	if _, err := rawGet(nd.ep.Addr, refused["foreign"], ""); err == nil {
 		t.Fatal("foreign: answered")
 	}

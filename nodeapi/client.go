@@ -25,7 +25,18 @@ const (
 	DefaultStagger        = 25 * time.Millisecond
 	// burst is how many tries start at once, before the stagger.
 	burst = 3
+	// MaxMessage bounds what the client reads of one answer, and of one
+	// line of the event stream (a snapshot is one line): 4 MiB holds
+	// thousands of members (a member with serf's largest tags, escaped,
+	// takes about 3.5 KiB). The client's memory stays bounded whatever a
+	// node sends.
+	MaxMessage = 4 << 20
 )
+
+// ErrTooLarge is wrapped by the error of an answer or an event-stream line
+// over MaxMessage bytes; the connection is closed (Follow moves on, as
+// when a stream breaks).
+var ErrTooLarge = fmt.Errorf("a node sent an answer or event line over %d bytes", MaxMessage)
 
 // Endpoint is one node's API as the CLI dials it.
 type Endpoint struct {
@@ -240,10 +251,41 @@ func (c *Client) roundTrip(ctx context.Context, conn *tls.Conn, ep Endpoint, tim
 		return err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessage+1))
+	if err == nil && len(b) > MaxMessage {
+		err = ErrTooLarge
+	}
+	if err == nil {
+		err = json.Unmarshal(b, out)
+	}
+	if err != nil {
 		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
 	}
 	return nil
+}
+
+// readLine reads one line of at most MaxMessage bytes from r; a longer one
+// is ErrTooLarge, read no further (the caller drops the connection), so
+// memory stays bounded.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxMessage {
+			return nil, ErrTooLarge
+		}
+		if need := len(line) + len(chunk); need > cap(line) {
+			// Double (append grows big slices by a quarter: five times
+			// the line's size allocated in all).
+			grown := make([]byte, len(line), min(max(2*cap(line), need), MaxMessage))
+			copy(grown, line)
+			line = grown
+		}
+		line = append(line, chunk...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
 }
 
 // send writes one request and reads the answer's head; a status other than

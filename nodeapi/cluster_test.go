@@ -105,8 +105,9 @@ func (c *testCluster) add(name string) *testNode {
 	return nd
 }
 
-// serve starts an API server for m under the node name.
-func (c *testCluster) serve(name string, m Membership) *testNode {
+// serve starts an API server for m under the node name, with each tweak
+// applied to it before it serves.
+func (c *testCluster) serve(name string, m Membership, tweaks ...func(*server)) *testNode {
 	c.t.Helper()
 	creds, err := c.ca.IssueNode(name, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
 	if err != nil {
@@ -120,6 +121,9 @@ func (c *testCluster) serve(name string, m Membership) *testNode {
 	srv, err := newServer(creds, m, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	for _, tweak := range tweaks {
+		tweak(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

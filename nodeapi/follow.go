@@ -75,7 +75,7 @@ func (c *Client) openStream(ctx context.Context, ep Endpoint, connectBy time.Tim
 // next reads one line; a stream silent for longer than idle is dead.
 func (s *stream) next() (StreamLine, error) {
 	s.conn.SetDeadline(time.Now().Add(s.idle))
-	b, err := s.r.ReadBytes('\n')
+	b, err := readLine(s.r)
 	if err != nil {
 		return StreamLine{}, err
 	}

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/ratelog"
 )
 
 // Server timings.
@@ -20,8 +22,13 @@ const (
 	// HeartbeatInterval is how often an idle event stream carries a
 	// heartbeat line.
 	HeartbeatInterval = time.Second
-	// HandshakeTimeout bounds a client's TLS handshake.
-	HandshakeTimeout = 10 * time.Second
+	// HandshakeTimeout bounds a client's TLS handshake, from the accept:
+	// a peer that opens a connection and sends nothing is closed then.
+	HandshakeTimeout = 5 * time.Second
+	// MaxConnsPerSource bounds the connections one remote IP address holds
+	// at once, handshakes included; a connection past it is closed at once
+	// (and logged as a refusal).
+	MaxConnsPerSource = 16
 	// writeTimeout bounds one write to a client; a client that takes
 	// longer is dropped.
 	writeTimeout = 10 * time.Second
@@ -29,6 +36,16 @@ const (
 	leaveTimeout = 30 * time.Second
 	// maxBody bounds a request body.
 	maxBody = 4 << 10
+	// maxHeader bounds a request's header.
+	maxHeader = 8 << 10
+	// refusalPeers bounds the refusal log's table of peer addresses; the
+	// refusals of addresses past it are counted in one line a minute.
+	refusalPeers = 4096
+	// Accept errors that may pass (EMFILE under a connection flood) are
+	// retried after a pause that doubles from acceptRetryMin to
+	// acceptRetryMax, as net/http does.
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
 )
 
 // Serve answers the API on ln until ctx ends, then closes ln and returns
@@ -37,7 +54,11 @@ const (
 // Only the CLI of the node's cluster is answered: a peer without a
 // certificate from the cluster's CA, with an expired one, or with one of
 // another role or cluster fails the TLS handshake and is logged on log (at
-// most once a minute per peer address). A nil log discards.
+// most once a minute per peer address; addresses past a bounded table are
+// counted in one line a minute). So is a peer past MaxConnsPerSource
+// connections, or one that does not finish its handshake within
+// HandshakeTimeout. An accept error that may pass (out of file descriptors)
+// is logged and retried with a growing pause. A nil log discards.
 func Serve(ctx context.Context, ln net.Listener, creds pki.Credentials, m Membership, log *slog.Logger) error {
 	s, err := newServer(creds, m, log)
 	if err != nil {
@@ -48,12 +69,15 @@ func Serve(ctx context.Context, ln net.Listener, creds pki.Credentials, m Member
 }
 
 type server struct {
-	name    string // this node's name, from its certificate
-	tls     *tls.Config
-	m       Membership
-	log     *slog.Logger
-	refused *refusals
-	now     func() time.Time
+	name             string // this node's name, from its certificate
+	tls              *tls.Config
+	m                Membership
+	log              *slog.Logger
+	refused          *ratelog.Table
+	refusalEvery     time.Duration // refused's interval, and the summary's
+	handshakeTimeout time.Duration
+	sources          *sourceLimit
+	now              func() time.Time
 }
 
 func newServer(creds pki.Credentials, m Membership, log *slog.Logger) (*server, error) {
@@ -68,7 +92,9 @@ func newServer(creds pki.Credentials, m Membership, log *slog.Logger) (*server, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &server{name: name, tls: cfg, m: m, log: log, refused: newRefusals(time.Minute), now: time.Now}, nil
+	return &server{name: name, tls: cfg, m: m, log: log,
+		refused: ratelog.New(time.Minute, refusalPeers), refusalEvery: time.Minute,
+		handshakeTimeout: HandshakeTimeout, sources: newSourceLimit(MaxConnsPerSource), now: time.Now}, nil
 }
 
 func (s *server) serve(ctx context.Context, ln net.Listener) error {
@@ -85,12 +111,14 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
+		MaxHeaderBytes:    maxHeader,
 		IdleTimeout:       time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(hl) }()
+	go s.summarizeRefusals(ctx)
 	select {
 	case err := <-errc:
 		hl.Close()
@@ -129,27 +157,90 @@ func (l *handshakeListener) Accept() (net.Conn, error) {
 	}
 }
 
+// acceptLoop accepts until the listener is closed. An accept error that
+// may pass (out of file descriptors under a connection flood) is retried
+// after a pause that doubles from acceptRetryMin up to acceptRetryMax, as
+// net/http does; it is logged when it starts, once a minute while it lasts,
+// and when accepting works again. Any other error stops the API, logged.
 func (l *handshakeListener) acceptLoop() {
+	var (
+		pause         time.Duration
+		failed        int
+		since, logged time.Time
+	)
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				l.stop(err)
+				return
 			}
-			l.stop(err)
-			return
+			if !temporary(err) {
+				l.s.log.Error("node API: stopped accepting connections", "err", err)
+				l.stop(err)
+				return
+			}
+			now := time.Now()
+			if failed == 0 {
+				since = now
+			}
+			failed++
+			pause = min(max(2*pause, acceptRetryMin), acceptRetryMax)
+			if failed == 1 || now.Sub(logged) >= time.Minute {
+				logged = now
+				l.s.log.Warn("node API: accept failed; retrying", "err", err, "failed_accepts", failed, "retry_in", pause)
+			}
+			select {
+			case <-time.After(pause):
+			case <-l.done:
+				return
+			}
+			continue
 		}
-		go l.handshake(c)
+		if failed > 0 {
+			l.s.log.Info("node API: accepting again", "failed_accepts", failed, "after", time.Since(since).Round(time.Millisecond))
+			failed, pause = 0, 0
+		}
+		l.admit(c)
 	}
 }
 
+// temporary reports whether an accept error may pass by itself.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit starts c's handshake unless its source holds MaxConnsPerSource
+// connections already.
+func (l *handshakeListener) admit(c net.Conn) {
+	host := hostOf(c.RemoteAddr())
+	release, ok := l.s.sources.take(host)
+	if !ok {
+		c.Close()
+		l.s.refuse(host, errTooManyConns)
+		return
+	}
+	go l.handshake(&sourceConn{Conn: c, release: release})
+}
+
+var errTooManyConns = fmt.Errorf("more than %d connections at once from this address", MaxConnsPerSource)
+
 func (l *handshakeListener) handshake(c net.Conn) {
 	tc := tls.Server(c, l.s.tls)
-	ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.s.handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		l.s.refuse(c.RemoteAddr(), err)
+		l.s.refuse(hostOf(c.RemoteAddr()), err)
 		c.Close()
 		return
 	}
@@ -172,16 +263,92 @@ func (l *handshakeListener) Close() error {
 	return l.Listener.Close()
 }
 
-// refuse logs a peer whose handshake failed, at most once a minute per
-// address.
-func (s *server) refuse(addr net.Addr, err error) {
+// refuse logs a peer that was refused, at most once a minute per address;
+// addresses past the table's size are counted for summarizeRefusals.
+func (s *server) refuse(host string, err error) {
+	v := s.refused.Note(host, s.now())
+	if v.Log {
+		s.log.Warn("node API: refused a peer", "peer", host, "reason", err.Error(), "refused_since_last_log", v.Suppressed)
+	}
+	if v.Overflow > 0 {
+		s.logOverflow(v.Overflow)
+	}
+}
+
+// summarizeRefusals logs, once a minute until ctx ends, the refusals of
+// addresses that did not fit the refusal log's table.
+func (s *server) summarizeRefusals(ctx context.Context) {
+	t := time.NewTicker(s.refusalEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := s.refused.Flush(s.now()); n > 0 {
+				s.logOverflow(n)
+			}
+		}
+	}
+}
+
+func (s *server) logOverflow(n int) {
+	s.log.Warn("node API: refused peers past the log's table of addresses (not logged one by one)", "refused", n, "table_size", refusalPeers)
+}
+
+func hostOf(addr net.Addr) string {
 	host := addr.String()
-	if h, _, e := net.SplitHostPort(host); e == nil {
+	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if n, ok := s.refused.allow(host, s.now()); ok {
-		s.log.Warn("node API: refused a peer", "peer", host, "reason", err.Error(), "refused_since_last_log", n)
+	return host
+}
+
+// sourceLimit counts the open connections of each remote address.
+type sourceLimit struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int // only addresses with open connections
+}
+
+func newSourceLimit(max int) *sourceLimit {
+	return &sourceLimit{max: max, open: map[string]int{}}
+}
+
+// take counts one more connection of host, unless it holds max already;
+// release (once) counts it closed.
+func (l *sourceLimit) take(host string) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[host] >= l.max {
+		return nil, false
 	}
+	l.open[host]++
+	return sync.OnceFunc(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.open[host]--; l.open[host] <= 0 {
+			delete(l.open, host)
+		}
+	}), true
+}
+
+// count is how many connections host holds.
+func (l *sourceLimit) count(host string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open[host]
+}
+
+// sourceConn is an admitted connection; closing it frees its source's slot.
+type sourceConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *sourceConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }
 
 func (s *server) members(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,10 @@ func main() {
 }
 
 func run(configPath string) error {
+	// What the agent and its libraries create is its own: serf creates its
+	// snapshot 0644 and rewrites it 0755 when it compacts it. (Files
+	// meant to be readable, /etc/hosts, get their mode explicitly.)
+	syscall.Umask(0o077)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := agent.LoadConfig(configPath)
 	if err != nil {

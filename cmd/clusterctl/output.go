@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -52,6 +54,48 @@ func emit(w io.Writer, f format, doc any) error {
 	return err
 }
 
+// printable is s as it is safe to show on a terminal: C0 and C1 control
+// characters (ESC and tab included), DEL, bidirectional overrides and
+// isolates, line and paragraph separators, and invalid UTF-8 are written as
+// Go escapes (\x1b, \u202e), so that a tag or name a node or provider
+// reports cannot move the cursor, recolour, reorder or break the table.
+// (-o json and -o yaml escape them already.)
+func printable(s string) string {
+	clean := func(r rune) bool {
+		return r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0) && r != utf8.RuneError &&
+			!unicode.Is(unicode.Bidi_Control, r) && !unicode.In(r, unicode.Zl, unicode.Zp)
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !clean(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		case clean(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+// row writes one table row to tw (a tabwriter), each cell printable.
+func row(tw io.Writer, cells ...string) {
+	for i, c := range cells {
+		cells[i] = printable(c)
+	}
+	io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+}
+
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -71,17 +115,17 @@ type lineReporter struct {
 func (r *lineReporter) Phase(node string, phase cluster.Phase, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.w, "%-12s %-10s %5.0fs\n", node, phase, elapsed.Seconds())
+	fmt.Fprintf(r.w, "%-12s %-10s %5.0fs\n", printable(node), phase, elapsed.Seconds())
 }
 
 func (r *lineReporter) Note(node, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if node == "" {
-		fmt.Fprintf(r.w, "note: %s\n", msg)
+		fmt.Fprintf(r.w, "note: %s\n", printable(msg))
 		return
 	}
-	fmt.Fprintf(r.w, "%-12s note: %s\n", node, msg)
+	fmt.Fprintf(r.w, "%-12s note: %s\n", printable(node), printable(msg))
 }
 
 // liveReporter keeps one line per node on a terminal and redraws them every
@@ -145,7 +189,7 @@ func (r *liveReporter) Note(node, msg string) {
 	if node != "" {
 		msg = node + ": " + msg
 	}
-	r.notes = append(r.notes, msg)
+	r.notes = append(r.notes, printable(msg))
 	r.redraw()
 }
 
@@ -174,7 +218,7 @@ func (r *liveReporter) redraw() {
 		case cluster.PhaseFailed:
 			mark = "✗"
 		}
-		fmt.Fprintf(&b, "\x1b[2K%s %-12s %-10s %5.0fs\n", mark, n, r.phase[n], el.Seconds())
+		fmt.Fprintf(&b, "\x1b[2K%s %-12s %-10s %5.0fs\n", mark, printable(n), r.phase[n], el.Seconds())
 		lines++
 	}
 	r.drawn = lines

@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/clusterctl/clusterctl/cluster"
 )
 
 func TestLineReporterPrintsOneLinePerPhase(t *testing.T) {
@@ -49,5 +53,51 @@ func TestStatusViewLine(t *testing.T) {
 		if got := viewLine(c.views); !strings.Contains(got, c.want) {
 			t.Errorf("viewLine(%v) = %q, want it to say %q", c.views, got, c.want)
 		}
+	}
+}
+
+// Names, tags and notes that a node or a provider reports cannot drive the
+// terminal through the table: every control character, DEL and bidi
+// override is escaped, one helper for every cell.
+func TestTableCellsAreMadePrintable(t *testing.T) {
+	const (
+		esc   = "\x1b[31mred\x1b]0;owned\x07"
+		bidi  = "gpu\u202eeman\u2066"
+		c1    = "a\u009bb\x7f"
+		tab   = "x\ty\nz"
+		wrong = "bad\xffutf8"
+	)
+	r := cluster.StatusReport{Cluster: "lab", Nodes: []cluster.NodeStatus{{
+		Name: tab, Provider: "qemu", InstanceID: wrong, Address: "192.0.2.1", Phase: cluster.PhaseJoined,
+		ProviderState: c1, Gossip: "alive", Hostname: esc, Detail: bidi, Error: esc,
+	}}}
+	var out bytes.Buffer
+	if err := printStatus(&globals{stdout: &out}, r); err != nil {
+		t.Fatal(err)
+	}
+	var res bytes.Buffer
+	if err := printResults(&globals{stdout: &res}, "table", "lab", []cluster.Result{{Name: esc, Address: bidi, Phase: cluster.PhaseFailed, ConsoleTail: "boot\r\n" + esc + "\r\nlogin:"}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"status": out.String(), "up": res.String()} {
+		for _, r := range s {
+			if (r < 0x20 && r != '\n') || r == 0x7f || (r >= 0x80 && r < 0xa0) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError {
+				t.Errorf("%s: the table holds %U:\n%s", name, r, s)
+			}
+		}
+		if n := strings.Count(strings.TrimSpace(s), "\n"); name == "status" && n != 2 {
+			t.Errorf("status: %d lines, want the header, one row and one error line:\n%s", n+1, s)
+		}
+	}
+	for _, want := range []string{`\x1b[31mred\x1b]0;owned\x07`, `gpu\u202eeman\u2066`, `a\x9bb\x7f`, `x\x09y\x0az`, `bad\xffutf8`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status: no %s in:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(res.String(), "boot\n\\x1b[31m") {
+		t.Errorf("up: the console tail is not escaped line by line:\n%s", res.String())
+	}
+	if printable("n1 alive 10.0.0.1 ünïcode ✓") != "n1 alive 10.0.0.1 ünïcode ✓" {
+		t.Error("printable changed a clean string")
 	}
 }

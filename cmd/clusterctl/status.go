@@ -63,20 +63,20 @@ type statusDoc struct {
 
 func printStatus(g *globals, r cluster.StatusReport) error {
 	if len(r.Nodes) == 0 {
-		fmt.Fprintf(g.stdout, "cluster %q has no nodes\n", r.Cluster)
+		fmt.Fprintf(g.stdout, "cluster %q has no nodes\n", r.Cluster) // %q escapes
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME\tDETAIL")
 	for _, n := range r.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), n.Phase, n.ProviderState, n.Gossip, dash(n.Hostname), dash(n.Detail))
+		row(tw, n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), string(n.Phase), n.ProviderState, string(n.Gossip), dash(n.Hostname), dash(n.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, n := range r.Nodes {
 		if n.Error != "" {
-			fmt.Fprintf(g.stdout, "%s: %s\n", n.Name, n.Error)
+			fmt.Fprintf(g.stdout, "%s: %s\n", printable(n.Name), printable(n.Error))
 		}
 	}
 	if g.verbose {

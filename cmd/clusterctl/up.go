@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -85,14 +86,18 @@ func printResults(g *globals, f format, clusterName string, results []cluster.Re
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tADDRESS\tINSTANCE\tPHASE\tSECONDS")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\n", r.Name, dash(r.Address), dash(r.InstanceID), r.Phase, r.Seconds)
+		row(tw, r.Name, dash(r.Address), dash(r.InstanceID), string(r.Phase), fmt.Sprintf("%.1f", r.Seconds))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, r := range results {
 		if r.ConsoleTail != "" {
-			fmt.Fprintf(g.stdout, "\n--- console of %s (last lines) ---\n%s\n--- end of console ---\n", r.Name, r.ConsoleTail)
+			lines := strings.Split(r.ConsoleTail, "\n")
+			for i, l := range lines {
+				lines[i] = printable(strings.TrimSuffix(l, "\r"))
+			}
+			fmt.Fprintf(g.stdout, "\n--- console of %s (last lines) ---\n%s\n--- end of console ---\n", printable(r.Name), strings.Join(lines, "\n"))
 		}
 	}
 	return nil

@@ -1,10 +1,9 @@
-// Package ratelog decides which refusals of network peers are logged: at
-// most one line per source per interval, with a count of the lines kept
-// quiet, in a table of bounded size. Past that size it stops adding sources
-// and counts the rest, so a flood from many addresses neither grows memory
-// nor the log: one summary line per interval says how many were not logged.
-// Used by the agent (gossip members that do not verify, keyring queries)
-// and by the node API (peers without a valid certificate).
+// Package ratelog decides which of many per-source log lines to write, so
+// that a peer that keeps failing (a scan, a node with the wrong key, a
+// connection flood) cannot fill the log or the memory: each source is
+// logged at most once per interval, with the count of its lines kept quiet
+// since; the table of sources is bounded, and sources past its size are
+// only counted, for one summary line per interval.
 package ratelog
 
 import (
@@ -12,71 +11,101 @@ import (
 	"time"
 )
 
-// Limiter is safe for concurrent use.
-type Limiter struct {
-	every time.Duration
-	max   int
-
-	mu       sync.Mutex
-	seen     map[string]*source
-	overflow int       // refusals of sources that found the table full
-	summary  time.Time // when the last overflow summary was allowed
+// Verdict is what the caller logs for one event.
+type Verdict struct {
+	// Log: write this source's line, with Suppressed (its lines kept quiet
+	// since its previous one).
+	Log        bool
+	Suppressed int
+	// Overflow > 0: also write one summary line: this many events of
+	// sources that did not fit the table since the previous summary.
+	Overflow int
 }
 
-type source struct {
+// Table is a bounded per-source rate limiter. The zero value is not
+// usable; make one with New. It is safe for concurrent use.
+type Table struct {
+	every time.Duration
+	size  int
+
+	mu       sync.Mutex
+	seen     map[string]*entry
+	overflow int       // events of sources past size, since the last summary
+	lastSum  time.Time // last summary (or sweep) of the overflow
+}
+
+type entry struct {
 	logged time.Time
 	quiet  int
 }
 
-// DefaultSources is the table's default size.
-const DefaultSources = 4096
-
-// New returns a Limiter that allows one line per source per every, for at
-// most max sources at once (DefaultSources when max <= 0).
-func New(every time.Duration, max int) *Limiter {
-	if max <= 0 {
-		max = DefaultSources
-	}
-	return &Limiter{every: every, max: max, seen: map[string]*source{}}
+// New makes a table that logs each source at most once per every and holds
+// at most size sources.
+func New(every time.Duration, size int) *Table {
+	return &Table{every: every, size: size, seen: make(map[string]*entry)}
 }
 
-// Allow reports whether a refusal of src at now is to be logged and, if
-// so, how many refusals of src went unlogged since its last line.
-func (l *Limiter) Allow(src string, now time.Time) (quiet int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s, found := l.seen[src]; found {
-		if now.Sub(s.logged) < l.every {
-			s.quiet++
-			return 0, false
+// Note records one event of source at now and says what to log.
+func (t *Table) Note(source string, now time.Time) Verdict {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.seen[source]; ok {
+		if now.Sub(e.logged) < t.every {
+			e.quiet++
+			return Verdict{}
 		}
-		quiet, s.quiet, s.logged = s.quiet, 0, now
-		return quiet, true
+		v := Verdict{Log: true, Suppressed: e.quiet}
+		e.quiet, e.logged = 0, now
+		return v
 	}
-	if len(l.seen) >= l.max {
-		for a, s := range l.seen { // forget sources whose interval is over
-			if now.Sub(s.logged) >= l.every {
-				delete(l.seen, a)
-			}
+	if len(t.seen) < t.size {
+		t.seen[source] = &entry{logged: now}
+		return Verdict{Log: true}
+	}
+	// The table is full: count the event. Once an interval, forget the
+	// sources whose interval has passed (they are logged anew when they
+	// come back), make room for this one if it can, and report the count.
+	t.overflow++
+	if t.lastSum.IsZero() {
+		t.lastSum = now
+	}
+	if now.Sub(t.lastSum) < t.every {
+		return Verdict{}
+	}
+	t.lastSum = now
+	for s, e := range t.seen {
+		if now.Sub(e.logged) >= t.every {
+			delete(t.seen, s)
 		}
 	}
-	if len(l.seen) >= l.max {
-		l.overflow++
-		return 0, false
+	v := Verdict{}
+	if len(t.seen) < t.size {
+		t.overflow-- // this event is logged on its own
+		t.seen[source] = &entry{logged: now}
+		v.Log = true
 	}
-	l.seen[src] = &source{logged: now}
-	return 0, true
+	v.Overflow, t.overflow = t.overflow, 0
+	return v
 }
 
-// Overflow returns, at most once per interval, how many refusals were not
-// logged because the table was full (ok is false when there is nothing to
-// say yet). The caller logs one summary line with it.
-func (l *Limiter) Overflow(now time.Time) (n int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.overflow == 0 || now.Sub(l.summary) < l.every {
-		return 0, false
+// Flush returns the overflow counted since the last summary if an interval
+// has passed since then (0 otherwise), and resets it: for a caller that
+// logs the summary on a timer, so that the count at the end of a flood is
+// not left for the next event.
+func (t *Table) Flush(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.overflow == 0 || now.Sub(t.lastSum) < t.every {
+		return 0
 	}
-	n, l.overflow, l.summary = l.overflow, 0, now
-	return n, true
+	n := t.overflow
+	t.overflow, t.lastSum = 0, now
+	return n
+}
+
+// Len is the number of sources the table holds.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.seen)
 }
