@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/pki"
@@ -141,7 +142,17 @@ type Verifier struct {
 	cluster string
 	ca      *ecdsa.PublicKey
 	cidr    netip.Prefix // the zero Prefix: any address
+
+	// verified remembers members that verified, by everything that was
+	// checked (address, tags, id), so that the same member in every
+	// push/pull costs a lookup, not two signature checks. Bounded: it is
+	// emptied when it reaches cacheSize.
+	mu       sync.Mutex
+	verified map[string]Claim
 }
+
+// cacheSize bounds the verified members a Verifier remembers.
+const cacheSize = 8192
 
 // NewVerifier returns a Verifier for cluster that trusts the CA
 // certificate caPEM and, when cidr is valid, accepts only members that
@@ -151,7 +162,7 @@ func NewVerifier(cluster string, caPEM []byte, cidr netip.Prefix) (*Verifier, er
 	if err != nil {
 		return nil, fmt.Errorf("identity verifier: %w", err)
 	}
-	return &Verifier{cluster: cluster, ca: pub, cidr: cidr.Masked()}, nil
+	return &Verifier{cluster: cluster, ca: pub, cidr: cidr.Masked(), verified: map[string]Claim{}}, nil
 }
 
 // Verify checks that the member name, advertising addr with tags, is who
@@ -178,6 +189,14 @@ func (v *Verifier) Verify(name string, addr netip.Addr, tags map[string]string) 
 	if err := claim.check(); err != nil {
 		return refuse("member %s: %v", name, err)
 	}
+	stmtMsg := statementMessage(addr, tags)
+	key := string(stmtMsg) + "\x00" + tags[TagID]
+	v.mu.Lock()
+	c, ok := v.verified[key]
+	v.mu.Unlock()
+	if ok {
+		return c, nil
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(tags[TagID])
 	if err != nil || len(raw) != rawSize || raw[0] != version {
 		return refuse("member %s has no identity (no valid %q tag)", name, TagID)
@@ -188,9 +207,15 @@ func (v *Verifier) Verify(name string, addr netip.Addr, tags map[string]string) 
 	if !pki.VerifySignature(v.ca, grantMessage(claim, pub), grant) {
 		return refuse("member %s: its identity is not granted by the cluster's CA for this name and nonce", name)
 	}
-	if !ed25519.Verify(pub, statementMessage(addr, tags), stmt) {
+	if !ed25519.Verify(pub, stmtMsg, stmt) {
 		return refuse("member %s: its address %s or tags are not the ones its identity key signed", name, addr)
 	}
+	v.mu.Lock()
+	if len(v.verified) >= cacheSize {
+		clear(v.verified)
+	}
+	v.verified[key] = claim
+	v.mu.Unlock()
 	return claim, nil
 }
 

@@ -140,3 +140,36 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerify is what an agent spends on a member it has not verified
+// before (a join): the CA's ECDSA grant and the Ed25519 statement; "again"
+// is the same member in a later push/pull or alive message.
+func BenchmarkVerify(b *testing.B) {
+	b.Run("first", func(b *testing.B) { benchVerify(b, true) })
+	b.Run("again", func(b *testing.B) { benchVerify(b, false) })
+}
+
+func benchVerify(b *testing.B, fresh bool) {
+	ca := testCA(b, "red")
+	creds, err := identity.Issue(ca, identity.Claim{Cluster: "red", Name: "blue", Role: "node", Nonce: "n-1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := identity.NewVerifier("red", ca.CertPEM(), netip.MustParsePrefix("192.168.56.0/24"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tags := memberTags(b, creds, addr)
+	b.ReportAllocs()
+	for b.Loop() {
+		vv := v
+		if fresh {
+			b.StopTimer()
+			vv, _ = identity.NewVerifier("red", ca.CertPEM(), netip.Prefix{})
+			b.StartTimer()
+		}
+		if _, err := vv.Verify("blue", addr, tags); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
