@@ -56,12 +56,15 @@ type Agent struct {
 	cfg      Config
 	creds    identity.Credentials
 	verifier *identity.Verifier
-	refusals *ratelog.Table
-	tags     map[string]string // without the id tag
-	logger   *slog.Logger
-	opts     options
-	leave    chan struct{} // a valid leave request arrived
-	left     chan struct{} // closed once a requested leave went out
+	// enrolment is the node's bootstrap (nil when its config carries its
+	// credentials); creds are set once it is enrolled.
+	enrolment *enrolment
+	refusals  *ratelog.Table
+	tags      map[string]string // without the id tag
+	logger    *slog.Logger
+	opts      options
+	leave     chan struct{} // a valid leave request arrived
+	left      chan struct{} // closed once a requested leave went out
 
 	mu    sync.Mutex
 	g     *gossip
@@ -106,17 +109,12 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 		return nil, fmt.Errorf("node tags of %q take up to %d bytes with the %d-byte identity, more than memberlist's limit of %d; use fewer or shorter tags",
 			cfg.Name, n, identity.TagSize, memberlist.MetaMaxSize)
 	}
-	creds, err := cfg.credentials()
-	if err != nil {
-		return nil, fmt.Errorf("agent config: %w", err)
-	}
 	verifier, err := cfg.verifier()
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:      cfg,
-		creds:    creds,
 		verifier: verifier,
 		refusals: newRefusalLog(refusalInterval),
 		tags:     tags,
@@ -124,7 +122,13 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 		opts:     opts,
 		leave:    make(chan struct{}, 1),
 		left:     make(chan struct{}),
-	}, nil
+	}
+	if cfg.Enrol != nil {
+		if a.enrolment, err = loadEnrolment(cfg, a); err != nil {
+			return nil, fmt.Errorf("enrolment: %w", err)
+		}
+	}
+	return a, nil
 }
 
 // Run runs the agent until ctx ends or a leave is requested (by an
@@ -136,6 +140,16 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 // nor the others ever reconnect. Run returns an error when it cannot start
 // (no address in advertise_cidr, port in use, state directory unusable).
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.awaitEnrolment(ctx); err != nil {
+		return nil // stopped before it was enrolled
+	}
+	if a.enrolment != nil {
+		a.enrolment.apply(&a.cfg)
+	}
+	var err error
+	if a.creds, err = a.cfg.credentials(); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
 	addr, err := a.advertiseAddr(ctx)
 	if err != nil {
 		return err

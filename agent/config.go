@@ -89,6 +89,11 @@ type Config struct {
 	// internal/identity); the agent refuses every member that cannot prove
 	// its own. Required.
 	Identity IdentityConfig `json:"identity"`
+	// Enrol, when set, is the node's bootstrap credential: its config then
+	// carries no gossip key, TLS key or identity key; the node makes its
+	// own keys and gets the rest from the CLI over the API (enrol.go). It
+	// needs StateDir, where it keeps them.
+	Enrol *EnrolConfig `json:"enrol,omitempty"`
 	// ClusterCIDR, when set, is the cluster network: members that advertise
 	// an address outside it are refused. With advertise_cidr and no
 	// cluster_cidr, advertise_cidr is the cluster network.
@@ -168,6 +173,11 @@ func (c Config) String() string {
 	}
 	if r.Identity.Key != "" {
 		r.Identity.Key = "<redacted>"
+	}
+	if r.Enrol != nil {
+		e := *r.Enrol
+		e.Token = []byte("<redacted>")
+		r.Enrol = &e
 	}
 	type plain Config // drops the methods, so no recursion
 	return fmt.Sprintf("%+v", plain(r)) + " key:" + keyDescription(c.Key)
@@ -318,12 +328,27 @@ func (c Config) Validate() error {
 			bad("tags: key %q must be non-empty without spaces or control characters", k)
 		}
 	}
+	enrolling := c.Enrol != nil
 	switch len(c.Key) {
 	case 16, 24, 32:
 	case 0:
-		bad("key: must be set (16, 24 or 32 bytes, base64 in JSON)")
+		if !enrolling {
+			bad("key: must be set (16, 24 or 32 bytes, base64 in JSON), or enrol")
+		}
 	default:
 		bad("key: must be 16, 24 or 32 bytes, got %d", len(c.Key))
+	}
+	if enrolling {
+		switch {
+		case len(c.Enrol.Token) < 16:
+			bad("enrol.token: must be at least 16 bytes (base64 in JSON)")
+		case c.Enrol.Expires.IsZero():
+			bad("enrol.expires: must be set")
+		case c.StateDir == "":
+			bad("state_dir: must be set to enrol (the node keeps its own keys there)")
+		case c.API.CA == "":
+			bad("api.ca: must be set to enrol")
+		}
 	}
 	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
 		bad("bind_addr: %q is not an IP address", c.BindAddr)
@@ -356,7 +381,7 @@ func (c Config) Validate() error {
 	if c.Domain != "" && !validDomain(c.Domain) {
 		bad("domain: %q is not a DNS name", c.Domain)
 	}
-	if c.API.Enabled() {
+	if c.API.Enabled() && !(enrolling && c.API.Cert == "" && c.API.Key == "") {
 		if c.API.Cert == "" || c.API.Key == "" || c.API.CA == "" {
 			bad("api: cert, key and ca must all be set")
 		} else if _, err := c.API.Credentials(c.Cluster).ServerTLS(); err != nil {
@@ -369,10 +394,12 @@ func (c Config) Validate() error {
 			bad("api.port: %d is outside 1-65535", c.API.Port)
 		}
 	}
-	if cr, err := c.credentials(); err != nil {
-		bad("identity.key: %v", err)
-	} else if v, err := c.verifier(); err != nil {
+	if v, err := c.verifier(); err != nil {
 		bad("identity.ca: %v", err)
+	} else if enrolling && c.Identity.Key == "" && c.Identity.Grant == nil {
+		// made on the node, granted at enrolment
+	} else if cr, err := c.credentials(); err != nil {
+		bad("identity.key: %v", err)
 	} else if err := v.CheckGrant(cr); err != nil {
 		bad("identity.grant: %v", err)
 	}

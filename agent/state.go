@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/hashicorp/memberlist"
 
@@ -17,9 +18,10 @@ import (
 
 // Files in Config.StateDir.
 const (
-	snapshotFile = "serf.snapshot" // serf's snapshot of the members it knew
-	keyringFile  = "keyring.json"  // serf's keyring file: base64 keys, primary first
-	identityFile = "identity.json" // whose state this is
+	snapshotFile    = "serf.snapshot"    // serf's snapshot of the members it knew
+	keyringFile     = "keyring.json"     // serf's keyring file: base64 keys, primary first
+	identityFile    = "identity.json"    // whose state this is
+	credentialsFile = "credentials.json" // the node's own keys and, once enrolled, its certificate and grant
 )
 
 // stateOwner names the cluster, node and incarnation the state directory
@@ -41,41 +43,53 @@ type localState struct {
 // not this node's, and returns the keyring: the keyring file's keys when
 // there is one (it follows rotations), else cfg.Key, written to a new
 // keyring file (0600). With an empty StateDir nothing touches the disk.
-func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
-	if cfg.StateDir == "" {
-		kr, err := memberlist.NewKeyring(nil, cfg.Key)
-		return localState{keyring: kr}, err
-	}
+// claimStateDir makes the state directory (0700) and, when it holds state
+// of another cluster, node or incarnation, removes that state (members,
+// keys, credentials) and records this node as its owner.
+func claimStateDir(cfg Config, logger *slog.Logger) error {
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return localState{}, fmt.Errorf("state_dir: %w", err)
+		return fmt.Errorf("state_dir: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return localState{}, fmt.Errorf("state_dir: %w", err)
+		return fmt.Errorf("state_dir: %w", err)
 	}
-	st := localState{snapshotPath: filepath.Join(dir, snapshotFile), keyringPath: filepath.Join(dir, keyringFile)}
+	owned := []string{filepath.Join(dir, snapshotFile), filepath.Join(dir, keyringFile), filepath.Join(dir, credentialsFile), filepath.Join(dir, peersFile)}
 	want := stateOwner{Cluster: cfg.Cluster, Name: cfg.Name, Nonce: cfg.Nonce}
 	var have stateOwner
 	b, err := os.ReadFile(filepath.Join(dir, identityFile))
 	switch {
 	case err == nil && json.Unmarshal(b, &have) == nil && have == want:
+		return nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return localState{}, fmt.Errorf("state_dir: %w", err)
-	default:
-		if err == nil || exists(st.snapshotPath) || exists(st.keyringPath) {
-			logger.Warn("the state directory belongs to another cluster, node or incarnation (or its identity is unreadable); starting fresh from the seeds",
-				"state_dir", dir, "found_cluster", have.Cluster, "found_name", have.Name, "found_nonce", have.Nonce)
-		}
-		for _, f := range []string{st.snapshotPath, st.keyringPath} {
-			if err := os.RemoveAll(f); err != nil {
-				return localState{}, fmt.Errorf("state_dir: %w", err)
-			}
-		}
-		id, _ := json.Marshal(want)
-		if err := atomicfile.WriteFile(filepath.Join(dir, identityFile), id, 0o600); err != nil {
-			return localState{}, fmt.Errorf("state_dir: %w", err)
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	if err == nil || slices.ContainsFunc(owned, exists) {
+		logger.Warn("the state directory belongs to another cluster, node or incarnation (or its identity is unreadable); starting fresh from the seeds",
+			"state_dir", dir, "found_cluster", have.Cluster, "found_name", have.Name, "found_nonce", have.Nonce)
+	}
+	for _, f := range owned {
+		if err := os.RemoveAll(f); err != nil {
+			return fmt.Errorf("state_dir: %w", err)
 		}
 	}
+	id, _ := json.Marshal(want)
+	if err := atomicfile.WriteFile(filepath.Join(dir, identityFile), id, 0o600); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	return nil
+}
+
+func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
+	if cfg.StateDir == "" {
+		kr, err := memberlist.NewKeyring(nil, cfg.Key)
+		return localState{keyring: kr}, err
+	}
+	if err := claimStateDir(cfg, logger); err != nil {
+		return localState{}, err
+	}
+	dir := cfg.StateDir
+	st := localState{snapshotPath: filepath.Join(dir, snapshotFile), keyringPath: filepath.Join(dir, keyringFile)}
 	keys, err := readKeyring(st.keyringPath)
 	switch {
 	case err == nil:

@@ -12,7 +12,7 @@ var ourKeys = map[string]bool{
 	"hostname": true, "fqdn": true, "prefer_fqdn_over_hostname": true,
 	"preserve_hostname": true, "manage_etc_hosts": true,
 	"write_files": true, "runcmd": true,
-	"ssh_deletekeys": true, "ssh_keys": true, "ssh_authorized_keys": true,
+	"ssh_deletekeys": true, "ssh_genkeytypes": true, "ssh_authorized_keys": true,
 }
 
 // FuzzRender feeds arbitrary node names, peer names, extra cloud-config and
@@ -72,10 +72,9 @@ func checkFuzzResult(t *testing.T, in Input, r Rendered) {
 	}
 	var extra map[string]any
 	_ = yaml.Unmarshal(in.Extra, &extra)
-	if _, set := extra["ssh_keys"]; !set && in.SSH != nil {
-		keys, _ := doc["ssh_keys"].(map[string]any)
-		if keys["ed25519_private"] != in.SSH.HostKeyPrivate || keys["ed25519_public"] != in.SSH.HostKeyPublic {
-			t.Errorf("ssh_keys = %#v, want the node's host key", doc["ssh_keys"])
+	if _, set := extra["ssh_genkeytypes"]; !set && in.SSH != nil {
+		if types, _ := doc["ssh_genkeytypes"].([]any); len(types) != 1 || types[0] != "ed25519" {
+			t.Errorf("ssh_genkeytypes = %#v, want the node to make its own ed25519 host key", doc["ssh_genkeytypes"])
 		}
 	}
 	for k := range doc {

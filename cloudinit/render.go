@@ -73,18 +73,14 @@ type Input struct {
 	SSH *SSH
 }
 
-// SSH is what a node gets for `clusterctl ssh`: cloud-init's cc_ssh writes
-// HostKey as the node's only host key (ssh_keys, after ssh_deletekeys has
-// removed the image's keys) and adds AuthorizedKeys to the image's default
-// user (ssh_authorized_keys).
+// SSH is what a node gets for `clusterctl ssh`: cloud-init's cc_ssh removes
+// the image's host keys (ssh_deletekeys) and makes the node an ed25519 host
+// key of its own (ssh_genkeytypes), whose public half the node's agent sends
+// the CLI when it enrols; and it adds AuthorizedKeys to the image's default
+// user (ssh_authorized_keys). No private key travels in user-data.
 type SSH struct {
 	// AuthorizedKeys are public keys in authorized_keys form.
 	AuthorizedKeys []string
-	// HostKeyPrivate is the node's ed25519 host key as an OpenSSH private
-	// key file. Secret: it never appears in an error message.
-	HostKeyPrivate string
-	// HostKeyPublic is its public half, "ssh-ed25519 AAAA...".
-	HostKeyPublic string
 }
 
 // Rendered holds the three NoCloud documents for one node. NetworkConfig is

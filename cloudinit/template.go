@@ -39,8 +39,6 @@ type TemplateData struct {
 // TemplateSSH is Input.SSH as a template sees it.
 type TemplateSSH struct {
 	AuthorizedKeys []string
-	HostKeyPrivate string // secret
-	HostKeyPublic  string
 }
 
 // TemplatePeer is a Peer as a template sees it.
@@ -71,7 +69,7 @@ func newTemplateData(in Input) TemplateData {
 		Paths:         TemplatePaths{HostsPath, AgentConfigPath, AgentUnitPath, AgentBinaryPath},
 	}
 	if in.SSH != nil {
-		d.SSH = &TemplateSSH{AuthorizedKeys: in.SSH.AuthorizedKeys, HostKeyPrivate: in.SSH.HostKeyPrivate, HostKeyPublic: in.SSH.HostKeyPublic}
+		d.SSH = &TemplateSSH{AuthorizedKeys: in.SSH.AuthorizedKeys}
 	}
 	if in.Address.IsValid() {
 		d.Address, d.Prefix = in.Address.Addr().String(), in.Address.String()

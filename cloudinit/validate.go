@@ -55,13 +55,6 @@ func (s *SSH) validate() []error {
 			errs = append(errs, fmt.Errorf("ssh: authorized key %d: %w", i, err))
 		}
 	}
-	if err := checkPublicKey(s.HostKeyPublic); err != nil || !strings.HasPrefix(s.HostKeyPublic, "ssh-ed25519 ") {
-		errs = append(errs, errors.New("ssh: the host public key is not one \"ssh-ed25519 ...\" line"))
-	}
-	const begin, end = "-----BEGIN OPENSSH PRIVATE KEY-----\n", "-----END OPENSSH PRIVATE KEY-----\n"
-	if !strings.HasPrefix(s.HostKeyPrivate, begin) || !strings.HasSuffix(s.HostKeyPrivate, end) || !utf8.ValidString(s.HostKeyPrivate) {
-		errs = append(errs, errors.New("ssh: the host private key is not an OpenSSH private key file"))
-	}
 	return errs
 }
 

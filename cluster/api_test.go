@@ -263,7 +263,7 @@ func runStranger(t *testing.T, ctx context.Context, m *cluster.Manager, b *boote
 	cfg.Name, cfg.Nonce, cfg.Key = name, "00000000000000000000000000000000", key
 	cfg.AdvertiseAddr, cfg.AdvertiseCIDR, cfg.BindAddr = addr, "", addr
 	cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
-	cfg.HostsFile, cfg.API, cfg.StateDir = "", agent.APIConfig{}, ""
+	cfg.HostsFile, cfg.API, cfg.StateDir, cfg.Enrol = "", agent.APIConfig{}, "", nil
 	if cfg.Identity, err = agent.NewIdentity(ca, name, cfg.Nonce); err != nil {
 		t.Fatal(err)
 	}

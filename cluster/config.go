@@ -86,6 +86,9 @@ type Timeouts struct {
 	Create time.Duration `yaml:"create"`
 	Join   time.Duration `yaml:"join"`
 	Leave  time.Duration `yaml:"leave"`
+	// Bootstrap is how long a new node's bootstrap token is accepted: the
+	// node must enrol within it (default 1h).
+	Bootstrap time.Duration `yaml:"bootstrap"`
 }
 
 // Defaults used when the config does not say.
@@ -96,7 +99,7 @@ const (
 )
 
 // DefaultTimeouts are the phase deadlines when neither config nor flags set them.
-var DefaultTimeouts = Timeouts{Create: 2 * time.Minute, Join: 10 * time.Minute, Leave: 30 * time.Second}
+var DefaultTimeouts = Timeouts{Create: 2 * time.Minute, Join: 10 * time.Minute, Leave: 30 * time.Second, Bootstrap: time.Hour}
 
 // LoadConfig reads the config file at path. An empty path, or a path that
 // does not exist when mustExist is false, gives the defaults.
@@ -198,6 +201,9 @@ func (c *Config) applyDefaults() {
 	if c.Timeouts.Join == 0 {
 		c.Timeouts.Join = DefaultTimeouts.Join
 	}
+	if c.Timeouts.Bootstrap == 0 {
+		c.Timeouts.Bootstrap = DefaultTimeouts.Bootstrap
+	}
 	if c.Timeouts.Leave == 0 {
 		c.Timeouts.Leave = DefaultTimeouts.Leave
 	}
@@ -259,7 +265,7 @@ func (c *Config) Validate() error {
 			bad("point cloudinit.template at an existing file", "cloudinit.template: %w", err)
 		}
 	}
-	for name, d := range map[string]time.Duration{"create": c.Timeouts.Create, "join": c.Timeouts.Join, "leave": c.Timeouts.Leave} {
+	for name, d := range map[string]time.Duration{"create": c.Timeouts.Create, "join": c.Timeouts.Join, "leave": c.Timeouts.Leave, "bootstrap": c.Timeouts.Bootstrap} {
 		if d < 0 {
 			bad("use a positive duration such as 5m", "timeouts.%s is negative", name)
 		}

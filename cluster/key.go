@@ -79,23 +79,36 @@ func (m *Manager) RotateKey(ctx context.Context, evict bool) (KeyRotation, error
 		return out, err
 	}
 	out.Unreached = map[string]string{}
-	snap, err := c.Members(ctx)
-	if err != nil {
-		return out, provider.WithHint(fmt.Errorf("key rotate: %w", err), "nothing was changed; run `clusterctl key rotate` again when a node answers (see `clusterctl status`)")
-	}
+	// Every recorded node's own view (each within one connect timeout):
+	// a member any of them sees and the state does not know counts.
 	recorded := map[string]string{} // name -> nonce
 	for _, n := range st.Nodes {
 		recorded[n.Name] = n.Nonce
 	}
 	alive := map[string]bool{}
-	for _, mem := range snap.Members {
-		known := recorded[mem.Name] != "" && recorded[mem.Name] == mem.Tags[nodeapi.TagNonce]
-		switch {
-		case known && mem.Status == nodeapi.StatusAlive:
-			alive[mem.Name] = true
-		case !known && mem.Status != nodeapi.StatusLeft && mem.Status != nodeapi.StatusFailed:
-			out.Unknown = append(out.Unknown, UnknownMember{Name: mem.Name, Addr: mem.Addr, Status: string(mem.Status)})
+	unknown := map[string]UnknownMember{}
+	reached := 0
+	for _, n := range st.Nodes {
+		snap, err := c.MembersOf(ctx, n.Name)
+		if err != nil {
+			continue
 		}
+		reached++
+		for _, mem := range snap.Members {
+			known := recorded[mem.Name] != "" && recorded[mem.Name] == mem.Tags[nodeapi.TagNonce]
+			switch {
+			case known && mem.Status == nodeapi.StatusAlive:
+				alive[mem.Name] = true
+			case !known && mem.Status != nodeapi.StatusLeft && mem.Status != nodeapi.StatusFailed:
+				unknown[mem.Name+"@"+mem.Addr] = UnknownMember{Name: mem.Name, Addr: mem.Addr, Status: string(mem.Status)}
+			}
+		}
+	}
+	if reached == 0 {
+		return out, provider.WithHint(fmt.Errorf("key rotate: %w", nodeapi.ErrUnreachable), "nothing was changed; run `clusterctl key rotate` again when a node answers (see `clusterctl status`)")
+	}
+	for _, u := range unknown {
+		out.Unknown = append(out.Unknown, u)
 	}
 	sort.Slice(out.Unknown, func(i, j int) bool { return out.Unknown[i].Name < out.Unknown[j].Name })
 	if len(out.Unknown) > 0 && !evict {

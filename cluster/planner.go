@@ -108,7 +108,12 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 
 	pl.nodes = make([]plan, len(names))
 	for i, name := range names {
-		n := Node{Name: name, Nonce: randomHex(16), Provider: p.Name(), Phase: PhaseRecorded}
+		token, err := bootstrapToken()
+		if err != nil {
+			return err
+		}
+		n := Node{Name: name, Nonce: randomHex(16), Provider: p.Name(), Phase: PhaseRecorded,
+			EnrolToken: token, EnrolExpires: m.now().UTC().Add(m.Cfg.Timeouts.Bootstrap)}
 		pl.nodes[i] = plan{node: n, spec: provider.NodeSpec{
 			Cluster: m.Cluster, Name: name, Nonce: n.Nonce,
 			CPUs: m.Cfg.Node.CPUs, MemoryMiB: m.Cfg.Node.MemoryMiB, Tags: m.tags(),
@@ -316,7 +321,7 @@ func (pl *planner) renderFrom(st *State, from int) error {
 			}
 		}
 		in, err := m.renderInput(renderArgs{
-			node: n.node, cidr: pl.cidr, bits: pl.prefix.Bits(), key: pl.key, ca: pl.ca,
+			node: n.node, cidr: pl.cidr, bits: pl.prefix.Bits(), ca: pl.ca,
 			peers: peers, seeds: nodeSeeds, agent: pl.agent.src,
 			extra: pl.extra, tmpl: pl.tmpl, outboundMAC: n.spec.OutboundMAC,
 		})
@@ -414,8 +419,7 @@ type renderArgs struct {
 	// network (AddressChooser providers).
 	cidr netip.Prefix
 	bits int
-	key  []byte
-	ca   *pki.CA // issues the node's API certificate
+	ca   *pki.CA // the CA the node trusts
 	// peers and seeds are every node with a known address, this one
 	// included (renderInput leaves it out).
 	peers       []cloudinit.Peer
@@ -450,7 +454,6 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 		Nonce:     n.Nonce,
 		Provider:  n.Provider,
 		Tags:      m.tags(),
-		Key:       a.key,
 		Port:      m.Cfg.Gossip.Port,
 		Seeds:     seedList,
 		HostsFile: "/etc/hosts",
@@ -478,22 +481,14 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 	if a.cidr.IsValid() {
 		ac.AdvertiseCIDR = a.cidr.Masked().String()
 	}
-	// The node's API certificate names it, and carries its address when
-	// clusterctl chose it.
-	var ips []netip.Addr
-	if in.Address.IsValid() {
-		ips = []netip.Addr{in.Address.Addr()}
-	}
-	creds, err := a.ca.IssueNode(n.Name, ips)
-	if err != nil {
-		return in, fmt.Errorf("node %q: API certificate: %w", n.Name, err)
-	}
-	ac.API = agent.APIConfig{Port: m.Cfg.API.Port, Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
-	// Its gossip identity: the CA grants its name and nonce to a key of its
-	// own, so no other member can take its name or fake its readiness.
-	if ac.Identity, err = agent.NewIdentity(a.ca, n.Name, n.Nonce); err != nil {
-		return in, fmt.Errorf("node %q: gossip identity: %w", n.Name, err)
-	}
+	// No long-lived secret: the node makes its own TLS, identity and SSH
+	// host keys and enrols with its bootstrap token over the API, where it
+	// gets its certificate, identity grant and the gossip keyring
+	// (enrol.go). It trusts the CA's certificate.
+	caPEM := string(a.ca.CertPEM())
+	ac.API = agent.APIConfig{Port: m.Cfg.API.Port, CA: caPEM}
+	ac.Identity = agent.IdentityConfig{CA: caPEM}
+	ac.Enrol = &agent.EnrolConfig{Token: n.EnrolToken, Expires: n.EnrolExpires}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

@@ -121,17 +121,11 @@ func (m *Manager) nodeSSH(pl *plan, key *sshUserKey) (*cloudinit.SSH, error) {
 	if key == nil {
 		return nil, nil
 	}
-	host, err := sshkeys.Generate("clusterctl/" + m.Cluster + "/" + pl.node.Name)
-	if err != nil {
-		return nil, err
-	}
 	pl.ssh = key
-	pl.node.HostKey, pl.node.SSHUser = host.Public, m.Cfg.SSH.LoginUser()
-	return &cloudinit.SSH{
-		AuthorizedKeys: []string{key.Public + " clusterctl/" + m.Cluster},
-		HostKeyPrivate: string(host.Private),
-		HostKeyPublic:  host.Public,
-	}, nil
+	// The node makes its own host key; its agent sends the public half
+	// when it enrols, and that is what known_hosts pins (enrol.go).
+	pl.node.SSHUser = m.Cfg.SSH.LoginUser()
+	return &cloudinit.SSH{AuthorizedKeys: []string{key.Public + " clusterctl/" + m.Cluster}}, nil
 }
 
 // saveSSHKey writes a new cluster key, under the state lock (from record).

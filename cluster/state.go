@@ -57,6 +57,17 @@ type Node struct {
 	// Both are empty when the node was made with ssh: false.
 	HostKey string `json:"host_key,omitempty"`
 	SSHUser string `json:"ssh_user,omitempty"`
+	// Enrolment (enrol.go): EnrolToken is the node's bootstrap token, the
+	// one secret its user-data holds, until the node enrolled (then it is
+	// forgotten); EnrolExpires is when it stops being accepted. EnrolKeys
+	// is the SHA-256 of the TLS public key the CLI certified, written
+	// before the grant is sent; EnrolledAt is set once the node took it.
+	// CertNotAfter is when the node's API certificate expires.
+	EnrolToken   []byte    `json:"enrol_token,omitempty"`
+	EnrolExpires time.Time `json:"enrol_expires,omitzero"`
+	EnrolKeys    string    `json:"enrol_keys,omitempty"`
+	EnrolledAt   time.Time `json:"enrolled_at,omitzero"`
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // Node returns a pointer to the node called name, or nil.

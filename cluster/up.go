@@ -402,15 +402,23 @@ func (m *Manager) create(ctx context.Context, p provider.Provider, r *nodeRun, s
 // watcher), or the join deadline passes.
 func (m *Manager) join(ctx context.Context, p provider.Provider, w *watcher, r *nodeRun) {
 	name := r.pl.node.Name
-	jctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Join)
+	tctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Join)
 	defer cancel()
+	jctx, fail := context.WithCancelCause(tctx)
+	defer fail(nil)
 	if r.inst.PublicAddress == "" {
 		go m.learnPublicAddress(jctx, p, name, r.inst.ID)
 	}
+	go m.enrol(jctx, w.client, name, fail)
 	mem, reach, err := w.wait(jctx, r.pl.node.Name, r.pl.node.Nonce)
+	if cause := context.Cause(jctx); err != nil && errors.Is(cause, errEnrolment) {
+		err = cause
+	}
 	if err != nil {
 		phaseErr := fmt.Errorf("join: %w", err)
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, errEnrolment) {
+			phaseErr = err
+		} else if errors.Is(err, context.DeadlineExceeded) {
 			phaseErr = fmt.Errorf("join: the agent did not join within %s (timeouts.join / --join-timeout)", m.Cfg.Timeouts.Join)
 		}
 		if reach != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"log/slog"
 	"net"
 	"os"
@@ -151,6 +152,19 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 		return err
 	}
 	cfg.HostsFile = hosts
+	// The node's own state directory and SSH host key (sshd makes one at
+	// first boot; the agent sends its public half when it enrols).
+	cfg.StateDir = filepath.Join(b.t.TempDir(), "state")
+	if cfg.Enrol != nil {
+		hk, err := sshkeys.Generate("host")
+		if err != nil {
+			return err
+		}
+		cfg.Enrol.SSHHostKey = filepath.Join(b.t.TempDir(), "ssh_host_ed25519_key.pub")
+		if err := os.WriteFile(cfg.Enrol.SSHHostKey, []byte(hk.Public+" root@"+spec.Name+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
 	a, err := agent.New(cfg, nil)
 	if err != nil {
 		return err

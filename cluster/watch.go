@@ -18,6 +18,7 @@ import (
 // ready in its own view with itself alone: its own serf lists it alive with
 // its nonce, seen through its own API.
 type watcher struct {
+	client  *nodeapi.Client // what it follows with; up also enrols with it
 	mu      sync.Mutex
 	view    nodeapi.View // the followed node's view
 	waiting map[incarnation]chan nodeapi.Member
@@ -27,7 +28,7 @@ type watcher struct {
 // watch starts following with c until ctx ends. alone names the nonces of
 // nodes that are ready in their own view alone.
 func watch(ctx context.Context, c *nodeapi.Client, alone map[string]bool) *watcher {
-	w := &watcher{waiting: map[incarnation]chan nodeapi.Member{}, alone: alone}
+	w := &watcher{client: c, waiting: map[incarnation]chan nodeapi.Member{}, alone: alone}
 	updates := c.Follow(ctx)
 	go func() {
 		for u := range updates {

@@ -349,8 +349,27 @@ func (c *Client) Members(ctx context.Context) (Snapshot, error) {
 	return snap, err
 }
 
+// MembersOf is the view of the node name itself (through the first of its
+// endpoints that answers).
+func (c *Client) MembersOf(ctx context.Context, name string) (Snapshot, error) {
+	conn, ep, err := c.dialNode(ctx, name)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer conn.Close()
+	var s Snapshot
+	err = c.roundTrip(ctx, conn, ep, c.requestTimeout(), http.MethodGet, PathMembers, nil, &s)
+	return s, err
+}
+
 // keyTimeout bounds a keyring operation on one node.
 const keyTimeout = 30 * time.Second
+
+// DialNode connects to the node name (see dialNode); the caller closes
+// the connection.
+func (c *Client) DialNode(ctx context.Context, name string) (*tls.Conn, Endpoint, error) {
+	return c.dialNode(ctx, name)
+}
 
 // dialNode connects to the node name through the first of its endpoints
 // that answers, in the order given (its public address first, the way in

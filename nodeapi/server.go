@@ -72,6 +72,7 @@ type server struct {
 	name             string // this node's name, from its certificate
 	tls              *tls.Config
 	m                Membership
+	enroller         Enroller // nil: the node's certificate is fixed
 	log              *slog.Logger
 	refused          *ratelog.Table
 	refusalEvery     time.Duration // refused's interval, and the summary's
@@ -81,18 +82,27 @@ type server struct {
 }
 
 func newServer(creds pki.Credentials, m Membership, log *slog.Logger) (*server, error) {
-	cfg, err := creds.ServerTLS()
-	if err != nil {
-		return nil, fmt.Errorf("node API: %w", err)
+	var (
+		cfg  *tls.Config
+		name string
+		err  error
+	)
+	enroller, _ := m.(Enroller)
+	if enroller != nil { // its certificate changes: self-signed, enrolled, renewed
+		cfg, err = pki.NodeServerTLS(creds.Cluster, creds.CAPEM, enroller.Certificate)
+		name = enroller.NodeName()
+	} else {
+		if cfg, err = creds.ServerTLS(); err == nil {
+			name, err = creds.Name()
+		}
 	}
-	name, err := creds.Name()
 	if err != nil {
 		return nil, fmt.Errorf("node API: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &server{name: name, tls: cfg, m: m, log: log,
+	return &server{name: name, tls: cfg, m: m, enroller: enroller, log: log,
 		refused: ratelog.New(time.Minute, refusalPeers), refusalEvery: time.Minute,
 		handshakeTimeout: HandshakeTimeout, sources: newSourceLimit(MaxConnsPerSource), now: time.Now}, nil
 }
@@ -106,10 +116,17 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("POST "+PathKeyInstall, s.keys(s.m.KeyInstall, true))
 	mux.HandleFunc("POST "+PathKeyUse, s.keys(s.m.KeyUse, true))
 	mux.HandleFunc("POST "+PathKeyRemove, s.keys(s.m.KeyRemove, true))
+	var handler http.Handler = mux
+	if s.enroller != nil {
+		mux.HandleFunc("GET "+PathEnrol, s.enrolOffer)
+		mux.HandleFunc("POST "+PathEnrol, s.enrol)
+		mux.HandleFunc("POST "+PathCert, s.renew)
+		handler = s.enrolledOnly(mux)
+	}
 
 	hl := &handshakeListener{Listener: ln, s: s, conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		MaxHeaderBytes:    maxHeader,
 		IdleTimeout:       time.Minute,

@@ -101,21 +101,30 @@ func (c Credentials) GoString() string { return c.String() }
 
 // Issue makes a new identity key for claim and has the CA grant it.
 func Issue(ca *pki.CA, claim Claim) (Credentials, error) {
-	if err := claim.check(); err != nil {
-		return Credentials{}, fmt.Errorf("identity of %q: %w", claim.Name, err)
-	}
-	if claim.Cluster != ca.Cluster() {
-		return Credentials{}, fmt.Errorf("identity of %q: the CA is cluster %q's, not %q's", claim.Name, ca.Cluster(), claim.Cluster)
-	}
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("identity of %q: %w", claim.Name, err)
 	}
-	grant, err := ca.Sign(grantMessage(claim, pub))
+	grant, err := GrantKey(ca, claim, pub)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("identity of %q: %w", claim.Name, err)
+		return Credentials{}, err
 	}
 	return Credentials{Claim: claim, Key: key, Grant: grant}, nil
+}
+
+// GrantKey has the CA grant claim to the identity key pub that a node
+// made itself (it enrols; its private key never leaves it).
+func GrantKey(ca *pki.CA, claim Claim, pub ed25519.PublicKey) ([]byte, error) {
+	if err := claim.check(); err != nil {
+		return nil, fmt.Errorf("identity of %q: %w", claim.Name, err)
+	}
+	if claim.Cluster != ca.Cluster() {
+		return nil, fmt.Errorf("identity of %q: the CA is cluster %q's, not %q's", claim.Name, ca.Cluster(), claim.Cluster)
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("identity of %q: an identity key of %d bytes, not %d", claim.Name, len(pub), ed25519.PublicKeySize)
+	}
+	return ca.Sign(grantMessage(claim, pub))
 }
 
 // Tag returns the id tag's value for a member that advertises addr and

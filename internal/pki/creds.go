@@ -1,8 +1,12 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"time"
@@ -123,4 +127,115 @@ func (c Credentials) ClientTLS(serverName string) (*tls.Config, error) {
 			return CheckPeer(cs.PeerCertificates[0], cluster, RoleNode)
 		},
 	}, nil
+}
+
+// NodeServerTLS is a node's server configuration while its certificate can
+// change (it enrols with a self-signed one, then serves the CA's, renewed
+// later): TLS 1.3 only, certificate from cert at each handshake, and the
+// client must be the CLI of cluster, with a certificate from the CA caPEM.
+func NodeServerTLS(cluster string, caPEM []byte, cert func() (*tls.Certificate, error)) (*tls.Config, error) {
+	caCert, err := decodeCert(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("TLS server of cluster %q: CA certificate: %w", cluster, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		MaxVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert() },
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      pool,
+		NextProtos:     []string{"http/1.1"},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: no client certificate", ErrWrongPeer)
+			}
+			return CheckPeer(cs.PeerCertificates[0], cluster, RoleCLI)
+		},
+	}, nil
+}
+
+// EnrolClientTLS is the CLI's configuration for enrolling a node: its
+// client certificate (the node checks it against the CA), but no check of
+// the node's certificate, which is self-signed until it is enrolled; the
+// node proves itself inside the connection instead, with a MAC keyed by
+// its bootstrap token and bound to this connection (nodeapi.EnrolMAC).
+func (c Credentials) EnrolClientTLS() (*tls.Config, error) {
+	p, err := c.parse(RoleCLI)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		MaxVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{p.pair},
+		InsecureSkipVerify: true, // authenticated by the enrolment MAC, bound to the connection
+		NextProtos:         []string{"http/1.1"},
+	}, nil
+}
+
+// NodeCredentials checks a node's enrolled material: its certificate (PEM)
+// was issued by the CA caPEM for name in cluster and matches its own key.
+func NodeCredentials(cluster, name string, certPEM, keyPEM, caPEM []byte) (Credentials, error) {
+	c := Credentials{Cluster: cluster, CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: caPEM}
+	p, err := c.parse(RoleNode)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if p.leaf.Subject.CommonName != name {
+		return Credentials{}, fmt.Errorf("%w: the certificate is %q's, not %q's", ErrWrongPeer, p.leaf.Subject.CommonName, name)
+	}
+	return c, nil
+}
+
+// Certificate returns c's certificate and key for crypto/tls.
+func (c Credentials) Certificate() (*tls.Certificate, error) {
+	pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("TLS credentials: %w", err)
+	}
+	return &pair, nil
+}
+
+// NewNodeKey makes a node's TLS key (ECDSA P-256) and returns it PEM
+// (PKCS #8): the node makes its own and never sends it.
+func NewNodeKey() ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	return encodeKey(key)
+}
+
+// SelfSigned returns a certificate of name for the key keyPEM, signed by
+// itself: what a node serves while it enrols.
+func SelfSigned(name string, keyPEM []byte) (*tls.Certificate, error) {
+	key, err := decodeKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: name, OrganizationalUnit: []string{"enrolling"}},
+		DNSNames:    []string{name},
+		NotBefore:   now.Add(-Backdate),
+		NotAfter:    now.Add(CLIValidity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := sign(tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// PublicKeyDER is the PKIX encoding of the public key of keyPEM.
+func PublicKeyDER(keyPEM []byte) ([]byte, error) {
+	key, err := decodeKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("node key: %w", err)
+	}
+	return x509.MarshalPKIXPublicKey(&key.PublicKey)
 }

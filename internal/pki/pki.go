@@ -20,6 +20,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -44,13 +45,14 @@ const (
 	RoleCLI  Role = "cli"  // the CLI: the only client an agent answers
 )
 
-// Validity of what the CA signs. Nodes live long and cannot be given a new
-// certificate without new user-data, so theirs lasts as long as the CA. The
-// CLI's certificate is made for each run. NotBefore is set back by Backdate
+// Validity of what the CA signs. A node's certificate lasts a year and is
+// renewed through its API by any CLI command that reaches it once two
+// thirds of its life have passed (NeedsRenewal). The CLI's certificate is
+// made for each run. NotBefore is set back by Backdate
 // so that a clock a little behind does not refuse a fresh certificate.
 const (
 	CAValidity   = 20 * 365 * 24 * time.Hour
-	NodeValidity = 10 * 365 * 24 * time.Hour
+	NodeValidity = 365 * 24 * time.Hour
 	CLIValidity  = 24 * time.Hour
 	Backdate     = time.Hour
 )
@@ -115,8 +117,17 @@ func newCA(cluster string, now time.Time) (*CA, error) {
 // addresses (when known) as IP SANs. The result carries the CA's
 // certificate too: all three go into the node's agent config.
 func (ca *CA) IssueNode(name string, ips []netip.Addr) (Credentials, error) {
+	tmpl, err := ca.nodeTemplate(name, ips)
+	if err != nil {
+		return Credentials{}, err
+	}
+	return ca.issue(tmpl)
+}
+
+// nodeTemplate is the certificate of a node.
+func (ca *CA) nodeTemplate(name string, ips []netip.Addr) (*x509.Certificate, error) {
 	if !dnslabel.Valid(name) {
-		return Credentials{}, fmt.Errorf("node certificate: node name %q is not a DNS label", name)
+		return nil, fmt.Errorf("node certificate: node name %q is not a DNS label", name)
 	}
 	now := ca.now()
 	tmpl := &x509.Certificate{
@@ -129,11 +140,32 @@ func (ca *CA) IssueNode(name string, ips []netip.Addr) (Credentials, error) {
 	}
 	for _, ip := range ips {
 		if !ip.IsValid() {
-			return Credentials{}, fmt.Errorf("node certificate of %s: an invalid IP address", name)
+			return nil, fmt.Errorf("node certificate of %s: an invalid IP address", name)
 		}
 		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(ip.Unmap().AsSlice()))
 	}
-	return ca.issue(tmpl)
+	return tmpl, nil
+}
+
+// IssueNodeKey certifies a public key the node made itself (it enrols
+// over the API; its private key never leaves it): the certificate of the
+// node name, with its addresses (when known) as IP SANs, PEM.
+func (ca *CA) IssueNodeKey(name string, ips []netip.Addr, pub crypto.PublicKey) ([]byte, error) {
+	tmpl, err := ca.nodeTemplate(name, ips)
+	if err != nil {
+		return nil, err
+	}
+	der, err := sign(tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", name, err)
+	}
+	return encodeCert(der), nil
+}
+
+// NeedsRenewal reports whether cert is past two thirds of its life at now.
+func NeedsRenewal(cert *x509.Certificate, now time.Time) bool {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return now.After(cert.NotBefore.Add(life * 2 / 3))
 }
 
 // IssueCLI makes a client certificate for this run of the CLI, valid for
@@ -166,7 +198,7 @@ func (ca *CA) issue(tmpl *x509.Certificate) (Credentials, error) {
 }
 
 // sign fills in a random serial number and signs tmpl with the parent's key.
-func sign(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, priv *ecdsa.PrivateKey) ([]byte, error) {
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, priv *ecdsa.PrivateKey) ([]byte, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, fmt.Errorf("serial number: %w", err)

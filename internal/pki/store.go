@@ -156,6 +156,9 @@ func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
+// ParseCertificate parses exactly one PEM certificate.
+func ParseCertificate(b []byte) (*x509.Certificate, error) { return decodeCert(b) }
+
 // decodeCert parses exactly one PEM certificate.
 func decodeCert(b []byte) (*x509.Certificate, error) {
 	block, rest := pem.Decode(b)
