@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -79,6 +80,10 @@ type Provider struct {
 	// consistency is how long and how often the provider asks again when
 	// EC2 says a resource it just made does not exist (a field for tests).
 	consistency backoff
+	// pollFirst is the first delay between two looks at an instance's
+	// state while Stop or Start waits for EC2 to move it (a field for
+	// tests).
+	pollFirst time.Duration
 
 	calls callCounter
 
@@ -137,7 +142,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 		}
 		cfg.Region = env.Region
 	}
-	p := &Provider{cfg: cfg, env: env, consistency: eventualConsistency}
+	p := &Provider{cfg: cfg, env: env, consistency: eventualConsistency, pollFirst: time.Second}
 	p.allow.Key, p.allow.Listed = apiFromKey, cfg.apiFrom
 	for _, o := range opts {
 		o(p)

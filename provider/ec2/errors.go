@@ -77,6 +77,10 @@ func mapErr(what string, err error) error {
 		return provider.WithHint(wrapped, "the account's security group quota for this region is used up (rules per group, or groups per VPC): delete rules or groups you do not need, list fewer networks in ec2.api_from, or ask for more in Service Quotas (VPC \"Inbound or outbound rules per security group\", \"VPC security groups per Region\")")
 	case code == "ParameterNotFound":
 		return provider.BadInput("set ec2.ami to an AMI id, or ec2.image to debian-12 or ubuntu-24.04", "ec2: %s: %w", what, err)
+	case code == "UnsupportedOperation" && (strings.Contains(op, "StopInstances") || strings.Contains(op, "StartInstances")):
+		return provider.WithHint(wrapped, "EC2 cannot stop this instance (an instance-store root volume, or a Spot instance that does not allow stopping): `clusterctl down NAME` and `up` instead")
+	case code == "OperationNotPermitted" && strings.Contains(op, "StopInstances"):
+		return provider.WithHint(wrapped, "the instance has stop protection (its disableApiStop attribute): turn it off in the EC2 console, or with `aws ec2 modify-instance-attribute --no-disable-api-stop`, then retry")
 	case code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException" || code == "SlowDown":
 		return provider.WithHint(wrapped, "AWS throttled the requests even after retries: wait a minute, or create fewer nodes at once")
 	}

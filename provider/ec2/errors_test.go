@@ -56,6 +56,9 @@ type faultProxy struct {
 	// answered, when set, is called after a request was answered, before
 	// the client gets the answer.
 	answered func(action string, form url.Values)
+	// rewrite, when set, may change moto's answer to an action before the
+	// client gets it (a state moto skips).
+	rewrite func(action string, form url.Values, body []byte) []byte
 }
 
 type fault struct {
@@ -115,7 +118,7 @@ func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 		h := fp.held[action]
 		fp.inFlight[action]++
 		fp.maxInFlight[action] = max(fp.maxInFlight[action], fp.inFlight[action])
-		answered := fp.answered
+		answered, rewrite := fp.answered, fp.rewrite
 		fp.mu.Unlock()
 		defer func() {
 			fp.mu.Lock()
@@ -144,6 +147,16 @@ func newFaultProxy(t *testing.T, motoURL string) *faultProxy {
 			w.Header().Set("Content-Type", "text/xml")
 			w.WriteHeader(f.status)
 			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>00000000-test</RequestID></Response>`, f.code, f.message)
+		case rewrite != nil:
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			out := rewrite(action, form, rec.Body.Bytes())
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(out)
 		default:
 			rp.ServeHTTP(w, r)
 		}

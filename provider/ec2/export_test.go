@@ -13,6 +13,10 @@ func SetConsistency(p *Provider, first, window time.Duration) {
 	p.consistency = backoff{First: first, Max: first, Window: window}
 }
 
+// SetPoll shortens the first delay between two looks at an instance's
+// state while Stop or Start waits (a second in use).
+func SetPoll(p *Provider, first time.Duration) { p.pollFirst = first }
+
 // PublishAgent (tests only) makes the agent binary downloadable by the nodes: AgentURL,
 // then UploadAgent. It returns the URL and the binary's SHA-256.
 func (p *Provider) PublishAgent(ctx context.Context, cluster, binary string) (string, string, error) {

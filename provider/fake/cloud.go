@@ -71,6 +71,12 @@ func (c *Cloud) List(ctx context.Context, cluster string) ([]provider.Instance, 
 	return c.p.List(ctx, cluster)
 }
 
+// Stop implements provider.PowerManager.
+func (c *Cloud) Stop(ctx context.Context, id string) error { return c.p.Stop(ctx, id) }
+
+// Start implements provider.PowerManager.
+func (c *Cloud) Start(ctx context.Context, id string) error { return c.p.Start(ctx, id) }
+
 // ConsoleLog implements provider.ConsoleLogger.
 func (c *Cloud) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 	return c.p.ConsoleLog(ctx, id)
@@ -198,4 +204,5 @@ var (
 	_ provider.SeedChecker    = (*Cloud)(nil)
 	_ provider.AgentPublisher = (*Cloud)(nil)
 	_ provider.ClusterCleaner = (*Cloud)(nil)
+	_ provider.PowerManager   = (*Cloud)(nil)
 )

@@ -1,8 +1,9 @@
 // Package fake is an in-memory provider.Provider for tests of the layers above
 // providers (package cluster, the CLI). It passes the same conformance suite
 // as the real providers. Tests can make it "boot" a node (for example start a
-// real agent from the rendered user-data) with the OnCreate hook, and can make
-// it fail at chosen points.
+// real agent from the rendered user-data) with the OnCreate hook, stop and
+// boot it again with OnStop and OnStart, and can make it fail at chosen
+// points.
 package fake
 
 import (
@@ -31,6 +32,17 @@ type Provider struct {
 	OnCreate func(ctx context.Context, id string, spec provider.NodeSpec) error
 	// OnDelete, when set, is called before a node is removed.
 	OnDelete func(id string)
+	// OnStop, when set, is called by Stop once a running node is marked
+	// stopped (a test stops the agent it booted); an error from it fails
+	// Stop. OnStart, when set, is called by Start once a stopped node is
+	// marked running (a test boots the agent again); an error from it
+	// fails Start. Neither is called when the node already was in the
+	// asked-for state. Both run without the provider's lock held.
+	OnStop  func(ctx context.Context, id string) error
+	OnStart func(ctx context.Context, id string, spec provider.NodeSpec) error
+	// FailStop and FailStart, when set, make Stop and Start fail before
+	// anything changes.
+	FailStop, FailStart error
 	// FailCreate, when set, makes Create fail before anything is made.
 	FailCreate error
 	// Calls records each method call, e.g. "Create red", "Delete fake-1".
@@ -160,6 +172,87 @@ func (p *Provider) List(ctx context.Context, cluster string) ([]provider.Instanc
 	return out, nil
 }
 
+// Stop implements provider.PowerManager: a running node becomes stopped
+// (Status reports StateStopped, List keeps it); a stopped node stays so.
+// An unknown id is an error wrapping provider.ErrNotFound, as a cloud
+// answers for an instance it does not know.
+func (p *Provider) Stop(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.record("Stop " + id)
+	if p.FailStop != nil {
+		p.mu.Unlock()
+		return p.FailStop
+	}
+	n, ok := p.nodes[id]
+	if !ok {
+		p.mu.Unlock()
+		return fmt.Errorf("fake stop %q: %w", id, provider.ErrNotFound)
+	}
+	if n.inst.State == provider.StateStopped {
+		p.mu.Unlock()
+		return nil
+	}
+	n.inst.State = provider.StateStopped
+	hook := p.OnStop
+	p.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx, id); err != nil {
+			return fmt.Errorf("fake stop %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Start implements provider.PowerManager: a stopped node runs again with
+// the spec it was created with (OnStart gets it, to boot the same agent);
+// a running node stays so.
+func (p *Provider) Start(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.record("Start " + id)
+	if p.FailStart != nil {
+		p.mu.Unlock()
+		return p.FailStart
+	}
+	n, ok := p.nodes[id]
+	if !ok {
+		p.mu.Unlock()
+		return fmt.Errorf("fake start %q: %w", id, provider.ErrNotFound)
+	}
+	if n.inst.State != provider.StateStopped {
+		p.mu.Unlock()
+		return nil
+	}
+	n.inst.State = provider.StateRunning
+	hook, spec := p.OnStart, n.spec
+	p.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx, id, spec); err != nil {
+			return fmt.Errorf("fake start %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// SetAddresses changes what Status reports as a node's addresses, as a
+// cloud does when a stopped instance starts again with a new public
+// address (a test calls it from OnStart). It fails for an unknown id.
+func (p *Provider) SetAddresses(id, address, public string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.nodes[id]
+	if !ok {
+		return fmt.Errorf("fake set addresses of %q: %w", id, provider.ErrNotFound)
+	}
+	n.inst.Address, n.inst.PublicAddress = address, public
+	return nil
+}
+
 // ConsoleLog implements provider.ConsoleLogger.
 func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 	p.mu.Lock()
@@ -180,4 +273,5 @@ var (
 	_ provider.Provider       = (*Provider)(nil)
 	_ provider.ConsoleLogger  = (*Provider)(nil)
 	_ provider.AddressChooser = (*Provider)(nil)
+	_ provider.PowerManager   = (*Provider)(nil)
 )

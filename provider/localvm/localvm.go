@@ -73,6 +73,12 @@ type Meta struct {
 	Tap     string    `json:"tap,omitempty"`   // qemu: the tap device
 	Clone   string    `json:"clone,omitempty"` // virtualbox: linked or full
 	Created time.Time `json:"created"`
+
+	// CPUs and MemoryMiB are the size the node was created with (qemu:
+	// Start launches it with the same; 0 in files written before they
+	// were recorded means the provider's configured size).
+	CPUs      int `json:"cpus,omitempty"`
+	MemoryMiB int `json:"memory_mib,omitempty"`
 }
 
 // WriteMeta creates dir (mode 0700) and writes m to its node.json (mode

@@ -558,10 +558,14 @@ func (p *Provider) clusterPort(ctx context.Context, c *conn, serverID string, r 
 	return "", "", fmt.Errorf("openstack: server %s is ACTIVE but has no address in %s on network %q", serverID, r.CIDR, r.NetworkName)
 }
 
-// mapState maps Nova's status (and task state) onto provider.State.
+// mapState maps Nova's status (and task state) onto provider.State: a
+// server powering off is stopping, one powering on pending.
 func mapState(status, task string) provider.State {
-	if task == "deleting" {
+	switch task {
+	case "deleting", taskPoweringOff:
 		return provider.StateStopping
+	case taskPoweringOn:
+		return provider.StatePending
 	}
 	switch status {
 	case "BUILD", "REBUILD":

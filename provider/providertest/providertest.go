@@ -5,7 +5,8 @@
 // NodeSpec for it. The suite checks the contract written on provider.Provider:
 // Create returns an id, Status and List see the machine, unknown ids are
 // StateNotFound without an error, Delete is complete and idempotent, and
-// optional capabilities behave when present.
+// optional capabilities behave when present (a PowerManager stops and
+// starts a machine, idempotently, and Delete removes a stopped one).
 package providertest
 
 import (
@@ -45,6 +46,71 @@ func Run(t *testing.T, h Harness) {
 	t.Run("UnknownIsNotFound", func(t *testing.T) { unknownIsNotFound(t, h) })
 	t.Run("Lifecycle", func(t *testing.T) { lifecycle(t, h) })
 	t.Run("ConcurrentCreate", func(t *testing.T) { concurrentCreate(t, h) })
+	if pm, ok := h.Provider.(provider.PowerManager); ok {
+		t.Run("StopStart", func(t *testing.T) { stopStart(t, h, pm) })
+	}
+}
+
+// stopStart checks provider.PowerManager's contract: Stop returns once
+// Status says stopped, Start makes it pending or running, both are
+// idempotent, and Delete of a stopped machine is complete.
+func stopStart(t *testing.T, h Harness, pm provider.PowerManager) {
+	ctx := h.ctx(t)
+	p := h.Provider
+	spec := h.Spec(t, "conf-p")
+	inst, err := p.Create(ctx, spec)
+	if inst.ID != "" {
+		t.Cleanup(func() { _ = p.Delete(context.Background(), inst.ID) })
+	}
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	wantState := func(step string, want ...provider.State) {
+		t.Helper()
+		st, err := p.Status(ctx, inst.ID)
+		if err != nil {
+			t.Fatalf("Status after %s: %v", step, err)
+		}
+		for _, w := range want {
+			if st.State == w {
+				return
+			}
+		}
+		t.Fatalf("Status after %s: state %q, want one of %v", step, st.State, want)
+	}
+
+	if err := pm.Stop(ctx, inst.ID); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	wantState("Stop", provider.StateStopped)
+	if err := pm.Stop(ctx, inst.ID); err != nil {
+		t.Fatalf("second Stop: %v, want nil (Stop is idempotent)", err)
+	}
+	wantState("second Stop", provider.StateStopped)
+	if err := listed(ctx, p, h.Cluster, inst.ID, true); err != nil {
+		t.Errorf("a stopped machine: %v", err)
+	}
+
+	if err := pm.Start(ctx, inst.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	wantState("Start", provider.StatePending, provider.StateRunning)
+	if err := pm.Start(ctx, inst.ID); err != nil {
+		t.Fatalf("second Start: %v, want nil (Start is idempotent)", err)
+	}
+	wantState("second Start", provider.StatePending, provider.StateRunning)
+
+	if err := pm.Stop(ctx, inst.ID); err != nil {
+		t.Fatalf("Stop after Start: %v", err)
+	}
+	wantState("Stop after Start", provider.StateStopped)
+	if err := p.Delete(ctx, inst.ID); err != nil {
+		t.Fatalf("Delete of a stopped machine: %v", err)
+	}
+	wantState("Delete of a stopped machine", provider.StateNotFound, provider.StateTerminated)
+	if err := listed(ctx, p, h.Cluster, inst.ID, false); err != nil {
+		t.Error(err)
+	}
 }
 
 func unknownIsNotFound(t *testing.T, h Harness) {

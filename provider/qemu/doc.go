@@ -40,7 +40,7 @@
 //	                          # and the bridge must hold a host address in it
 //	  memory: 1024            # MiB, when the node spec does not say
 //	  cpus: 1                 # when the node spec does not say
-//	  powerdown_timeout: 30s  # how long Delete waits after ACPI power-down
+//	  powerdown_timeout: 30s  # how long Delete and Stop wait after ACPI power-down
 //
 // The bridge is not created by clusterctl; make it once (as root):
 //

@@ -15,9 +15,9 @@ import (
 )
 
 // stopVM stops the node's QEMU: ACPI power-down over QMP and up to
-// powerdown for the guest to go, then SIGTERM, then SIGKILL. It returns once
-// the process is gone. When ctx ends first it sends SIGKILL and returns
-// ctx's error.
+// powerdown for the guest to go, then QMP quit (the power pulled), then
+// SIGTERM, then SIGKILL. It returns once the process is gone. When ctx
+// ends first it sends SIGKILL and returns ctx's error.
 func stopVM(ctx context.Context, np nodePaths, powerdown time.Duration) error {
 	pid, alive, err := qemuProcess(np.PID)
 	if err != nil || !alive {
@@ -41,6 +41,14 @@ func stopVM(ctx context.Context, np nodePaths, powerdown time.Duration) error {
 	cancel()
 	if qerr == nil && waitExit(ctx, fd, powerdown) {
 		return nil
+	}
+	if ctx.Err() == nil {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		qerr := qmpQuit(qctx, np.QMP)
+		cancel()
+		if qerr == nil && waitExit(ctx, fd, 10*time.Second) {
+			return nil
+		}
 	}
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGKILL} {
 		if ctx.Err() != nil {

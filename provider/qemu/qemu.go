@@ -41,6 +41,9 @@ type Provider struct {
 	// kvmUsable reports whether /dev/kvm can be opened; a field so that
 	// tests can pretend either way.
 	kvmUsable func() bool
+	// makeTap makes the node's tap device on the bridge (createTap; a
+	// field so that tests without CAP_NET_ADMIN can run Start).
+	makeTap func(ctx context.Context, tap, bridge string) error
 }
 
 var (
@@ -48,6 +51,7 @@ var (
 	_ provider.ConsoleLogger  = (*Provider)(nil)
 	_ provider.AddressChooser = (*Provider)(nil)
 	_ provider.Preflighter    = (*Provider)(nil)
+	_ provider.PowerManager   = (*Provider)(nil)
 )
 
 // New makes the provider from its environment; it creates nothing.
@@ -59,7 +63,7 @@ func New(env provider.Env) (*Provider, error) {
 	if env.Dir == "" {
 		return nil, errors.New("qemu provider: the cluster state directory is not set")
 	}
-	return &Provider{cfg: cfg, env: env, kvmUsable: kvmOpens}, nil
+	return &Provider{cfg: cfg, env: env, kvmUsable: kvmOpens, makeTap: createTap}, nil
 }
 
 // Name returns "qemu".
@@ -121,7 +125,8 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 	if err := checkMAC(mac); err != nil {
 		return provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "%v", err)
 	}
-	meta := localvm.Meta{Cluster: p.env.Cluster, Name: spec.Name, MAC: mac, Tap: tapName(p.env.Cluster, spec.Name), Created: time.Now().UTC()}
+	meta := localvm.Meta{Cluster: p.env.Cluster, Name: spec.Name, MAC: mac, Tap: tapName(p.env.Cluster, spec.Name),
+		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Created: time.Now().UTC()}
 	if spec.Address.IsValid() {
 		meta.Address = spec.Address.String()
 	}
@@ -137,11 +142,12 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 		}
 	}
 
-	accel, err := p.accel()
-	if err != nil {
+	// A KVM that cannot be used is bad input: found before anything is made.
+	if _, err := p.accel(); err != nil {
 		return err
 	}
 	format := p.cfg.ImageFormat
+	var err error
 	if format == "" {
 		if format, err = imageFormat(ctx, p.cfg.QemuImg, p.cfg.Image); err != nil {
 			return err
@@ -153,11 +159,20 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 	if err := cloudinit.WriteSeedISO(np.Seed, cloudinit.Rendered(spec.Seed), spec.AgentBinary); err != nil {
 		return err
 	}
-	if err := createTap(ctx, meta.Tap, p.cfg.Bridge); err != nil {
+	if err := p.makeTap(ctx, meta.Tap, p.cfg.Bridge); err != nil {
 		return err
 	}
+	return p.boot(ctx, np, meta)
+}
 
-	cpus, mem := spec.CPUs, spec.MemoryMiB
+// boot starts the node's QEMU from its files (overlay, seed ISO) on its
+// tap with its MAC, as the daemon Create and Start launch.
+func (p *Provider) boot(ctx context.Context, np nodePaths, meta localvm.Meta) error {
+	accel, err := p.accel()
+	if err != nil {
+		return err
+	}
+	cpus, mem := meta.CPUs, meta.MemoryMiB
 	if cpus <= 0 {
 		cpus = p.cfg.CPUs
 	}
@@ -165,9 +180,9 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 		mem = p.cfg.Memory
 	}
 	argv := qemuArgs(launch{
-		Binary: p.cfg.Binary, Name: spec.Name + "." + p.env.Cluster,
+		Binary: p.cfg.Binary, Name: meta.Name + "." + p.env.Cluster,
 		Machine: p.cfg.Machine, Accel: accel, Memory: mem, CPUs: cpus,
-		Overlay: np.Overlay, Seed: np.Seed, Tap: meta.Tap, MAC: mac,
+		Overlay: np.Overlay, Seed: np.Seed, Tap: meta.Tap, MAC: meta.MAC,
 		PIDFile: np.PID, QMP: np.QMP, Console: np.Console,
 		Kernel: p.cfg.Kernel, Initrd: p.cfg.Initrd, Append: p.cfg.Append,
 	})

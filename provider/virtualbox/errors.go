@@ -92,11 +92,13 @@ func isNotFound(err error) bool {
 // still holds the machine: unregistervm says "Cannot unregister the machine
 // '...' while it is locked" (Machine::unregister, MachineImpl.cpp) with
 // VBOX_E_INVALID_OBJECT_STATE; LockMachine says the machine "is already
-// locked for a session (or being unlocked)".
+// locked for a session (or being unlocked)"; startvm (LaunchVMProcess)
+// says it "is already locked by a session (or being locked or unlocked)".
 func isSessionLocked(err error) bool {
 	var ve *vboxError
 	if !errors.As(err, &ve) {
 		return false
 	}
-	return strings.Contains(ve.Stderr, "while it is locked") || strings.Contains(ve.Stderr, "is already locked for a session")
+	return strings.Contains(ve.Stderr, "while it is locked") || strings.Contains(ve.Stderr, "is already locked for a session") ||
+		strings.Contains(ve.Stderr, "is already locked by a session")
 }

@@ -194,7 +194,7 @@ func (c createPlan) commands() [][]string {
 		ctl,
 		{"storageattach", c.VM, "--storagectl", c.ControllerName, "--port", "0", "--device", "0", "--type", "hdd", "--medium", c.Disk},
 		{"storageattach", c.VM, "--storagectl", c.ControllerName, "--port", "1", "--device", "0", "--type", "dvddrive", "--medium", c.Seed},
-		{"startvm", c.VM, "--type", "headless"},
+		startArgs(c.VM),
 	}
 }
 

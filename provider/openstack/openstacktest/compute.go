@@ -37,7 +37,7 @@ type server struct {
 }
 
 func (s *server) snapshot(c *Cloud) Server {
-	out := Server{ID: s.ID, Name: s.Name, Status: s.Status, FlavorID: s.FlavorID, ImageID: s.ImageID, KeyName: s.KeyName,
+	out := Server{ID: s.ID, Name: s.Name, Status: s.Status, TaskState: s.TaskState, FlavorID: s.FlavorID, ImageID: s.ImageID, KeyName: s.KeyName,
 		Metadata: map[string]string{}, UserData: append([]byte(nil), s.UserData...), ConfigDrive: s.ConfigDrive,
 		SecurityGroups: append([]string(nil), s.SecurityGroups...), Networks: append([]string(nil), s.NetworkIDs...), Deleted: s.gone}
 	for k, v := range s.Metadata {
@@ -421,6 +421,42 @@ func (c *Cloud) advance(s *server) {
 		for _, nid := range s.NetworkIDs {
 			c.newPort(nid, s.ID, "compute:nova", s.SecurityGroups)
 		}
+	case s.TaskState == "powering-off" && s.polls > c.PowerPolls:
+		// The guest shut down (or Nova powered it off): vm_state stopped,
+		// shown as status SHUTOFF. Ports and floating IPs stay.
+		s.Status, s.TaskState, s.VMState = "SHUTOFF", "", "stopped"
+	case s.TaskState == "powering-on" && s.polls > c.PowerPolls:
+		s.Status, s.TaskState, s.VMState = "ACTIVE", "", "active"
+	}
+}
+
+// powerAction is Nova's os-stop or os-start (compute API stop/start): the
+// server must be in one of the vm_states the action allows and have no
+// task under way (Nova's check_instance_state, vm_state first, then
+// task_state), else 409 conflictingRequest worded as Nova's
+// raise_http_conflict_for_instance_invalid_state; accepted, the server
+// gets the action's task_state and the answer is 202 with no body.
+func (c *Cloud) powerAction(w http.ResponseWriter, s *server, action string) {
+	verb, task, allowed := "stop", "powering-off", []string{"active", "error"}
+	if action == "os-start" {
+		verb, task, allowed = "start", "powering-on", []string{"stopped"}
+	}
+	conflict := func(attr, state string) {
+		novaError(w, http.StatusConflict, "conflictingRequest",
+			fmt.Sprintf("Cannot '%s' instance %s while it is in %s %s", verb, s.ID, attr, state))
+	}
+	ok := false
+	for _, a := range allowed {
+		ok = ok || s.VMState == a
+	}
+	switch {
+	case !ok:
+		conflict("vm_state", s.VMState)
+	case s.TaskState != "":
+		conflict("task_state", s.TaskState)
+	default:
+		s.TaskState, s.polls = task, 0
+		w.WriteHeader(http.StatusAccepted)
 	}
 }
 
@@ -479,7 +515,7 @@ func (c *Cloud) serverJSON(s *server, mv int) map[string]any {
 		"flavor":    flavorJSON,
 		"addresses": addresses, "accessIPv4": "", "accessIPv6": "", "config_drive": cd, "key_name": key,
 		"progress": 0, "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": "nova",
-		"OS-EXT-STS:task_state": task, "OS-EXT-STS:vm_state": s.VMState, "OS-EXT-STS:power_state": map[bool]int{true: 1, false: 0}[s.Status == "ACTIVE"],
+		"OS-EXT-STS:task_state": task, "OS-EXT-STS:vm_state": s.VMState, "OS-EXT-STS:power_state": powerState(s.VMState),
 		"OS-SRV-USG:launched_at": nil, "OS-SRV-USG:terminated_at": nil,
 		"os-extended-volumes:volumes_attached": []any{}, "security_groups": sgs,
 		"links": []any{map[string]any{"rel": "self", "href": c.URL + "/compute/v2.1/servers/" + s.ID}},
@@ -491,6 +527,18 @@ func (c *Cloud) serverJSON(s *server, mv int) map[string]any {
 		out["tags"] = []string{}
 	}
 	return out
+}
+
+// powerState is Nova's OS-EXT-STS:power_state for a vm_state: 1 RUNNING,
+// 4 SHUTDOWN, 0 NOSTATE (building, error).
+func powerState(vmState string) int {
+	switch vmState {
+	case "active":
+		return 1
+	case "stopped", "soft-delete":
+		return 4
+	}
+	return 0
 }
 
 func (c *Cloud) getServer(w http.ResponseWriter, r *http.Request, mv int) {
@@ -578,9 +626,15 @@ func (c *Cloud) serverAction(w http.ResponseWriter, r *http.Request, _ int) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	for _, a := range []string{"os-stop", "os-start"} {
+		if _, ok := body[a]; ok {
+			c.powerAction(w, s, a)
+			return
+		}
+	}
 	args, ok := body["os-getConsoleOutput"]
 	if !ok {
-		novaError(w, http.StatusBadRequest, "badRequest", "this fake only implements os-getConsoleOutput and forceDelete")
+		novaError(w, http.StatusBadRequest, "badRequest", "this fake only implements os-getConsoleOutput, os-stop, os-start and forceDelete")
 		return
 	}
 	if s.Status == "BUILD" || s.Status == "ERROR" {

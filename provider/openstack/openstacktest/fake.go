@@ -9,11 +9,14 @@
 // gophercloud client works against it unchanged: the JSON shapes, the error
 // bodies of each service, the headers (X-Subject-Token, OpenStack-API-Version),
 // server-side pagination with next links, and the asynchronous server life
-// cycle (BUILD → ACTIVE or ERROR with a fault; deleting → gone).
+// cycle (BUILD → ACTIVE or ERROR with a fault; deleting → gone; os-stop:
+// ACTIVE with task_state powering-off → SHUTOFF; os-start: SHUTOFF with
+// powering-on → ACTIVE, each refused with Nova's 409 from any other state).
 //
 // Transitions are counted in requests, not in time, so tests that use it are
 // deterministic: a new server reports BUILD for Cloud.BuildPolls GETs and then
-// becomes ACTIVE (or ERROR when Cloud.Fault says so).
+// becomes ACTIVE (or ERROR when Cloud.Fault says so); a server powering off
+// or on keeps its status for Cloud.PowerPolls GETs.
 //
 // It is not a general OpenStack simulator: only the calls and fields the
 // openstack provider uses, and what a client would reasonably send with them,
@@ -21,6 +24,7 @@
 package openstacktest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -80,6 +84,10 @@ type Cloud struct {
 	// DeletePolls is how many GETs of a server being deleted still show it
 	// (task_state "deleting") before it is gone (404). Default 1.
 	DeletePolls int
+	// PowerPolls is how many GETs of a server after os-stop (os-start)
+	// still show it ACTIVE (SHUTOFF) with task_state powering-off
+	// (powering-on) before the change is done. Default 2.
+	PowerPolls int
 	// PageSize is the most items one list response holds (Nova's
 	// max_limit, Neutron's pagination_max_limit, Glance's limit_param_default).
 	// Small by default so clients must follow next links. Default 2.
@@ -145,6 +153,8 @@ type Request struct {
 	Microversion string
 	// Status is the HTTP status the fake answered (0 while unanswered).
 	Status int
+	// Action is the action of a POST to a server's /action ("os-stop").
+	Action string
 }
 
 // ServerInfo is what Fault learns about a server.
@@ -164,7 +174,7 @@ const hostRAM = 65536
 // With tlsServer the endpoints use HTTPS with httptest's self-signed
 // certificate (see Certificate).
 func New(tlsServer bool) *Cloud {
-	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PageSize: 2, SecurityGroupRuleQuota: 100, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
+	c := &Cloud{BuildPolls: 2, DeletePolls: 1, PowerPolls: 2, PageSize: 2, SecurityGroupRuleQuota: 100, tokens: map[string]token{}, keypairs: map[string]*keypair{}}
 	c.seedContents()
 	h := c.handler()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -323,7 +333,9 @@ func (c *Cloud) ImageID(name string) string {
 // Server is a snapshot of a server for tests.
 type Server struct {
 	ID, Name, Status, FlavorID, ImageID, KeyName string
-	Metadata                                     map[string]string
+	// TaskState is Nova's OS-EXT-STS:task_state ("" for none).
+	TaskState string
+	Metadata  map[string]string
 	// UserData is the user-data as the guest would see it (decoded once
 	// from the base64 the API received).
 	UserData       []byte
@@ -453,7 +465,7 @@ func (c *Cloud) handler() http.Handler {
 		if !strings.HasPrefix(r.URL.Path, "/compute/") {
 			mv = ""
 		}
-		c.reqs = append(c.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Microversion: mv})
+		c.reqs = append(c.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Microversion: mv, Action: actionOf(r)})
 		i := len(c.reqs) - 1
 		c.mu.Unlock()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -462,6 +474,25 @@ func (c *Cloud) handler() http.Handler {
 		c.reqs[i].Status = sw.status
 		c.mu.Unlock()
 	})
+}
+
+// actionOf returns the action a POST to /compute/.../servers/ID/action
+// asks for (the body's one key), leaving the body readable; "" for other
+// requests.
+func actionOf(r *http.Request) string {
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/compute/") || !strings.HasSuffix(r.URL.Path, "/action") {
+		return ""
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil || len(m) != 1 {
+		return ""
+	}
+	for k := range m {
+		return k
+	}
+	return ""
 }
 
 // statusWriter notes the status a handler answered with (200 when it

@@ -54,3 +54,74 @@ func TestNeutronOverQuotaBody(t *testing.T) {
 		t.Fatalf("got %d %s\nwant 409 %s", code, body, want)
 	}
 }
+
+// TestNovaPowerActions: os-stop and os-start as Nova has them: 202 with no
+// body; the transitional task_state (powering-off, powering-on) while the
+// status stays; SHUTOFF (vm_state stopped, power_state 4) at the end; 409
+// conflictingRequest, in Nova's words, for os-stop of a SHUTOFF server, for
+// os-start of an ACTIVE one, and for either while a task is under way.
+func TestNovaPowerActions(t *testing.T) {
+	c := New(false)
+	defer c.Close()
+	c.BuildPolls, c.PowerPolls = 0, 1
+	srv := map[string]any{"server": map[string]any{"name": "red", "flavorRef": "1", "imageRef": c.ImageID("cirros-0.6.2-x86_64-disk"),
+		"networks": []any{map[string]any{"uuid": c.NetworkID(NetworkPrivate)}}}}
+	code, body := call(t, c, "POST", "/compute/v2.1/servers", srv)
+	if code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var created struct{ Server struct{ ID string } }
+	_ = json.Unmarshal([]byte(body), &created)
+	id := created.Server.ID
+	action := "/compute/v2.1/servers/" + id + "/action"
+	get := func() (status, task string, power int) {
+		t.Helper()
+		code, body := call(t, c, "GET", "/compute/v2.1/servers/"+id, nil)
+		var s struct {
+			Server struct {
+				Status string
+				Task   *string `json:"OS-EXT-STS:task_state"`
+				VM     string  `json:"OS-EXT-STS:vm_state"`
+				Power  int     `json:"OS-EXT-STS:power_state"`
+			}
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &s) != nil {
+			t.Fatalf("get: %d %s", code, body)
+		}
+		if s.Server.Task != nil {
+			task = *s.Server.Task
+		}
+		return s.Server.Status + "/" + s.Server.VM, task, s.Server.Power
+	}
+	step := func(act string, wantCode int, wantBody string) {
+		t.Helper()
+		code, body := call(t, c, "POST", action, map[string]any{act: nil})
+		if code != wantCode || body != wantBody {
+			t.Fatalf("%s: got %d %q, want %d %q", act, code, body, wantCode, wantBody)
+		}
+	}
+	conflict := func(verb, attr, state string) string {
+		return `{"conflictingRequest":{"code":409,"message":"Cannot '` + verb + `' instance ` + id + ` while it is in ` + attr + ` ` + state + `"}}` + "\n"
+	}
+	if st, task, pw := get(); st != "ACTIVE/active" || task != "" || pw != 1 {
+		t.Fatalf("after build: %s %q %d", st, task, pw)
+	}
+	step("os-start", http.StatusConflict, conflict("start", "vm_state", "active"))
+	step("os-stop", http.StatusAccepted, "")
+	step("os-stop", http.StatusConflict, conflict("stop", "task_state", "powering-off"))
+	if st, task, pw := get(); st != "ACTIVE/active" || task != "powering-off" || pw != 1 {
+		t.Fatalf("powering off: %s %q %d, want ACTIVE/active powering-off 1", st, task, pw)
+	}
+	if st, task, pw := get(); st != "SHUTOFF/stopped" || task != "" || pw != 4 {
+		t.Fatalf("stopped: %s %q %d, want SHUTOFF/stopped, no task, 4", st, task, pw)
+	}
+	step("os-stop", http.StatusConflict, conflict("stop", "vm_state", "stopped"))
+	step("os-start", http.StatusAccepted, "")
+	step("os-start", http.StatusConflict, conflict("start", "task_state", "powering-on"))
+	if st, task, _ := get(); st != "SHUTOFF/stopped" || task != "powering-on" {
+		t.Fatalf("powering on: %s %q, want SHUTOFF/stopped powering-on", st, task)
+	}
+	if st, task, pw := get(); st != "ACTIVE/active" || task != "" || pw != 1 {
+		t.Fatalf("started: %s %q %d, want ACTIVE/active, no task, 1", st, task, pw)
+	}
+}

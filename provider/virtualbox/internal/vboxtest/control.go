@@ -122,7 +122,16 @@ func cmdControlVM(r *Registry, args []string) (string, error) {
 	}
 	switch args[1] {
 	case "acpipowerbutton":
-		if !r.Faults.ACPIIgnored && m.State == "running" {
+		// Console::PowerButton (ConsoleImpl.cpp) takes only a running VM.
+		if m.State != "running" {
+			return "", comErr(fmt.Sprintf("Invalid machine state: %s", machineStateName[m.State]), "VBOX_E_INVALID_VM_STATE", "ConsoleWrap", "IConsole", "PowerButton()", "VBoxManageControlVM.cpp")
+		}
+		switch {
+		case r.Faults.ACPIIgnored, m.ShuttingDown > 0:
+		case r.Faults.ACPIShutdown > 0:
+			// The guest shuts down; VirtualBox still says running.
+			m.ShuttingDown = r.Faults.ACPIShutdown
+		default:
 			powerOff(m, r.Faults.SessionRelease)
 		}
 		return "", nil
@@ -187,3 +196,7 @@ func cmdUnregisterVM(r *Registry, args []string) (string, error) {
 	}
 	return out, nil
 }
+
+// machineStateName is Global::stringifyMachineState (Global.cpp) of the
+// states the fake has, as VirtualBox's errors name them.
+var machineStateName = map[string]string{"poweroff": "PoweredOff", "running": "Running", "paused": "Paused", "aborted": "Aborted", "saved": "Saved"}

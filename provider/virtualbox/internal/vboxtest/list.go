@@ -89,6 +89,12 @@ func cmdShowVMInfo(r *Registry, args []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if m.ShuttingDown > 0 {
+		// Time passes for a guest shutting down after the ACPI button.
+		if m.ShuttingDown--; m.ShuttingDown == 0 {
+			powerOff(m, r.Faults.SessionRelease)
+		}
+	}
 	if !p.has("--machinereadable") {
 		return fmt.Sprintf("Name:                        %s\nGroups:                      %s\nUUID:                        %s\nConfig file:                 %s\nMemory size:                 %dMB\nNumber of CPUs:              %d\nState:                       %s (since %s)\n",
 			m.Name, strings.Join(m.Groups, ","), m.UUID, m.CfgFile, m.Memory, m.CPUs, stateLong[m.State], m.StateSince.Format(time.RFC3339Nano)), nil

@@ -48,6 +48,11 @@ type Faults struct {
 	NetworksConf string `json:"networks_conf,omitempty"`
 	// ACPIIgnored: guests do not react to the ACPI power button.
 	ACPIIgnored bool `json:"acpi_ignored,omitempty"`
+	// ACPIShutdown is how long a guest takes to shut down after the ACPI
+	// power button, counted in showvminfo calls of its VM: VMState stays
+	// "running" while the guest shuts down, and the ACPIShutdown-th call
+	// finds the VM powered off. Zero: it is off at once.
+	ACPIShutdown int `json:"acpi_shutdown,omitempty"`
 	// Transient maps a subcommand to how many of its next calls fail with
 	// "The object is not ready" before it works.
 	Transient map[string]int `json:"transient,omitempty"`
@@ -88,6 +93,10 @@ type Machine struct {
 	// SessionUntil is when the session of a powered-off VM is released
 	// (see Faults.SessionRelease).
 	SessionUntil time.Time `json:"session_until,omitempty"`
+	// ShuttingDown counts the showvminfo calls left until the guest,
+	// shutting down after the ACPI power button, powers the VM off (see
+	// Faults.ACPIShutdown).
+	ShuttingDown int `json:"shutting_down,omitempty"`
 }
 
 // Controller is a storage controller and what is attached to it.

@@ -119,3 +119,57 @@ func TestGroupFolder(t *testing.T) {
 		t.Errorf("createvm without groups: %q", out)
 	}
 }
+
+// TestPowerCycle: controlvm and startvm as VirtualBox has them. The ACPI
+// power button leaves VMState "running" while the guest shuts down
+// (Faults.ACPIShutdown showvminfo calls); controlvm of a VM that is not
+// running is VBOX_E_INVALID_VM_STATE "is not currently running"; the
+// power button of a paused VM is Console::PowerButton's "Invalid machine
+// state: Paused"; startvm of a running VM finds it locked.
+func TestPowerCycle(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("VBOX_USER_HOME", home)
+	if err := SetFaults(home, Faults{ACPIShutdown: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := run(t, "createvm", "--name", "vm", "--basefolder", t.TempDir(), "--register"); code != 0 {
+		t.Fatal(e)
+	}
+	state := func() string {
+		t.Helper()
+		_, out, _ := run(t, "showvminfo", "vm", "--machinereadable")
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "VMState="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+		return "?"
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"controlvm", "vm", "acpipowerbutton"}, 1, "Machine 'vm' is not currently running"},
+		{[]string{"startvm", "vm", "--type", "headless"}, 0, `VM "vm" has been successfully started.`},
+		{[]string{"startvm", "vm", "--type", "headless"}, 1, "is already locked by a session"},
+		{[]string{"controlvm", "vm", "pause"}, 0, ""},
+		{[]string{"controlvm", "vm", "acpipowerbutton"}, 1, "Invalid machine state: Paused"},
+		{[]string{"controlvm", "vm", "resume"}, 0, ""},
+		{[]string{"controlvm", "vm", "acpipowerbutton"}, 0, ""},
+	} {
+		code, out, e := run(t, c.args...)
+		if code != c.code || !strings.Contains(out+e, c.msg) {
+			t.Errorf("%v: exit %d, %q %q; want exit %d and %q", c.args, code, out, e, c.code, c.msg)
+		}
+	}
+	if got := state(); got != "running" {
+		t.Errorf("first showvminfo after the ACPI power button: %s, want running (the guest shuts down)", got)
+	}
+	if got := state(); got != "poweroff" {
+		t.Errorf("second showvminfo: %s, want poweroff", got)
+	}
+	if code, _, e := run(t, "controlvm", "vm", "acpipowerbutton"); code != 1 || !strings.Contains(e, "VBOX_E_INVALID_VM_STATE") {
+		t.Errorf("ACPI power button of a powered-off VM: %d %q", code, e)
+	}
+}

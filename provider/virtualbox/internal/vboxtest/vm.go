@@ -36,7 +36,7 @@ func locked(m *Machine) bool { return running(m) || time.Now().Before(m.SessionU
 // for release more.
 func powerOff(m *Machine, release time.Duration) {
 	now := time.Now().UTC()
-	m.State, m.StateSince = "poweroff", now
+	m.State, m.StateSince, m.ShuttingDown = "poweroff", now, 0
 	if release > 0 {
 		m.SessionUntil = now.Add(release)
 	}
