@@ -355,6 +355,9 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 		w.fail("%s: %v", id, err)
 		return
 	}
+	if bad := noSecrets(ud); bad != "" {
+		w.fail("%s: DescribeInstanceAttribute userData holds %s", id, bad)
+	}
 	udPath := filepath.Join(dir, "user-data")
 	_ = os.WriteFile(udPath, ud, 0o600)
 	if _, err := exec.LookPath("cloud-init"); err == nil {
@@ -420,7 +423,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
 	idata := filepath.Join(dir, "instance-data.json")
 	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
-	acfg["hosts_file"], acfg["instance_data_path"] = hosts, idata
+	acfg["hosts_file"], acfg["instance_data_path"], acfg["state_dir"] = hosts, idata, filepath.Join(dir, "state")
 	b, _ := json.Marshal(acfg)
 	cfgPath := filepath.Join(dir, "agent.json")
 	_ = os.WriteFile(cfgPath, b, 0o600)

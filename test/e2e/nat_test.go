@@ -600,6 +600,9 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		return
 	}
 	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+	if bad := noSecrets(ud); err == nil && bad != "" {
+		w.fail("%s: DescribeInstanceAttribute userData holds %s", id, bad)
+	}
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return

@@ -247,6 +247,9 @@ func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, error) {
 	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
 		return nil, fmt.Errorf("user-data does not start with #cloud-config: %.40q", s.UserData)
 	}
+	if bad := noSecrets(s.UserData); bad != "" {
+		return nil, fmt.Errorf("the server's user_data holds %s", bad)
+	}
 	var ud userData
 	if err := yaml.Unmarshal(s.UserData, &ud); err != nil {
 		return nil, fmt.Errorf("user-data: %w", err)
@@ -312,6 +315,7 @@ func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, error) {
 	}
 	api["bind_addr"] = s.FixedIP
 	cfg["hosts_file"] = filepath.Join(dir, "hosts")
+	cfg["state_dir"] = filepath.Join(dir, "state")
 	writeFile(h.t, filepath.Join(dir, "hosts"), "127.0.0.1 localhost\n")
 	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")
 	writeFile(h.t, filepath.Join(dir, "instance-data.json"), fmt.Sprintf(`{"v1": {"instance_id": %q}}`, s.ID))

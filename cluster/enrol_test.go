@@ -1,0 +1,149 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"github.com/clusterctl/clusterctl/internal/pki"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/nodeapi"
+	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/provider/fake"
+)
+
+// secretsIn names the long-lived secrets of the cluster that data holds: a
+// private key block, or the gossip key (raw or base64).
+func secretsIn(data []byte, gossipKeys [][]byte) []string {
+	var found []string
+	if bytes.Contains(data, []byte("PRIVATE KEY")) {
+		found = append(found, "a PRIVATE KEY block")
+	}
+	for _, k := range gossipKeys {
+		if bytes.Contains(data, k) || bytes.Contains(data, []byte(base64.StdEncoding.EncodeToString(k))) {
+			found = append(found, "the gossip key")
+		}
+	}
+	return found
+}
+
+// TestUserDataHoldsNoSecret: for a local-VM-shaped and a cloud-shaped
+// provider, the rendered user-data, meta-data and network-config, and the
+// seed ISO made of them, hold neither a private key nor the gossip key,
+// once the cluster has both (after a first up).
+func TestUserDataHoldsNoSecret(t *testing.T) {
+	for name, p := range map[string]provider.Provider{"local": bootingProvider(t), "cloud": fake.NewCloud()} {
+		t.Run(name, func(t *testing.T) {
+			m, _ := newManagerIn(t, t.TempDir(), p, "")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if name == "local" {
+				if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dir := t.TempDir()
+			r, err := m.Render(ctx, "", "blue", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, _ := m.Store.ReadKeys()
+			if name == "local" && len(keys) == 0 {
+				t.Fatal("the cluster has no gossip key after up")
+			}
+			var seed cloudinit.Rendered
+			for _, f := range r.Files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s := secretsIn(data, keys); len(s) > 0 {
+					t.Errorf("%s holds %s", f, strings.Join(s, ", "))
+				}
+				switch filepath.Base(f) {
+				case "user-data":
+					seed.UserData = data
+				case "meta-data":
+					seed.MetaData = data
+				case "network-config":
+					seed.NetworkConfig = data
+				}
+			}
+			iso := filepath.Join(dir, "check.iso")
+			if err := cloudinit.WriteSeedISO(iso, seed, ""); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(iso)
+			if s := secretsIn(data, keys); len(s) > 0 {
+				t.Errorf("the seed ISO holds %s", strings.Join(s, ", "))
+			}
+			if !bytes.Contains(seed.UserData, []byte(`"enrol"`)) {
+				t.Errorf("user-data has no bootstrap token:\n%s", seed.UserData)
+			}
+		})
+	}
+}
+
+// bootingProvider is the local-VM-shaped fake whose machines run real
+// agents.
+func bootingProvider(t *testing.T) provider.Provider {
+	p, _ := bootingFake(t)
+	return p
+}
+
+// TestEnrolment: up enrols each node over its API; afterwards the state
+// forgets the token, pins the SSH host key the node made itself and knows
+// its certificate's expiry; a replayed enrolment is refused by the node;
+// and the token read from user-data gives nothing.
+func TestEnrolment(t *testing.T) {
+	p, b := bootingFake(t)
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.Store.Load()
+	for _, n := range st.Nodes {
+		if n.EnrolledAt.IsZero() || n.EnrolToken != nil || n.EnrolKeys == "" {
+			t.Errorf("%s after up: enrolled at %v, token kept %v, keys %q", n.Name, n.EnrolledAt, n.EnrolToken != nil, n.EnrolKeys)
+		}
+		if life := time.Until(n.CertNotAfter); life > 366*24*time.Hour || life < 364*24*time.Hour {
+			t.Errorf("%s's certificate expires %v, want in a year", n.Name, n.CertNotAfter)
+		}
+		hk, _ := os.ReadFile(b.configs[n.Name].Enrol.SSHHostKey)
+		if f := strings.Fields(string(hk)); len(f) < 2 || n.HostKey != f[0]+" "+f[1] {
+			t.Errorf("%s's pinned host key %q is not the one the node made (%q)", n.Name, n.HostKey, hk)
+		}
+	}
+
+	// A replay: the user-data's token, a valid CLI certificate, the node's
+	// own address: the node refuses a second enrolment.
+	ca, err := pki.Load(m.Store.Dir, m.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ca.IssueCLI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := st.Node("red")
+	c, err := nodeapi.NewClient(creds, nodeapi.Endpoints(nodeapi.Endpoint{Name: "red", Addr: net.JoinHostPort(red.Address, itoa(m.Cfg.API.Port))}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Enrol(ctx, "red", func(o nodeapi.EnrolOffer, exp []byte) (nodeapi.EnrolGrant, error) {
+		t.Error("the enrolled node made an offer")
+		return nodeapi.EnrolGrant{}, nil
+	})
+	if !strings.Contains(err.Error(), nodeapi.ErrEnrolled.Error()) {
+		t.Errorf("a second enrolment of red: %v, want it refused as enrolled", err)
+	}
+}
