@@ -1,12 +1,16 @@
 package cluster
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/nodeapi"
@@ -100,7 +104,70 @@ func (m *Manager) credentials() (pki.Credentials, error) {
 // client returns a node API client over the recorded nodes that keep
 // accepts (nil: all).
 func (m *Manager) client(creds pki.Credentials, keep func(Node) bool) (*nodeapi.Client, error) {
-	return nodeapi.NewClient(creds, m.endpoints(keep))
+	c, err := nodeapi.NewClient(creds, m.endpoints(keep))
+	if err != nil {
+		return nil, err
+	}
+	r := &renewer{m: m, c: c, done: map[string]bool{}}
+	c.ServerCert = r.check
+	return c, nil
+}
+
+// renewer renews, through the client it belongs to, the certificate of a
+// node it reaches once two thirds of its life have passed: any command that
+// reaches a node renews it (at most once per node per command).
+type renewer struct {
+	m  *Manager
+	c  *nodeapi.Client
+	mu sync.Mutex
+	// done holds the nodes renewed, or being renewed, by this client; its
+	// own dial for the renewal sees the old certificate too.
+	done map[string]bool
+}
+
+func (r *renewer) check(ctx context.Context, name string, cert *x509.Certificate) {
+	if !pki.NeedsRenewal(cert, r.m.now()) {
+		return
+	}
+	r.mu.Lock()
+	if r.done[name] {
+		r.mu.Unlock()
+		return
+	}
+	r.done[name] = true
+	r.mu.Unlock()
+	if err := r.m.renew(ctx, r.c, name, cert); err != nil {
+		r.m.Report.Note(name, "its API certificate could not be renewed: "+err.Error())
+	}
+}
+
+// renew issues the node name a new certificate for the key its current one
+// certifies, sends it, and records its expiry.
+func (m *Manager) renew(ctx context.Context, c *nodeapi.Client, name string, old *x509.Certificate) error {
+	ca, err := m.loadCA()
+	if err != nil {
+		return err
+	}
+	var ips []netip.Addr
+	for _, ip := range old.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			ips = append(ips, a.Unmap())
+		}
+	}
+	certPEM, err := ca.IssueNodeKey(name, ips, old.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := c.RenewCertificate(ctx, name, certPEM); err != nil {
+		return err
+	}
+	notAfter, err := certNotAfter(certPEM)
+	if err != nil {
+		return err
+	}
+	m.setNode(name, func(n *Node) { n.CertNotAfter = notAfter })
+	m.Log.Info("renewed the node's API certificate", "node", name, "expires", notAfter)
+	return nil
 }
 
 // unreachable reports whether err says that no node answered.

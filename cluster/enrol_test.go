@@ -147,3 +147,66 @@ func TestEnrolment(t *testing.T) {
 		t.Errorf("a second enrolment of red: %v, want it refused as enrolled", err)
 	}
 }
+
+// TestCertificateRenewal: a command that reaches a node whose certificate
+// is past two thirds of its life renews it (status here); status warns
+// about a certificate that expires within 30 days.
+func TestCertificateRenewal(t *testing.T) {
+	p, b := bootingFake(t)
+	m, rec := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.Store.Load()
+	before := st.Node("red").CertNotAfter
+	// 250 days on: past two thirds of a year.
+	m.Now = func() time.Time { return time.Now().Add(250 * 24 * time.Hour) }
+	if _, err := m.Status(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = m.Store.Load()
+	renewed := 0
+	for _, n := range st.Nodes {
+		if n.CertNotAfter.After(before) {
+			renewed++
+		}
+	}
+	if renewed == 0 {
+		t.Fatalf("no certificate renewed by a status 250 days on (red's expires %v)", st.Node("red").CertNotAfter)
+	}
+	// The node serves the renewed certificate.
+	ca, _ := pki.Load(m.Store.Dir, m.Cluster)
+	creds, _ := ca.IssueCLI()
+	for _, n := range st.Nodes {
+		if !n.CertNotAfter.After(before) {
+			continue
+		}
+		c, _ := nodeapi.NewClient(creds, nodeapi.Endpoints(nodeapi.Endpoint{Name: n.Name, Addr: net.JoinHostPort(n.Address, itoa(m.Cfg.API.Port))}))
+		conn, _, err := c.DialNode(ctx, n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].NotAfter
+		conn.Close()
+		if !got.Equal(n.CertNotAfter) {
+			t.Errorf("%s serves a certificate until %v, the state says %v", n.Name, got, n.CertNotAfter)
+		}
+	}
+	// 360 days on, with no node answering: a warning for each node.
+	b.stopAll()
+	m.Now = func() time.Time { return before.Add(-5 * 24 * time.Hour) }
+	if _, err := m.Status(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, note := range rec.noted() {
+		if strings.Contains(note, "certificate expires") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning for a certificate that expires within 30 days: %q", rec.noted())
+	}
+}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -31,7 +32,15 @@ type NodeStatus struct {
 	// Stray is true for a machine the provider lists for this cluster that
 	// clusterctl's state does not know.
 	Stray bool `json:"stray,omitempty"`
+	// CertExpires is when the node's API certificate expires (it is
+	// renewed by any command that reaches the node after two thirds of
+	// its life).
+	CertExpires time.Time `json:"cert_expires,omitzero"`
 }
+
+// certWarning is how long before its certificate expires status warns
+// about a node.
+const certWarning = 30 * 24 * time.Hour
 
 // StatusReport is the whole of `clusterctl status`.
 type StatusReport struct {
@@ -105,7 +114,11 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 	claimed := map[string]bool{} // member keys a row shows
 	known := map[string]bool{}
 	for _, n := range st.Nodes {
-		ns := NodeStatus{Name: n.Name, Provider: n.Provider, InstanceID: n.InstanceID, Address: n.Address, Phase: n.Phase, Error: n.Error, ProviderState: string(provider.StateUnknown)}
+		ns := NodeStatus{Name: n.Name, Provider: n.Provider, InstanceID: n.InstanceID, Address: n.Address, Phase: n.Phase, Error: n.Error, ProviderState: string(provider.StateUnknown), CertExpires: n.CertNotAfter}
+		if left := n.CertNotAfter.Sub(m.now()); !n.CertNotAfter.IsZero() && left < certWarning {
+			m.Report.Note(n.Name, fmt.Sprintf("its API certificate expires %s (in %d days): a clusterctl command that reaches the node renews it (clusterctl status, when the node answers); an expired one needs the node re-made (clusterctl down %s; clusterctl up %s)",
+				n.CertNotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24), n.Name, n.Name))
+		}
 		if p := getProv(n.Provider); p != nil && n.InstanceID != "" {
 			known[n.InstanceID] = true
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -255,6 +255,7 @@ func (b *booter) exited(id string) bool {
 type recorder struct {
 	mu     sync.Mutex
 	phases []string
+	notes  []string
 }
 
 func (r *recorder) Phase(node string, phase cluster.Phase, d time.Duration) {
@@ -265,7 +266,18 @@ func (r *recorder) Phase(node string, phase cluster.Phase, d time.Duration) {
 	r.phases = append(r.phases, node+" "+phase.String())
 	r.mu.Unlock()
 }
-func (r *recorder) Note(node, msg string) {}
+func (r *recorder) Note(node, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, node+": "+msg)
+}
+
+// noted returns the notes so far.
+func (r *recorder) noted() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.notes)
+}
 
 func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manager, *recorder) {
 	t.Helper()

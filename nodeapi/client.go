@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +78,10 @@ type Client struct {
 	StreamIdle     time.Duration // an event stream silent this long is dead; default 3 × HeartbeatInterval
 	Stagger        time.Duration // between starting tries of two nodes; default DefaultStagger
 	RetryDelay     time.Duration // Follow: pause after a round that reached no node; default 250 ms
+	// ServerCert, when set, is called with each node's verified
+	// certificate after a handshake (the CLI renews one that is past two
+	// thirds of its life). It runs on the dialling goroutine.
+	ServerCert func(ctx context.Context, node string, cert *x509.Certificate)
 
 	creds     pki.Credentials
 	endpoints func() []Endpoint
@@ -127,7 +132,13 @@ func (c *Client) dial(ctx context.Context, ep Endpoint, deadline time.Time) (*tl
 	if err != nil {
 		return nil, err
 	}
-	return conn.(*tls.Conn), nil
+	tc := conn.(*tls.Conn)
+	if c.ServerCert != nil {
+		if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
+			c.ServerCert(ctx, ep.Name, peer[0])
+		}
+	}
+	return tc, nil
 }
 
 // Dial connects to the one node ep (its certificate must name ep.Name)
