@@ -210,3 +210,47 @@ func TestCertificateRenewal(t *testing.T) {
 		t.Errorf("no warning for a certificate that expires within 30 days: %q", rec.noted())
 	}
 }
+
+// TestUpResumesEnrolment: an up that ended before its node enrolled (here
+// the machine booted only after the join deadline) leaves the node in
+// state with its token; `up NAME` again enrols it and waits for its join,
+// making nothing.
+func TestUpResumesEnrolment(t *testing.T) {
+	p, b := bootingFake(t)
+	var held struct {
+		id   string
+		spec provider.NodeSpec
+	}
+	p.OnCreate = func(_ context.Context, id string, spec provider.NodeSpec) error {
+		held.id, held.spec = id, spec // the machine boots later
+		return nil
+	}
+	m, _ := newManager(t, p, "timeouts: {join: 2s}\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}}); err == nil {
+		t.Fatal("up succeeded with a machine that never booted")
+	}
+	st, _ := m.Store.Load()
+	if n := st.Node("red"); n == nil || n.EnrolToken == nil || !n.EnrolledAt.IsZero() {
+		t.Fatalf("after the failed up: %+v, want red kept, not enrolled, with its token", st.Nodes)
+	}
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err == nil || !strings.Contains(err.Error(), "resumes") {
+		t.Fatalf("up of a resumable and a new node together: %v, want it refused", err)
+	}
+	if err := b.boot(ctx, held.id, held.spec); err != nil {
+		t.Fatal(err)
+	}
+	creates := len(p.CallLog())
+	res, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}})
+	if err != nil || len(res) != 1 || res[0].Phase != cluster.PhaseJoined {
+		t.Fatalf("up red again: %+v, %v; want it enrolled and joined", res, err)
+	}
+	if len(p.CallLog()) != creates {
+		t.Errorf("the resumed up called the provider: %q", p.CallLog()[creates:])
+	}
+	st, _ = m.Store.Load()
+	if n := st.Node("red"); n.EnrolledAt.IsZero() || n.EnrolToken != nil || n.Phase != cluster.PhaseJoined {
+		t.Errorf("after the resumed up: %+v", n)
+	}
+}

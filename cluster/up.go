@@ -55,6 +55,11 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if nodes, err := resumable(st, req.Names); err != nil {
+		return nil, err
+	} else if len(nodes) > 0 {
+		return m.resume(ctx, p, nodes)
+	}
 	pl := newPlanner(m, p, false)
 	if err := pl.plan(ctx, st, req); err != nil {
 		return nil, err
