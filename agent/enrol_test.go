@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 
 // enrollingConfig is a node's config as the CLI renders it: a bootstrap
 // token and the CA, no key of any kind.
-func enrollingConfig(t *testing.T, name string, expires time.Time) Config {
+func enrollingConfig(t testing.TB, name string, expires time.Time) Config {
 	cfg := testConfig(name)
 	ca := identitytest.CA(cfg.Cluster)
 	cfg.Key = nil
@@ -58,7 +59,7 @@ func serveEnrolling(t *testing.T, cfg Config) (*Agent, *nodeapi.Client) {
 }
 
 // grantWith is the CLI's check and grant, with token.
-func grantWith(t *testing.T, cfg Config, token []byte) func(nodeapi.EnrolOffer, []byte) (nodeapi.EnrolGrant, error) {
+func grantWith(cfg Config, token []byte) func(nodeapi.EnrolOffer, []byte) (nodeapi.EnrolGrant, error) {
 	return func(o nodeapi.EnrolOffer, exp []byte) (nodeapi.EnrolGrant, error) {
 		if !hmac.Equal(o.MAC, nodeapi.EnrolMAC(token, o, exp)) {
 			return nodeapi.EnrolGrant{}, errors.New("wrong proof")
@@ -87,13 +88,13 @@ func TestEnrolThenJoin(t *testing.T) {
 		t.Error("the API of a node that is not enrolled answered members")
 	}
 	// A CLI with another token gets an offer it refuses: nothing is given.
-	if _, err := c.Enrol(ctx, "red", grantWith(t, cfg, []byte("another token, not the node's!!"))); err == nil || err.Error() != "wrong proof" {
+	if _, err := c.Enrol(ctx, "red", grantWith(cfg, []byte("another token, not the node's!!"))); err == nil || err.Error() != "wrong proof" {
 		t.Fatalf("enrolment with the wrong token: %v", err)
 	}
 	if a.Enrolled() {
 		t.Fatal("enrolled without a grant")
 	}
-	o, err := c.Enrol(ctx, "red", grantWith(t, cfg, cfg.Enrol.Token))
+	o, err := c.Enrol(ctx, "red", grantWith(cfg, cfg.Enrol.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestEnrolThenJoin(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// A replay is refused, by the node.
-	if _, err := c.Enrol(ctx, "red", grantWith(t, cfg, cfg.Enrol.Token)); !errors.Is(err, nodeapi.ErrEnrolled) {
+	if _, err := c.Enrol(ctx, "red", grantWith(cfg, cfg.Enrol.Token)); !errors.Is(err, nodeapi.ErrEnrolled) {
 		t.Errorf("a second enrolment: %v, want ErrEnrolled", err)
 	}
 	// What it keeps is its own, 0600 in a 0700 directory.
@@ -132,7 +133,7 @@ func TestEnrolExpiredToken(t *testing.T) {
 	ctx := testCtx(t)
 	cfg := enrollingConfig(t, "red", time.Now().Add(-time.Minute))
 	_, c := serveEnrolling(t, cfg)
-	if _, err := c.Enrol(ctx, "red", grantWith(t, cfg, cfg.Enrol.Token)); !errors.Is(err, nodeapi.ErrTokenExpired) {
+	if _, err := c.Enrol(ctx, "red", grantWith(cfg, cfg.Enrol.Token)); !errors.Is(err, nodeapi.ErrTokenExpired) {
 		t.Fatalf("enrolment with an expired token: %v, want ErrTokenExpired", err)
 	}
 }
@@ -143,7 +144,7 @@ func TestEnrolledNodeRestarts(t *testing.T) {
 	ctx := testCtx(t)
 	cfg := enrollingConfig(t, "red", time.Now().Add(time.Hour))
 	_, c := serveEnrolling(t, cfg)
-	if _, err := c.Enrol(ctx, "red", grantWith(t, cfg, cfg.Enrol.Token)); err != nil {
+	if _, err := c.Enrol(ctx, "red", grantWith(cfg, cfg.Enrol.Token)); err != nil {
 		t.Fatal(err)
 	}
 	// The same config again (a reboot): enrolled at once, no new keys.
@@ -164,4 +165,44 @@ func TestEnrolledNodeRestarts(t *testing.T) {
 	if _, err := again.Offer(nil); !errors.Is(err, nodeapi.ErrEnrolled) {
 		t.Errorf("a restarted node offers an enrolment: %v", err)
 	}
+}
+
+// BenchmarkEnrol is what enrolment adds on loopback: the CLI's dial (TLS
+// 1.3 with its client certificate), the offer, the CLI's checks and
+// issuing (a certificate and a grant), and the node's checks and writes
+// (0600, synced). The node's key generation at first boot is not in it.
+//
+//	go test -run '^$' -bench Enrol -benchtime 50x ./agent/
+func BenchmarkEnrol(b *testing.B) {
+	var took []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		cfg := enrollingConfig(b, "red", time.Now().Add(time.Hour))
+		a, err := newAgent(cfg, nil, testOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", cfg.API.Addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- nodeapi.Serve(ctx, ln, cfg.API.Credentials(cfg.Cluster), a, nil) }()
+		cli, _ := identitytest.CA(cfg.Cluster).IssueCLI()
+		c, _ := nodeapi.NewClient(cli, nodeapi.Endpoints(nodeapi.Endpoint{Name: cfg.Name, Addr: cfg.API.Addr()}))
+		b.StartTimer()
+		start := time.Now()
+		if _, err := c.Enrol(ctx, cfg.Name, grantWith(cfg, cfg.Enrol.Token)); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+		b.StopTimer()
+		cancel()
+		<-served
+		b.StartTimer()
+	}
+	slices.Sort(took)
+	b.ReportMetric(percentile(took, 50), "p50-ms")
+	b.ReportMetric(percentile(took, 99), "p99-ms")
 }
