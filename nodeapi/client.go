@@ -261,18 +261,7 @@ func (c *Client) roundTrip(ctx context.Context, conn *tls.Conn, ep Endpoint, tim
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessage+1))
-	if err == nil && len(b) > MaxMessage {
-		err = ErrTooLarge
-	}
-	if err == nil {
-		err = json.Unmarshal(b, out)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
-	}
-	return nil
+	return decodeBody(resp, ep, method, path, out)
 }
 
 // readLine reads one line of at most MaxMessage bytes from r; a longer one
@@ -299,9 +288,17 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// send writes one request and reads the answer's head; a status other than
-// 200 is an *APIError (409 wraps ErrWrongNonce).
+// send writes one request, asking the server to close the connection
+// after it, and reads the answer's head (see sendOn).
 func (c *Client) send(ctx context.Context, conn *tls.Conn, ep Endpoint, method, path string, in any) (*http.Response, error) {
+	return sendOn(ctx, conn, ep, method, path, in, false)
+}
+
+// sendOn writes one request on conn (keepAlive: the connection serves a
+// next request, as enrolment's two do) and reads the answer's head; a
+// status other than 200 is an *APIError: 409 wraps ErrWrongNonce (a leave)
+// or ErrEnrolled (an enrolment), 410 ErrTokenExpired.
+func sendOn(ctx context.Context, conn *tls.Conn, ep Endpoint, method, path string, in any, keepAlive bool) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -314,13 +311,15 @@ func (c *Client) send(ctx context.Context, conn *tls.Conn, ep Endpoint, method, 
 	if err != nil {
 		return nil, err
 	}
-	req.Close = true
+	req.Close = !keepAlive
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if err := req.Write(conn); err != nil {
 		return nil, fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
 	}
+	// A fresh reader for each answer: the server sends nothing after an
+	// answer until the next request, so nothing is read ahead and lost.
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
@@ -330,12 +329,33 @@ func (c *Client) send(ctx context.Context, conn *tls.Conn, ep Endpoint, method, 
 		var eb errorBody
 		json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&eb)
 		apiErr := &APIError{Node: ep.Name, Status: resp.StatusCode, Message: eb.Error}
-		if resp.StatusCode == http.StatusConflict {
+		switch {
+		case resp.StatusCode == http.StatusConflict && path == PathEnrol:
+			return nil, fmt.Errorf("%w: %w", ErrEnrolled, apiErr)
+		case resp.StatusCode == http.StatusConflict:
 			return nil, fmt.Errorf("%w: %w", ErrWrongNonce, apiErr)
+		case resp.StatusCode == http.StatusGone:
+			return nil, fmt.Errorf("%w: %w", ErrTokenExpired, apiErr)
 		}
 		return nil, apiErr
 	}
 	return resp, nil
+}
+
+// decodeBody reads a 200 answer's body, at most MaxMessage bytes, into out.
+func decodeBody(resp *http.Response, ep Endpoint, method, path string, out any) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessage+1))
+	if err == nil && len(b) > MaxMessage {
+		err = ErrTooLarge
+	}
+	if err == nil {
+		err = json.Unmarshal(b, out)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
+	}
+	return nil
 }
 
 // call dials ep and makes one request on a fresh connection.

@@ -1,17 +1,13 @@
 package nodeapi
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -218,9 +214,8 @@ func (c *Client) enrolAt(ctx context.Context, ep Endpoint, cfg *tls.Config, issu
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	br := bufio.NewReader(io.LimitReader(conn, MaxMessage))
 	var o EnrolOffer
-	if err := exchange(ctx, conn, br, ep, http.MethodGet, PathEnrol, nil, &o); err != nil {
+	if err := exchange(ctx, conn, ep, http.MethodGet, PathEnrol, nil, &o); err != nil {
 		return EnrolOffer{}, err
 	}
 	exp, err := Exporter(conn.ConnectionState())
@@ -231,7 +226,7 @@ func (c *Client) enrolAt(ctx context.Context, ep Endpoint, cfg *tls.Config, issu
 	if err != nil {
 		return o, err
 	}
-	return o, exchange(ctx, conn, br, ep, http.MethodPost, PathEnrol, g, &struct{}{})
+	return o, exchange(ctx, conn, ep, http.MethodPost, PathEnrol, g, &struct{}{})
 }
 
 // RenewCertificate sends the node name a renewed certificate for its own
@@ -245,48 +240,12 @@ func (c *Client) RenewCertificate(ctx context.Context, name string, certPEM []by
 	return c.roundTrip(ctx, conn, ep, c.requestTimeout(), http.MethodPost, PathCert, CertRenewal{Cert: string(certPEM)}, &struct{}{})
 }
 
-// exchange writes one request on a kept-alive connection and reads a 200
-// answer into out; other statuses are *APIError (409 and 410 wrap
-// ErrEnrolled and ErrTokenExpired).
-func exchange(ctx context.Context, conn *tls.Conn, br *bufio.Reader, ep Endpoint, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+ep.Name+path, body)
+// exchange makes one request on a kept-alive connection and reads a 200
+// answer into out (see sendOn).
+func exchange(ctx context.Context, conn *tls.Conn, ep Endpoint, method, path string, in, out any) error {
+	resp, err := sendOn(ctx, conn, ep, method, path, in, true)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if err := req.Write(conn); err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
-	}
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var eb errorBody
-		json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&eb)
-		apiErr := &APIError{Node: ep.Name, Status: resp.StatusCode, Message: eb.Error}
-		switch resp.StatusCode {
-		case http.StatusConflict:
-			return fmt.Errorf("%w: %w", ErrEnrolled, apiErr)
-		case http.StatusGone:
-			return fmt.Errorf("%w: %w", ErrTokenExpired, apiErr)
-		}
-		return apiErr
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, ep, err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
+	return decodeBody(resp, ep, method, path, out)
 }
