@@ -256,7 +256,10 @@ func sshNodes(st *State, names []string, all bool) ([]Node, error) {
 		out = append(out, *n)
 	}
 	for _, n := range out {
-		if n.HostKey == "" {
+		if n.HostKey == "" && n.SSHUser != "" && n.EnrolledAt.IsZero() {
+			errs = append(errs, provider.BadInput("wait for `clusterctl up "+n.Name+"` to finish (or run it again: it resumes the enrolment)",
+				"node %q has not enrolled yet: its SSH host key, which the node makes itself, is not known and pinned", n.Name))
+		} else if n.HostKey == "" {
 			errs = append(errs, provider.BadInput("make the node again with ssh on: `clusterctl down "+n.Name+"`, then `clusterctl up "+n.Name+"`",
 				"node %q has no host key pinned by clusterctl (it was made with ssh: false or by an older clusterctl)", n.Name))
 		}
