@@ -131,8 +131,9 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	return a, nil
 }
 
-// Run runs the agent until ctx ends or a leave is requested (by an
-// observer's query or Leave), and returns nil then. When ctx ends (SIGTERM:
+// Run runs the agent until ctx ends or a leave is requested (Leave,
+// through the node API), and returns nil then; a node that enrols first
+// waits for its enrolment. When ctx ends (SIGTERM:
 // systemd stopping the agent, the machine rebooting) the agent stops
 // without leaving: the others see it fail and reconnect when it is back,
 // and it rejoins from its snapshot. A requested leave is for good: the

@@ -11,8 +11,8 @@
 // which streams an agent's view, and waits for a member whose tags carry
 // the nonce it rendered for the node. It asks a node's agent to leave for
 // good through the same API (Leave) before `clusterctl down` deletes the
-// machine. Members with the role "observer" (what the CLI ran before the
-// node API) are never listed.
+// machine. Only members whose identity the cluster's CA vouches for are
+// members at all (guard.go, internal/identity).
 //
 // The agent optionally keeps a marked block of /etc/hosts up to date with
 // one line per node that has not left, so every node name resolves to its

@@ -18,8 +18,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/identity"
 )
 
-// gossipConfig is what an agent and an observer have in common: one serf
-// member.
+// gossipConfig is one serf member's settings.
 type gossipConfig struct {
 	name, cluster string
 	tags          map[string]string

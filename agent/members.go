@@ -24,15 +24,15 @@ const (
 	StateDead = StateFailed
 )
 
-// Member is one member of the cluster as an observer or agent sees it.
+// Member is one member of the cluster as an agent sees it.
 type Member struct {
 	Name string
 	Addr string
 	Port int
 	// State is alive, suspect, leaving, left or failed. alive, leaving,
 	// left and failed are serf's member status; suspect is an alive member
-	// that this member's memberlist failure detector suspects (see
-	// suspicion.go).
+	// that this member's memberlist failure detector suspects (the line it
+	// logs, log.go; pings end it, gossip.go suspicionLoop).
 	State string
 	Meta  Meta
 }

@@ -15,9 +15,8 @@ var errNotStarted = errors.New("agent not started")
 
 var _ nodeapi.Membership = (*Agent)(nil)
 
-// Members is this agent's current view, itself included, every role
-// (observers carry role "observer" in their tags). Empty before Run
-// started gossip.
+// Members is this agent's current view, itself included: members whose
+// identity verified (guard.go). Empty before Run started gossip.
 func (a *Agent) Members() []nodeapi.Member {
 	g, err := a.gossipOrErr()
 	if err != nil {

@@ -132,8 +132,8 @@ type PowerManager interface {
 
 // AddressChooser is implemented by providers on which clusterctl chooses
 // each node's cluster address (local host-only style networks). ClusterNetwork
-// returns the network's prefix and the host's own address in it; the CLI's
-// gossip observer binds to that host address so nodes can reach it.
+// returns the network's prefix and the host's own address in it (which no
+// node gets; this machine reaches the nodes' API through it).
 type AddressChooser interface {
 	ClusterNetwork(ctx context.Context) (prefix netip.Prefix, host netip.Addr, err error)
 }

@@ -18,7 +18,7 @@ import (
 // (NodeNetwork), hosts the agent binary (AgentPublisher), owns cluster-wide
 // resources (ClusterCleaner), checks credentials first (Preflighter) and
 // limits the user-data (SeedChecker). It does not choose addresses for
-// clusterctl (no AddressChooser), so up needs gossip.observer.
+// clusterctl (no AddressChooser): the nodes of a batch seed from the first.
 //
 // Like the real services it is strict: AgentURL makes nothing; UploadAgent
 // checks that the binary has the SHA-256 the URL was made for; and

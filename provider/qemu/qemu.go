@@ -357,7 +357,7 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 }
 
 // ClusterNetwork returns the configured cidr and the bridge's own address in
-// it, which the CLI's gossip observer binds to.
+// it (which no node may get).
 func (p *Provider) ClusterNetwork(ctx context.Context) (netip.Prefix, netip.Addr, error) {
 	host, err := bridgeAddr(p.cfg.Bridge, p.cfg.Prefix())
 	if err != nil {

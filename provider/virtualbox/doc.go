@@ -31,8 +31,7 @@
 // NIC's MAC; the network-config matches the NIC by MAC (Debian and Ubuntu
 // cloud images have no Guest Additions, so VirtualBox cannot tell the
 // address). Preflight finds the host-only network by its host address (or
-// hostonly_name) and creates it when missing, before the CLI's observer
-// binds to the host address.
+// hostonly_name) and creates it when missing, before any node is made.
 //
 // Delete waits for a powered-off VM's session to be released before it
 // unregisters the VM. CleanupCluster (down --all) closes VirtualBox's

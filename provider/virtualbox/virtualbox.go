@@ -586,8 +586,8 @@ func (p *Provider) ConsoleLog(ctx context.Context, id string) ([]byte, error) {
 
 // ClusterNetwork returns the configured host-only network and the host's
 // address in it. It asks VirtualBox nothing: Preflight makes sure the
-// host-only network exists with exactly this address before up binds the
-// observer to it.
+// host-only network exists with exactly this address before up allocates
+// the nodes' addresses in it.
 func (p *Provider) ClusterNetwork(ctx context.Context) (netip.Prefix, netip.Addr, error) {
 	return p.cfg.Prefix(), p.cfg.Host(), nil
 }
@@ -670,9 +670,9 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 // NAT adapter, which network-config must give DHCP.
 func (p *Provider) HasOutboundNIC() bool { return true }
 
-// PrepareNetwork finds or creates the host-only network (the CLI's
-// observer binds to the host's address on it right after). up calls it
-// once Preflight found nothing wrong.
+// PrepareNetwork finds or creates the host-only network, through which the
+// CLI reaches the nodes' API at their addresses on it. up calls it once
+// Preflight found nothing wrong.
 func (p *Provider) PrepareNetwork(ctx context.Context) error {
 	r, err := p.vbox()
 	if err != nil {
