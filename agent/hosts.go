@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/hostsblock"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -15,8 +16,8 @@ import (
 
 // The lines that delimit the part of a hosts file the agent owns.
 const (
-	HostsBegin = "# BEGIN clusterctl-agent"
-	HostsEnd   = "# END clusterctl-agent"
+	HostsBegin = hostsblock.Begin
+	HostsEnd   = hostsblock.End
 )
 
 // HostEntry is one line of the agent's hosts block.

@@ -16,13 +16,13 @@ const RoleNode = identity.RoleNode
 
 // Serf tag keys. User tags are published as UserTagPrefix + key.
 const (
-	TagCluster    = "cluster"
-	TagName       = "name"
-	TagNonce      = "nonce"
+	TagCluster    = identity.TagCluster
+	TagName       = identity.TagName
+	TagNonce      = identity.TagNonce
 	TagProvider   = "provider"
 	TagInstanceID = "instance_id"
 	TagHostname   = "hostname"
-	TagRole       = "role"
+	TagRole       = identity.TagRole
 	TagID         = identity.TagID // the member's proof of identity (internal/identity)
 	UserTagPrefix = "tag:"
 )

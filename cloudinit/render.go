@@ -3,6 +3,7 @@ package cloudinit
 import (
 	"bytes"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/hostsblock"
 	"net"
 	"net/netip"
 
@@ -24,8 +25,8 @@ const (
 // The markers around the block of /etc/hosts that lists the other cluster
 // members. The agent rewrites only the lines between them.
 const (
-	HostsBegin = "# BEGIN clusterctl-agent"
-	HostsEnd   = "# END clusterctl-agent"
+	HostsBegin = hostsblock.Begin
+	HostsEnd   = hostsblock.End
 )
 
 // Kinds of AgentSource.

@@ -1,6 +1,10 @@
 package nodeapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/clusterctl/clusterctl/internal/identity"
+)
 
 // The API's paths. Every request and response body is JSON.
 const (
@@ -14,8 +18,8 @@ const (
 )
 
 // TagNonce is the member tag that holds the nonce the CLI rendered for the
-// node: the agent publishes it, WaitNonce looks for it.
-const TagNonce = "nonce"
+// node: the agent publishes it, WaitMember looks for it.
+const TagNonce = identity.TagNonce
 
 // Snapshot is one agent's whole view at one moment.
 type Snapshot struct {
