@@ -11,11 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
@@ -34,6 +32,10 @@ type options struct {
 	tune             func(*serf.Config) // extra serf settings
 	onJoined         func(time.Time)    // called when a join succeeded
 	hostsWritten     func()             // called after each hosts file write
+	// handlerStarted is called as each handler run starts (latency
+	// harness); handlerRetry replaces the wait before a retry.
+	handlerStarted func(event string, members []AppMember, learnt time.Time)
+	handlerRetry   time.Duration
 }
 
 func defaultOptions() options {
@@ -68,6 +70,7 @@ type Agent struct {
 
 	mu    sync.Mutex
 	g     *gossip
+	hs    *handlers  // the event handlers, once Run started them (applications.go)
 	keyMu sync.Mutex // one keyring operation at a time
 }
 
@@ -88,7 +91,7 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
-	tags, err := Meta{
+	meta := Meta{
 		Cluster:    cfg.Cluster,
 		Name:       cfg.Name,
 		Nonce:      cfg.Nonce,
@@ -96,18 +99,17 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 		InstanceID: cfg.InstanceID,
 		Hostname:   hostname,
 		Role:       RoleNode,
+		AppRole:    cfg.AppRole,
 		Tags:       cfg.Tags,
-	}.SerfTags()
+	}
+	tags, err := meta.SerfTags()
 	if err != nil {
 		return nil, err
 	}
 	// The id tag is added once the advertised address is known; its size
 	// is fixed, so the budget is checked now.
-	withID := cloneTags(tags)
-	withID[TagID] = strings.Repeat("-", identity.TagSize)
-	if n := encodedTagsSize(withID); n > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("node tags of %q take up to %d bytes with the %d-byte identity, more than memberlist's limit of %d; use fewer or shorter tags",
-			cfg.Name, n, identity.TagSize, memberlist.MetaMaxSize)
+	if err := meta.CheckBudget(); err != nil {
+		return nil, err
 	}
 	verifier, err := cfg.verifier()
 	if err != nil {
@@ -202,6 +204,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.HostsFile != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.hostsLoop(loopCtx, g.table) }()
+	}
+	if err := a.startApplications(loopCtx, &wg, g.table, addr); err != nil {
+		stop()
+		wg.Wait()
+		g.shutdown()
+		return err
 	}
 
 	requested := false

@@ -27,6 +27,12 @@ const (
 	DefaultBindAddr         = "0.0.0.0"
 	DefaultPort             = ports.Gossip
 	DefaultInstanceDataPath = "/run/cloud-init/instance-data.json"
+	// DefaultRunDir holds what the agent offers the node's applications:
+	// members.json, self.json and the agent.sock socket (applications.go).
+	DefaultRunDir = "/run/clusterctl"
+	// DefaultSocketGroup is the group that may use the agent's socket,
+	// besides root, when the group exists.
+	DefaultSocketGroup = "clusterctl"
 	// DefaultStateDir holds the agent's snapshot of the members it knew and
 	// its keyring (directory 0700, files 0600).
 	DefaultStateDir = "/var/lib/clusterctl-agent"
@@ -53,6 +59,20 @@ type Config struct {
 	// (default /run/cloud-init/instance-data.json).
 	InstanceDataPath string            `json:"instance_data_path,omitempty"`
 	Tags             map[string]string `json:"tags,omitempty"`
+	// AppRole is the node's application role (worker, master, ...), a DNS
+	// label, published as the app_role tag; "" for none.
+	AppRole string `json:"app_role,omitempty"`
+	// Handlers are the commands the agent runs on membership events
+	// (handlers.go).
+	Handlers []HandlerConfig `json:"handlers,omitempty"`
+	// RunDir is where the agent writes members.json and self.json and
+	// listens on agent.sock for `clusterctl-agent members` and `seeds`
+	// (LoadConfig: default DefaultRunDir). New with an empty RunDir offers
+	// none of them (in-process tests).
+	RunDir string `json:"run_dir,omitempty"`
+	// SocketGroup is the group given the socket (mode 0660) when it
+	// exists (LoadConfig: default DefaultSocketGroup).
+	SocketGroup string `json:"socket_group,omitempty"`
 	// Key is the gossip encryption key (16, 24 or 32 bytes; base64 in JSON)
 	// the keyring starts with. After a rotation the keyring in StateDir
 	// holds the current keys and Key is no longer used.
@@ -266,6 +286,12 @@ func (c *Config) applyDefaults() {
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
+	if c.RunDir == "" {
+		c.RunDir = DefaultRunDir
+	}
+	if c.SocketGroup == "" {
+		c.SocketGroup = DefaultSocketGroup
+	}
 	if c.API.Enabled() {
 		if c.API.BindAddr == "" {
 			c.API.BindAddr = DefaultBindAddr
@@ -412,6 +438,17 @@ func (c Config) Validate() error {
 	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		bad("state_dir: %q must be an absolute path", c.StateDir)
+	}
+	if c.RunDir != "" && !filepath.IsAbs(c.RunDir) {
+		bad("run_dir: %q must be an absolute path", c.RunDir)
+	}
+	if c.AppRole != "" && !dnslabel.Valid(c.AppRole) {
+		bad("app_role: %q is not a DNS label (1-63 characters a-z, 0-9 and '-')", c.AppRole)
+	}
+	for i, h := range c.Handlers {
+		if err := h.Validate(); err != nil {
+			bad("handlers[%d]: %v", i, err)
+		}
 	}
 	if err := c.Timing.validate(); err != nil {
 		errs = append(errs, err)

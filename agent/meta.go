@@ -23,6 +23,11 @@ const (
 	TagInstanceID = "instance_id"
 	TagHostname   = "hostname"
 	TagRole       = identity.TagRole
+	// TagAppRole is the application's role of the node (worker, master,
+	// ...: node.role in cluster.yaml, up --role); absent when none was
+	// given. It is not TagRole, which is always RoleNode, the membership
+	// role the cluster's CA grants.
+	TagAppRole    = "app_role"
 	TagID         = identity.TagID // the member's proof of identity (internal/identity)
 	UserTagPrefix = "tag:"
 )
@@ -39,7 +44,9 @@ type Meta struct {
 	InstanceID string
 	Hostname   string
 	Role       string
-	Tags       map[string]string
+	// AppRole is the application's role (TagAppRole), "" when none.
+	AppRole string
+	Tags    map[string]string
 }
 
 // SerfTags returns m as serf tags. It fails when the role is unknown or
@@ -49,7 +56,7 @@ func (m Meta) SerfTags() (map[string]string, error) {
 		return nil, fmt.Errorf("node tags: role %q is not %q", m.Role, RoleNode)
 	}
 	t := map[string]string{TagCluster: m.Cluster, TagName: m.Name, TagRole: m.Role}
-	for k, v := range map[string]string{TagNonce: m.Nonce, TagProvider: m.Provider, TagInstanceID: m.InstanceID, TagHostname: m.Hostname} {
+	for k, v := range map[string]string{TagNonce: m.Nonce, TagProvider: m.Provider, TagInstanceID: m.InstanceID, TagHostname: m.Hostname, TagAppRole: m.AppRole} {
 		if v != "" {
 			t[k] = v
 		}
@@ -69,7 +76,7 @@ func (m Meta) SerfTags() (map[string]string, error) {
 func MetaFromTags(t map[string]string) Meta {
 	m := Meta{
 		Cluster: t[TagCluster], Name: t[TagName], Nonce: t[TagNonce], Provider: t[TagProvider],
-		InstanceID: t[TagInstanceID], Hostname: t[TagHostname], Role: t[TagRole],
+		InstanceID: t[TagInstanceID], Hostname: t[TagHostname], Role: t[TagRole], AppRole: t[TagAppRole],
 	}
 	for k, v := range t {
 		if uk, ok := strings.CutPrefix(k, UserTagPrefix); ok {
@@ -80,6 +87,24 @@ func MetaFromTags(t map[string]string) Meta {
 		}
 	}
 	return m
+}
+
+// CheckBudget fails when m's tags, with the identity tag the agent adds
+// once it knows its address (identity.TagSize bytes), would not fit
+// memberlist's node meta (memberlist.MetaMaxSize, 512 bytes). agent.New
+// checks the real values; the CLI checks cluster.yaml with the values it
+// knows before anything is made.
+func (m Meta) CheckBudget() error {
+	tags, err := m.SerfTags()
+	if err != nil {
+		return err
+	}
+	tags[TagID] = strings.Repeat("-", identity.TagSize)
+	if n := encodedTagsSize(tags); n > memberlist.MetaMaxSize {
+		return fmt.Errorf("node tags of %q take up to %d bytes with the %d-byte identity, more than memberlist's limit of %d; use fewer or shorter tags",
+			m.Name, n, identity.TagSize, memberlist.MetaMaxSize)
+	}
+	return nil
 }
 
 // encodedTagsSize is an upper bound of the size of serf's encoding of t

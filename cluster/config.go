@@ -35,6 +35,9 @@ type Config struct {
 	CloudInit CloudInitConfig `yaml:"cloudinit"`
 	Timeouts  Timeouts        `yaml:"timeouts"`
 	SSH       SSHConfig       `yaml:"ssh"` // see ssh.go
+	// Handlers are the event handlers rendered into every node's agent
+	// config (apps.go).
+	Handlers []HandlerConfig `yaml:"handlers"`
 
 	// Providers holds each provider's own section, by provider name.
 	Providers map[string]*yaml.Node `yaml:"-"`
@@ -47,6 +50,9 @@ type NodeConfig struct {
 	CPUs      int               `yaml:"cpus"`
 	MemoryMiB int               `yaml:"memory"`
 	Tags      map[string]string `yaml:"tags"`
+	// Role is the application role (worker, master, ...) of the nodes up
+	// makes (up --role overrides it): a DNS label, the app_role tag.
+	Role string `yaml:"role"`
 }
 
 // GossipConfig configures the memberlist cluster.
@@ -260,6 +266,7 @@ func (c *Config) Validate() error {
 			bad("give every tag a name", "node.tags has an empty key")
 		}
 	}
+	errs = append(errs, c.validateApps()...)
 	if c.CloudInit.Template != "" {
 		if _, err := os.Stat(c.CloudInit.Template); err != nil {
 			bad("point cloudinit.template at an existing file", "cloudinit.template: %w", err)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -96,6 +97,15 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 	if err != nil {
 		return err
 	}
+	role := cmp.Or(req.Role, m.Cfg.Node.Role)
+	if err := checkRole("--role", role); err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := m.Cfg.checkMetaBudget(name, p.Name(), role); err != nil {
+			return err
+		}
+	}
 	if pl.agent, err = m.agentSource(p); err != nil {
 		return err
 	}
@@ -112,7 +122,7 @@ func (pl *planner) plan(ctx context.Context, st *State, req UpRequest) error {
 		if err != nil {
 			return err
 		}
-		n := Node{Name: name, Nonce: randomHex(16), Provider: p.Name(), Phase: PhaseRecorded,
+		n := Node{Name: name, Nonce: randomHex(16), Provider: p.Name(), Role: role, Phase: PhaseRecorded,
 			EnrolToken: token, EnrolExpires: m.now().UTC().Add(m.Cfg.Timeouts.Bootstrap)}
 		pl.nodes[i] = plan{node: n, spec: provider.NodeSpec{
 			Cluster: m.Cluster, Name: name, Nonce: n.Nonce,
@@ -454,6 +464,8 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 		Nonce:     n.Nonce,
 		Provider:  n.Provider,
 		Tags:      m.tags(),
+		AppRole:   n.Role,
+		Handlers:  m.Cfg.agentHandlers(),
 		Port:      m.Cfg.Gossip.Port,
 		Seeds:     seedList,
 		HostsFile: "/etc/hosts",

@@ -34,9 +34,11 @@ type State struct {
 
 // Node is one node as recorded in state.
 type Node struct {
-	Name       string `json:"name"`
-	Nonce      string `json:"nonce"`
-	Provider   string `json:"provider"`
+	Name     string `json:"name"`
+	Nonce    string `json:"nonce"`
+	Provider string `json:"provider"`
+	// Role is the node's application role (up --role, node.role).
+	Role       string `json:"role,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
 	// CreateSent records, before the provider is asked, that up asked it
 	// to make this incarnation: with no InstanceID, its request may still

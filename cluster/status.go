@@ -25,7 +25,10 @@ type NodeStatus struct {
 	ProviderState string      `json:"provider_state"`
 	Gossip        GossipState `json:"gossip"`
 	Hostname      string      `json:"hostname,omitempty"`
-	Error         string      `json:"error,omitempty"`
+	// Role and Tags are the node's application role and user tags (apps.go).
+	Role  string            `json:"role,omitempty"`
+	Tags  map[string]string `json:"tags,omitempty"`
+	Error string            `json:"error,omitempty"`
 	// Detail is the provider's note on the machine (a fault message, a
 	// floating IP).
 	Detail string `json:"detail,omitempty"`
@@ -134,6 +137,7 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 			ns.ProviderState = string(provider.StateNotFound)
 		}
 		ns.Gossip, ns.Hostname = gossipState(n, merged, reached)
+		ns.Role, ns.Tags = m.appInfo(n, merged)
 		if mem, ok := merged.of(n.Name, n.Nonce); ok {
 			claimed[memberKey(mem)] = true
 		}

@@ -19,6 +19,7 @@ type UpRequest struct {
 	Provider string   // "" = the cluster's, else the config's
 	Names    []string // "" = pick Count names
 	Count    int
+	Role     string // the nodes' application role; "" = node.role
 }
 
 // Result is the outcome for one node of up or down.

@@ -369,7 +369,11 @@ func (c *sourceConn) Close() error {
 }
 
 func (s *server) members(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, Snapshot{Node: s.name, Members: s.m.Members(), Time: s.now()})
+	snap := Snapshot{Node: s.name, Members: s.m.Members(), Time: s.now()}
+	if hr, ok := s.m.(HandlerReporter); ok {
+		snap.HandlerFailures = hr.HandlerFailures()
+	}
+	writeJSON(w, http.StatusOK, snap)
 }
 
 func (s *server) events(w http.ResponseWriter, r *http.Request) {

@@ -73,6 +73,24 @@ type KeyReport struct {
 	Primary  string            `json:"primary,omitempty"`  // base64 primary key
 }
 
+// HandlerFailure is an event handler's run on Node that failed twice (a
+// run and its retry) (docs/applications.md).
+type HandlerFailure struct {
+	Node    string    `json:"node"`
+	Run     string    `json:"run"` // the handler's path
+	Event   string    `json:"event"`
+	Members []string  `json:"members"`
+	Exit    int       `json:"exit"` // -1 when it did not exit by itself (timeout, not started)
+	Error   string    `json:"error"`
+	At      time.Time `json:"at"`
+}
+
+// HandlerReporter is what an agent with event handlers offers besides
+// Membership: the latest failures, which Snapshot carries.
+type HandlerReporter interface {
+	HandlerFailures() []HandlerFailure
+}
+
 // ErrWrongNonce is returned by Leave when the nonce is not the agent's own:
 // an older incarnation of a name is never made to leave.
 var ErrWrongNonce = errors.New("nonce does not match this node")

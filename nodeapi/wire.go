@@ -26,6 +26,9 @@ type Snapshot struct {
 	Node    string    `json:"node"` // the agent that answered
 	Members []Member  `json:"members"`
 	Time    time.Time `json:"time"`
+	// HandlerFailures are the answering agent's latest failed event
+	// handler runs (status -v).
+	HandlerFailures []HandlerFailure `json:"handler_failures,omitempty"`
 }
 
 // StreamLine is one line of the event stream: exactly one field is set.

@@ -4,6 +4,9 @@
 // it stops without leaving (systemd restarts and reboots bring it back, and
 // it rejoins from its snapshot); it leaves for good only when asked to
 // (clusterctl down). See package agent.
+//
+// On the node, `clusterctl-agent members` and `clusterctl-agent seeds` ask
+// the running agent over its local socket (apps.go, docs/applications.md).
 package main
 
 import (
@@ -26,6 +29,11 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 {
+		if cmd, ok := appCommands[os.Args[1]]; ok {
+			os.Exit(runApp(cmd, os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	configPath := flag.String("config", agent.DefaultConfigPath, "agent config file (JSON)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()

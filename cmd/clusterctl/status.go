@@ -8,10 +8,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 func newStatus(g *globals) *cobra.Command {
-	var out, prov string
+	var out, prov, role string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each node's provider state and gossip state in one table",
@@ -42,13 +43,23 @@ shown with phase unknown and their address.`,
 			if err != nil {
 				return err
 			}
-			if f != "table" {
-				return emit(g.stdout, f, statusDoc{Schema: SchemaVersion, StatusReport: r})
+			r.Nodes = withRole(r.Nodes, role)
+			doc := statusDoc{Schema: SchemaVersion, StatusReport: r}
+			if g.verbose {
+				doc.HandlerFailures = handlerFailures(cmd.Context(), g, m)
 			}
-			return printStatus(g, r)
+			if f != "table" {
+				return emit(g.stdout, f, doc)
+			}
+			if err := printStatus(g, r); err != nil {
+				return err
+			}
+			printHandlerFailures(g, doc.HandlerFailures)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVar(&role, "role", "", "show only the nodes of this application role")
 	cmd.Flags().StringVarP(&prov, "provider", "p", "", "provider to list the cluster's machines at when it has no state (default: the config's)")
 	_ = cmd.RegisterFlagCompletionFunc("provider", completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("output", completeFormats)
@@ -59,6 +70,9 @@ shown with phase unknown and their address.`,
 type statusDoc struct {
 	Schema string `json:"schema"`
 	cluster.StatusReport
+	// HandlerFailures (with -v) are the failed event handler runs that the
+	// answering node reports.
+	HandlerFailures []nodeapi.HandlerFailure `json:"handler_failures,omitempty"`
 }
 
 func printStatus(g *globals, r cluster.StatusReport) error {
@@ -67,9 +81,9 @@ func printStatus(g *globals, r cluster.StatusReport) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME\tDETAIL")
+	fmt.Fprintln(tw, "NAME\tROLE\tPROVIDER\tINSTANCE\tADDRESS\tPHASE\tMACHINE\tGOSSIP\tHOSTNAME\tDETAIL")
 	for _, n := range r.Nodes {
-		row(tw, n.Name, n.Provider, dash(n.InstanceID), dash(n.Address), string(n.Phase), n.ProviderState, string(n.Gossip), dash(n.Hostname), dash(n.Detail))
+		row(tw, n.Name, dash(n.Role), n.Provider, dash(n.InstanceID), dash(n.Address), string(n.Phase), n.ProviderState, string(n.Gossip), dash(n.Hostname), dash(n.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -15,6 +15,7 @@ func newUp(g *globals) *cobra.Command {
 	var (
 		prov          string
 		count         int
+		role          string
 		out           string
 		createTimeout time.Duration
 		joinTimeout   time.Duration
@@ -26,7 +27,8 @@ func newUp(g *globals) *cobra.Command {
 green, ...) and returns when each node's agent has joined the gossip cluster
 with the nonce rendered for it. Progress goes to stderr; the result to stdout.`,
 		Example: `  clusterctl up --provider qemu red blue
-  clusterctl up --count 3 -o json`,
+  clusterctl up --count 3 -o json
+  clusterctl up --role worker red blue`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.runNodes(out, func(m *cluster.Manager) ([]cluster.Result, error) {
 				if cmd.Flags().Changed("create-timeout") {
@@ -35,12 +37,13 @@ with the nonce rendered for it. Progress goes to stderr; the result to stdout.`,
 				if cmd.Flags().Changed("join-timeout") {
 					m.Cfg.Timeouts.Join = joinTimeout
 				}
-				return m.Up(cmd.Context(), cluster.UpRequest{Provider: prov, Names: args, Count: count})
+				return m.Up(cmd.Context(), cluster.UpRequest{Provider: prov, Names: args, Count: count, Role: role})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&prov, "provider", "p", "", "provider to create the nodes on (default: the cluster's, else the config's)")
 	cmd.Flags().IntVarP(&count, "count", "n", 0, "how many nodes to create when no NAME is given (default 1)")
+	cmd.Flags().StringVar(&role, "role", "", "the nodes' application role, a DNS label such as worker (default: node.role); see docs/applications.md")
 	cmd.Flags().StringVarP(&out, "output", "o", "table", "output format: table, json or yaml")
 	cmd.Flags().DurationVar(&createTimeout, "create-timeout", cluster.DefaultTimeouts.Create, "deadline for the provider to create a node")
 	cmd.Flags().DurationVar(&joinTimeout, "join-timeout", cluster.DefaultTimeouts.Join, "deadline for a created node's agent to join")
