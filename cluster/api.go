@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/nodeapi"
@@ -126,9 +127,6 @@ type renewer struct {
 }
 
 func (r *renewer) check(ctx context.Context, name string, cert *x509.Certificate) {
-	if !pki.NeedsRenewal(cert, r.m.now()) {
-		return
-	}
 	r.mu.Lock()
 	if r.done[name] {
 		r.mu.Unlock()
@@ -136,10 +134,26 @@ func (r *renewer) check(ctx context.Context, name string, cert *x509.Certificate
 	}
 	r.done[name] = true
 	r.mu.Unlock()
-	if err := r.m.renew(ctx, r.c, name, cert); err != nil {
+	// The state follows the certificate the node serves (verified against
+	// the CA by the handshake): a renewal whose answer was lost still shows.
+	r.m.setNode(name, func(n *Node) {
+		if !n.CertNotAfter.Equal(cert.NotAfter) {
+			n.CertNotAfter = cert.NotAfter
+		}
+	})
+	if !pki.NeedsRenewal(cert, r.m.now()) {
+		return
+	}
+	// Not bound to this dial: the attempt may be dropped for a faster node.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewTimeout)
+	defer cancel()
+	if err := r.m.renew(rctx, r.c, name, cert); err != nil {
 		r.m.Report.Note(name, "its API certificate could not be renewed: "+err.Error())
 	}
 }
+
+// renewTimeout bounds one certificate renewal.
+const renewTimeout = 10 * time.Second
 
 // renew issues the node name a new certificate for the key its current one
 // certifies, sends it, and records its expiry.
