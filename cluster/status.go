@@ -110,6 +110,7 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 		ns.Gossip, ns.Hostname = gossipState(n, gossip, reached)
 		rep.Nodes = append(rep.Nodes, ns)
 	}
+	m.noteFailures(gossipOf(rep.Nodes)) // for repair's --failed-for
 	for name, p := range provs {
 		if p == nil {
 			continue

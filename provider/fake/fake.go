@@ -31,6 +31,11 @@ type Provider struct {
 	OnCreate func(ctx context.Context, id string, spec provider.NodeSpec) error
 	// OnDelete, when set, is called before a node is removed.
 	OnDelete func(id string)
+	// OnStop, when set, is called once Stop has marked a running node
+	// stopped (the guest powers off); OnStart, when set, once Start has
+	// marked it running again (it boots from the same spec). See power.go.
+	OnStop  func(id string)
+	OnStart func(ctx context.Context, id string, spec provider.NodeSpec) error
 	// FailCreate, when set, makes Create fail before anything is made.
 	FailCreate error
 	// Calls records each method call, e.g. "Create red", "Delete fake-1".
