@@ -255,7 +255,9 @@ func TestRepairVanished(t *testing.T) {
 	}
 
 	p.Vanish(old.InstanceID)
-	waitFor(t, ctx, func() bool { return !strings.Contains(b.hostsOf("red"), " blue.test.internal blue") || row(t, m, "blue").Gossip == cluster.GossipDead },
+	waitFor(t, ctx, func() bool {
+		return !strings.Contains(b.hostsOf("red"), " blue.test.internal blue") || row(t, m, "blue").Gossip == cluster.GossipDead
+	},
 		"red notices blue gone")
 	rep, err = m.Repair(ctx, cluster.RepairRequest{DryRun: true, FailedFor: time.Hour})
 	if err != nil {
