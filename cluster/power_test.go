@@ -441,3 +441,49 @@ func TestCommandLock(t *testing.T) {
 		t.Error("the lock's holder file names a command that ended")
 	}
 }
+
+// newIP is the powered fake in the shape of EC2 for addresses: each start
+// gives the machine a new public address.
+type newIP struct {
+	*fake.Provider
+	mu     sync.Mutex
+	starts int
+}
+
+func (p *newIP) Start(ctx context.Context, id string) error {
+	p.mu.Lock()
+	p.starts++
+	p.mu.Unlock()
+	return p.Provider.Start(ctx, id)
+}
+
+func (p *newIP) Status(ctx context.Context, id string) (provider.Instance, error) {
+	inst, err := p.Provider.Status(ctx, id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && inst.State == provider.StateRunning && p.starts > 0 {
+		inst.PublicAddress = "127.78.0." + strings.Repeat("1", p.starts)
+	}
+	return inst, err
+}
+
+// TestStartRecordsNewPublicAddress: the address the provider reports after
+// a start replaces the one recorded before, so the API endpoints follow.
+func TestStartRecordsNewPublicAddress(t *testing.T) {
+	f, _ := poweredFake(t)
+	p := &newIP{Provider: f}
+	m, _ := newManager(t, f, "")
+	m.NewProvider = func(string, provider.Env) (provider.Provider, error) { return p, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	upOrFail(t, ctx, m, "red", "blue")
+	for _, want := range []string{"127.78.0.1", "127.78.0.11"} {
+		if _, err := m.Restart(ctx, []string{"blue"}); err != nil {
+			t.Fatalf("restart: %v", err)
+		}
+		st, _ := m.Store.Load()
+		if got := st.Node("blue").PublicAddress; got != want {
+			t.Errorf("public address after start %q, want %q", got, want)
+		}
+	}
+}
