@@ -41,11 +41,16 @@ const deleteParallel = createParallel
 // when no node was ever created, or no state exists), and the cluster's
 // directory (state, key, files) is removed.
 func (m *Manager) Down(ctx context.Context, req DownRequest) ([]Result, error) {
+	unlock, err := m.lockCommand(ctx, "down")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := m.Store.Load()
 	if err != nil {
 		return nil, err
 	}
-	targets, err := pickTargets(st, req.Names, req.All)
+	targets, err := pickTargets(st, req.Names, req.All, "remove")
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +223,9 @@ func (m *Manager) deleteStray(ctx context.Context, s stray) Result {
 	return res
 }
 
-func pickTargets(st *State, names []string, all bool) ([]Node, error) {
+// pickTargets returns the nodes named (each once), or every node with all;
+// verb says what the command does to them, for the fix of a bad request.
+func pickTargets(st *State, names []string, all bool, verb string) ([]Node, error) {
 	if all {
 		if len(names) > 0 {
 			return nil, provider.BadInput("give node names or --all, not both", "--all was given with node names")
@@ -226,7 +233,7 @@ func pickTargets(st *State, names []string, all bool) ([]Node, error) {
 		return append([]Node(nil), st.Nodes...), nil
 	}
 	if len(names) == 0 {
-		return nil, provider.BadInput("name the nodes to remove, or pass --all", "no node named")
+		return nil, provider.BadInput("name the nodes to "+verb+", or pass --all", "no node named")
 	}
 	var out []Node
 	var errs []error
@@ -288,6 +295,8 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, creds *pki.C
 	switch {
 	case n.JoinedAt.IsZero():
 		// It never joined: there is nobody to ask.
+	case n.Phase == PhaseStopped:
+		m.Report.Note(n.Name, "it is stopped, so its agent cannot answer a leave; deleting without a graceful leave")
 	case creds == nil || len(m.apiAddrs(n)) == 0:
 		m.Report.Note(n.Name, "its agent is not reachable; deleting without a graceful leave")
 	default:
@@ -306,26 +315,32 @@ func (m *Manager) downOne(ctx context.Context, p provider.Provider, creds *pki.C
 	}
 
 	m.Report.Phase(n.Name, PhaseDeleting, m.now().Sub(start))
-	ids, err := m.instanceIDs(ctx, p, n)
-	if err != nil {
-		m.setNode(n.Name, func(x *Node) { x.Phase = PhaseFailed; x.Error = "delete: " + err.Error() })
-		return finish(PhaseFailed, fmt.Errorf("delete: %w", err))
-	}
-	for _, id := range ids {
-		if err := p.Delete(ctx, id); err != nil {
-			m.setNode(n.Name, func(x *Node) { x.Phase = PhaseFailed; x.Error = "delete: " + err.Error() })
-			return finish(PhaseFailed, fmt.Errorf("delete %q: %w", id, err))
-		}
-	}
-	if err := os.RemoveAll(m.Store.NodeDir(n.Name)); err != nil {
-		return finish(PhaseFailed, fmt.Errorf("remove node files: %w", err))
-	}
-	// Forgetting the node drops its pinned host key from state and from
-	// the managed known_hosts file.
-	if err := m.Store.Update(func(st *State) error { st.Remove(n.Name); return m.writeKnownHosts(st) }); err != nil {
+	if err := m.forget(ctx, p, n); err != nil {
+		m.setNode(n.Name, func(x *Node) { x.Phase = PhaseFailed; x.Error = err.Error() })
 		return finish(PhaseFailed, err)
 	}
 	return finish(PhaseDeleted, nil)
+}
+
+// forget deletes node n's machine at its provider (by id, or by name and
+// in-flight create: see instanceIDs), its files, and the node in state,
+// which drops its pinned host key from state and from the managed
+// known_hosts file. down removes nodes with it, and repair before it makes
+// a node again under its name.
+func (m *Manager) forget(ctx context.Context, p provider.Provider, n Node) error {
+	ids, err := m.instanceIDs(ctx, p, n)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	for _, id := range ids {
+		if err := p.Delete(ctx, id); err != nil {
+			return fmt.Errorf("delete %q: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(m.Store.NodeDir(n.Name)); err != nil {
+		return fmt.Errorf("remove node files: %w", err)
+	}
+	return m.Store.Update(func(st *State) error { st.Remove(n.Name); return m.writeKnownHosts(st) })
 }
 
 // instanceIDs returns what to delete for n: its recorded instance id, or,

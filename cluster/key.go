@@ -52,6 +52,11 @@ type UnknownMember struct {
 // the result and the error (exit 1).
 func (m *Manager) RotateKey(ctx context.Context, evict bool) (KeyRotation, error) {
 	var out KeyRotation
+	unlock, err := m.lockCommand(ctx, "key rotate")
+	if err != nil {
+		return out, err
+	}
+	defer unlock()
 	st, err := m.Store.Load()
 	if err != nil {
 		return out, err

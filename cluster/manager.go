@@ -36,6 +36,14 @@ type Manager struct {
 	// Profile and Region are the --profile and --region flags, passed to
 	// providers through provider.Env.
 	Profile, Region string
+	// LockTimeout is how long a mutating command waits for another one on
+	// the same cluster (0: it fails at once); DefaultLockTimeout from
+	// NewManager. Command names the command in the lock's holder file
+	// ("clusterctl up"); "clusterctl <op>" when empty.
+	LockTimeout time.Duration
+	Command     string
+
+	locked bool // this manager holds the command lock (see lockCommand)
 }
 
 // NewManager returns a manager for the cluster named cluster (the config's
@@ -53,7 +61,7 @@ func NewManager(cfg *Config, home, cluster string, r Reporter, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{Cfg: cfg, Store: OpenStore(home, cluster), Cluster: cluster, Report: r, Log: log}, nil
+	return &Manager{Cfg: cfg, Store: OpenStore(home, cluster), Cluster: cluster, Report: r, Log: log, LockTimeout: DefaultLockTimeout}, nil
 }
 
 type nopReporter struct{}

@@ -54,6 +54,11 @@ type Node struct {
 	Error         string    `json:"error,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	JoinedAt      time.Time `json:"joined_at,omitzero"`
+	// FailedSince is when status or repair first saw the gossip view hold
+	// this incarnation failed (dead, or no longer listed after it had
+	// joined); zero while it is seen alive. The view itself says only how
+	// a member is, not since when: repair's --failed-for counts from here.
+	FailedSince time.Time `json:"failed_since,omitzero"`
 	// HostKey is the public half of the SSH host key clusterctl made for
 	// the node ("ssh-ed25519 AAAA..."); SSHUser the user ssh logs in as.
 	// Both are empty when the node was made with ssh: false.

@@ -143,6 +143,7 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 		}
 		rep.Nodes = append(rep.Nodes, ns)
 	}
+	m.noteFailures(gossipOf(rep.Nodes)) // for repair's --failed-for
 	for name, p := range provs {
 		if p == nil {
 			continue

@@ -44,6 +44,11 @@ const consoleTailLines = 25
 // Up creates nodes and returns when each one's agent has joined the gossip
 // cluster with the nonce rendered for it, or a phase deadline has passed.
 func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
+	unlock, err := m.lockCommand(ctx, "up")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := m.Store.Load()
 	if err != nil {
 		return nil, err

@@ -41,6 +41,9 @@ type booter struct {
 	skip map[string]bool
 	// configs are the agent configs the nodes booted with, by name.
 	configs map[string]agent.Config
+	// disks are the machines' state directories, by instance id: a
+	// machine that boots again (start) finds what its agent kept.
+	disks map[string]string
 	// addrOf gives the address of a machine whose address the provider
 	// chose (a cloud); nil when clusterctl chose it (spec.Address).
 	addrOf func(id string) string
@@ -107,7 +110,7 @@ func bootingFake(t *testing.T) (*fake.Provider, *booter) {
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, disks: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
 func agentConfigFrom(userData []byte) (agent.Config, error) {
@@ -154,7 +157,12 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 	cfg.HostsFile = hosts
 	// The node's own state directory and SSH host key (sshd makes one at
 	// first boot; the agent sends its public half when it enrols).
-	cfg.StateDir = filepath.Join(b.t.TempDir(), "state")
+	b.mu.Lock()
+	if b.disks[id] == "" {
+		b.disks[id] = filepath.Join(b.t.TempDir(), "state")
+	}
+	cfg.StateDir = b.disks[id]
+	b.mu.Unlock()
 	if cfg.Enrol != nil {
 		hk, err := sshkeys.Generate("host")
 		if err != nil {

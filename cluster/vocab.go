@@ -19,15 +19,18 @@ const (
 	PhaseDeleted  Phase = "deleted"  // down: the machine is gone and the node forgotten
 	PhaseStray    Phase = "stray"    // status: a machine of the cluster that the state does not know
 	PhaseUnknown  Phase = "unknown"  // status: a gossip member that the state does not know
+	PhaseStopping Phase = "stopping" // stop: the provider is stopping the machine (no leave: the others see it failed)
+	PhaseStopped  Phase = "stopped"  // stop: the machine is stopped, its disk and identity kept
+	PhaseStarting Phase = "starting" // start: the provider is starting the stopped machine
 )
 
 func (p Phase) String() string { return string(p) }
 
-// Final reports whether p ends a command's work on a node (up: joined or
-// failed; down: deleted or failed).
+// Final reports whether p ends a command's work on a node (up, start:
+// joined or failed; down: deleted or failed; stop: stopped or failed).
 func (p Phase) Final() bool {
 	switch p {
-	case PhaseJoined, PhaseFailed, PhaseDeleted:
+	case PhaseJoined, PhaseFailed, PhaseDeleted, PhaseStopped:
 		return true
 	}
 	return false

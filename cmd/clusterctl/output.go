@@ -213,7 +213,7 @@ func (r *liveReporter) redraw() {
 		}
 		mark := "…"
 		switch r.phase[n] {
-		case cluster.PhaseJoined, cluster.PhaseDeleted:
+		case cluster.PhaseJoined, cluster.PhaseDeleted, cluster.PhaseStopped:
 			mark = "✓"
 		case cluster.PhaseFailed:
 			mark = "✗"

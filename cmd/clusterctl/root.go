@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,8 +30,12 @@ type globals struct {
 	verbose bool
 	profile string
 	region  string
-	stdout  io.Writer
-	stderr  io.Writer
+	// lockTimeout is --lock-timeout; command the running command's path
+	// ("clusterctl up"), named in the cluster's lock while it holds it.
+	lockTimeout time.Duration
+	command     string
+	stdout      io.Writer
+	stderr      io.Writer
 }
 
 // defaultConfig is the config file read when --config is not given.
@@ -51,6 +56,9 @@ cluster's encrypted gossip membership — never by polling SSH.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log details to stderr")
 	root.PersistentFlags().StringVar(&g.profile, "profile", "", "cloud credentials profile (ec2: shared config profile); overrides the config")
 	root.PersistentFlags().StringVar(&g.region, "region", "", "cloud region (ec2, openstack); overrides the config")
+	root.PersistentFlags().DurationVar(&g.lockTimeout, "lock-timeout", cluster.DefaultLockTimeout,
+		"how long a command that changes the cluster (up, down, stop, start, restart, scale, repair, key rotate) waits for another one on it; 0 fails at once")
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) { g.command = cmd.CommandPath() }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usererr.BadInput("see `"+c.CommandPath()+" --help`", "%w", err)
 	})
@@ -58,6 +66,7 @@ cluster's encrypted gossip membership — never by polling SSH.`,
 	root.SetErr(g.stderr)
 	root.AddCommand(newUp(g), newDown(g), newStatus(g), newRender(g), newKey(g), newVersion(g))
 	root.AddCommand(newSSH(g), newCp(g), newLogs(g))
+	root.AddCommand(newStop(g), newStart(g), newRestart(g), newScale(g), newRepair(g))
 	return root
 }
 
@@ -178,6 +187,10 @@ func (g *globals) manager(r cluster.Reporter) (*cluster.Manager, error) {
 		return nil, err
 	}
 	m.Profile, m.Region = g.profile, g.region
+	if g.lockTimeout < 0 {
+		return nil, usererr.BadInput("give --lock-timeout a duration of 0 or more, like 5m (0: fail at once)", "--lock-timeout %s is negative", g.lockTimeout)
+	}
+	m.LockTimeout, m.Command = g.lockTimeout, g.command
 	return m, nil
 }
 
