@@ -453,7 +453,7 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 		Key:       a.key,
 		Port:      m.Cfg.Gossip.Port,
 		Seeds:     seedList,
-		HostsFile: "/etc/hosts",
+		HostsFile: cloudinit.AgentHostsPath,
 		Domain:    m.Cfg.DomainFor(m.Cluster),
 	}
 	in := cloudinit.Input{
