@@ -90,22 +90,22 @@ func Check(v string) error {
 	v, _, _ = strings.Cut(v, " ")
 	got, err := parse(v)
 	if err != nil {
-		return fmt.Errorf("Go %s: cannot tell whether it has the crypto/tls and crypto/x509 security fixes: %w", v, err)
+		return fmt.Errorf("toolchain %s: cannot tell whether it has the crypto/tls and crypto/x509 security fixes: %w", v, err)
 	}
 	line := fmt.Sprintf("go%d.%d", got.major, got.minor)
 	r, ok := Patched[line]
 	switch {
 	case !ok:
-		return fmt.Errorf("Go %s: the %s line is not in internal/toolchain's list; check the Go security releases for crypto/tls and crypto/x509 and add it", v, line)
+		return fmt.Errorf("toolchain %s: the %s line is not in internal/toolchain's list; check the Go security releases for crypto/tls and crypto/x509 and add it", v, line)
 	case r.Minimum == "":
-		return fmt.Errorf("Go %s: the %s line gets no more security fixes (%s); use a supported Go", v, line, r.Why)
+		return fmt.Errorf("toolchain %s: the %s line gets no more security fixes (%s); use a supported Go", v, line, r.Why)
 	}
 	min, err := parse(r.Minimum)
 	if err != nil {
 		return fmt.Errorf("internal/toolchain: %s: %w", line, err)
 	}
 	if got.less(min) {
-		return fmt.Errorf("Go %s lacks security fixes to crypto/tls or crypto/x509: use %s or later (%s)", v, r.Minimum, r.Why)
+		return fmt.Errorf("toolchain %s lacks security fixes to crypto/tls or crypto/x509: use %s or later (%s)", v, r.Minimum, r.Why)
 	}
 	return nil
 }
