@@ -20,6 +20,11 @@ const (
 	AgentUnitPath   = "/etc/systemd/system/clusterctl-agent.service"
 	AgentUnitName   = "clusterctl-agent.service"
 	AgentBinaryPath = "/usr/local/bin/clusterctl-agent"
+	// AgentHostsPath is the file the agent keeps up to date (its config's
+	// hosts_file): the install command copies what cloud-init wrote to
+	// HostsPath there and makes HostsPath a symbolic link to it, so the
+	// agent, sandboxed, writes in a directory it owns and never in /etc.
+	AgentHostsPath = "/var/lib/clusterctl-agent-hosts/hosts"
 )
 
 // The markers around the block of /etc/hosts that lists the other cluster

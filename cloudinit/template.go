@@ -28,7 +28,8 @@ type TemplateData struct {
 	AgentConfig string
 	AgentUnit   string // the systemd unit that runs the agent
 	// AgentInstall is the runcmd entry (an argv list) that installs the
-	// agent binary, or nil when the agent is preinstalled.
+	// agent binary (checks it, when preinstalled) and sets up its user,
+	// group and hosts file (see templates.InstallAgent).
 	AgentInstall  []string
 	AgentUnitName string
 	Paths         TemplatePaths
@@ -83,13 +84,10 @@ func newTemplateData(in Input) TemplateData {
 // agentInstall returns the runcmd argv that installs the agent.
 func agentInstall(a AgentSource) []string {
 	argv := []string{"sh", "-ec", templates.InstallAgent(), "clusterctl-agent-install", a.Kind}
-	switch a.Kind {
-	case AgentSeed:
-		return argv
-	case AgentURL:
+	if a.Kind == AgentURL {
 		return append(argv, a.URL, strings.ToLower(a.SHA256))
 	}
-	return nil
+	return argv
 }
 
 // hostsFile renders /etc/hosts. The node's name maps to its cluster address

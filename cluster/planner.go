@@ -468,7 +468,7 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 		Handlers:  m.Cfg.agentHandlers(),
 		Port:      m.Cfg.Gossip.Port,
 		Seeds:     seedList,
-		HostsFile: "/etc/hosts",
+		HostsFile: cloudinit.AgentHostsPath,
 		Domain:    m.Cfg.DomainFor(m.Cluster),
 	}
 	in := cloudinit.Input{

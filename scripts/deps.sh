@@ -7,11 +7,12 @@
 #   iproute2, procps             network namespaces, bridges, taps; pgrep in the e2e test
 #   nftables                     NAT and drop rules of the network-namespace test labs (test/natlab)
 #   openssh-client, openssh-server  `clusterctl ssh`/`cp` run ssh and scp; tests run a real sshd on loopback
+#   systemd                      systemd-analyze scores the agent's unit (cloudinit's TestAgentUnitSecurityScore)
 #   moto[server] (pip)           EC2 and S3 API emulator for the EC2 provider's tests
 # Go itself must already be installed (see go.mod for the version).
 set -eu
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo $0)" >&2; exit 1; }
-pkgs="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs cloud-init iproute2 procps nftables openssh-client openssh-server"
+pkgs="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs cloud-init iproute2 procps nftables openssh-client openssh-server systemd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

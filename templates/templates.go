@@ -31,10 +31,14 @@ func UserData() string { return userData }
 func AgentUnit() string { return agentUnit }
 
 // InstallAgent returns the /bin/sh script (POSIX sh, no bash-isms) that
-// installs the agent binary. It is run as
+// installs the agent binary and what its unit expects. It is run as
 //
 //	sh -ec SCRIPT clusterctl-agent-install KIND [URL SHA256]
 //
-// where KIND is "seed" (copy the file "agent" from the NoCloud seed ISO) or
-// "url" (download URL, check it against SHA256, only then install).
+// where KIND is "seed" (copy the file "agent" from the NoCloud seed ISO),
+// "url" (download URL, check it against SHA256, only then install) or
+// "preinstalled" (check that the image has it). Then it makes the system
+// user clusterctl-agent in the group clusterctl and turns /etc/hosts into a
+// symbolic link to /var/lib/clusterctl-agent-hosts/hosts, the one file
+// outside its state directory that the sandboxed agent may write.
 func InstallAgent() string { return installAgent }

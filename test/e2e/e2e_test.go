@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,8 @@ cloudinit:
   extra: |
     runcmd:
       - [sh, -c, 'echo "E2E-HOSTNAME $(hostname)" > /dev/ttyS0; sed "s/^/E2E-HOSTS /" /etc/hosts > /dev/ttyS0']
+      # The agent's unit as systemd loaded it: its exposure level.
+      - [sh, -c, 'systemd-analyze security --no-pager clusterctl-agent.service 2>&1 | grep "Overall exposure level" | sed "s/^/E2E-SECURITY /" > /dev/ttyS0']
 qemu:
   image: %s/disk.raw
   image_format: raw
@@ -254,6 +257,9 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 	}
 
+	for _, name := range []string{"red", "blue"} {
+		e.checkLeastPrivilege(ctx, name)
+	}
 	e.checkSSH(ctx)
 
 	if _, err := e.cli(ctx, "down", "blue"); err != nil {
@@ -262,6 +268,15 @@ func TestClusterLifecycle(t *testing.T) {
 	st = e.status(ctx)
 	if len(st.Nodes) != 1 || st.Nodes[0].Name != "red" || st.Nodes[0].Gossip != "alive" {
 		t.Errorf("status after down blue: %+v, want only red, alive", st.Nodes)
+	}
+	// red's agent, sandboxed, took blue out of red's /etc/hosts (through
+	// the link to the file in the directory it owns).
+	// The rewrite follows blue's leave event: wait for it (at most 60 s).
+	wait := fmt.Sprintf("for i in $(seq 60); do grep -q '^%s ' /etc/hosts || break; sleep 1; done", addr["blue"])
+	if out, err := e.cli(ctx, "ssh", "red", "--", wait+"; cat /etc/hosts; sudo journalctl -u clusterctl-agent --no-pager -o cat | grep 'update hosts file' || true"); err != nil {
+		t.Error(err)
+	} else if strings.Contains(out, addr["blue"]+" ") || strings.Contains(out, "update hosts file") {
+		t.Errorf("red's /etc/hosts after down blue still lists blue, or the agent could not write it:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(e.home, "clusters", "e2e", "nodes", "blue")); !os.IsNotExist(err) {
 		t.Errorf("blue's files are still there after down blue")
@@ -341,6 +356,87 @@ func (e *env) checkSSH(ctx context.Context) {
 		}
 	}
 }
+
+// maxExposure is the highest `systemd-analyze security` exposure level the
+// agent's unit may have.
+const maxExposure = 2.0
+
+// exposureLine matches the E2E-SECURITY line the extra runcmd prints.
+var exposureLine = regexp.MustCompile(`E2E-SECURITY .*Overall exposure level for clusterctl-agent\.service: ([0-9]+\.[0-9]+)`)
+
+// checkLeastPrivilege checks on node name that the agent runs as its own
+// user, with no capability, no new privileges and a seccomp filter; that
+// its state is 0700/0600 and the agent's; that its config stays root's and
+// 0600; that /etc/hosts is a link to the file the agent owns, which every
+// user can read; and that systemd-analyze security scored the unit at most
+// maxExposure (the line on the console).
+func (e *env) checkLeastPrivilege(ctx context.Context, name string) {
+	t := e.t
+	t.Helper()
+	m := exposureLine.FindStringSubmatch(e.console(name))
+	if m == nil {
+		t.Errorf("%s's console shows no systemd-analyze security result:\n%s", name, grepLines(e.console(name), "E2E-"))
+	} else {
+		score, _ := strconv.ParseFloat(m[1], 64)
+		t.Logf("%s: systemd-analyze security clusterctl-agent: exposure %.1f", name, score)
+		if score > maxExposure {
+			t.Errorf("%s: the agent's unit has exposure %.1f, want %.1f or less", name, score, maxExposure)
+		}
+	}
+
+	script := `pid=$(systemctl show -p MainPID --value clusterctl-agent)
+stat -c 'PROC %U %G' /proc/$pid
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$pid/status | sed 's/^/STATUS /'
+find /var/lib/clusterctl-agent -printf 'STATE %y %m %u %p\n'
+stat -c 'FILE %a %U %G %n' /etc/clusterctl/agent.json /var/lib/clusterctl-agent-hosts /var/lib/clusterctl-agent-hosts/hosts
+stat -L -c 'FILE %a %U %G %n' /run/cloud-init/instance-data.json
+echo "LINK $(readlink /etc/hosts)"
+echo "AGENT-READS-CONFIG $(setpriv --reuid=clusterctl-agent --regid=clusterctl --clear-groups cat /etc/clusterctl/agent.json >/dev/null 2>&1 && echo yes || echo no)"`
+	out, err := e.cli(ctx, "ssh", name, "--", "sudo sh -c "+shellQuote(script)+"; echo RESOLVE $(getent hosts "+name+")")
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	t.Logf("%s: the agent's privileges and files:\n%s", name, out)
+	has := func(line string) {
+		t.Helper()
+		if !regexp.MustCompile(`(?m)^` + line + `$`).MatchString(out) {
+			t.Errorf("%s: no line matching %q in:\n%s", name, line, out)
+		}
+	}
+	has(`PROC clusterctl-agent clusterctl`)
+	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		has(`STATUS ` + c + `:\s+0{16}`)
+	}
+	has(`STATUS NoNewPrivs:\s+1`)
+	has(`STATUS Seccomp:\s+2`)
+	has(`STATE d 700 clusterctl-agent /var/lib/clusterctl-agent`)
+	states := 0
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 5 || f[0] != "STATE" {
+			continue
+		}
+		states++
+		if want := map[string]string{"d": "700", "f": "600"}[f[1]]; f[2] != want || f[3] != "clusterctl-agent" {
+			t.Errorf("%s: %s is type %s, mode %s, owner %s; want mode %s, owner clusterctl-agent", name, f[4], f[1], f[2], f[3], want)
+		}
+	}
+	if states < 2 {
+		t.Errorf("%s: the agent's state directory holds nothing:\n%s", name, out)
+	}
+	has(`FILE 600 root root /etc/clusterctl/agent.json`)
+	has(`AGENT-READS-CONFIG no`)
+	has(`FILE 755 clusterctl-agent clusterctl /var/lib/clusterctl-agent-hosts`)
+	has(`FILE 644 clusterctl-agent clusterctl /var/lib/clusterctl-agent-hosts/hosts`)
+	has(`FILE 644 root root /run/cloud-init/instance-data.json`)
+	has(`LINK /var/lib/clusterctl-agent-hosts/hosts`)
+	// The login user (not root) resolves the node's name through the link.
+	has(`RESOLVE 192\.168\.56\.[0-9]+\s+` + name + `\..*`)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func tailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
