@@ -1,5 +1,11 @@
 # clusterctl — build, test and demo targets. `make help` lists them.
 GO      ?= go
+# go.mod's toolchain line names a Go with every crypto/tls and crypto/x509
+# fix (internal/toolchain); "auto" makes go fetch it through the module
+# proxy when the installed one is older (a machine whose go.env says
+# "local" would build with an unpatched Go, and TestBuiltWithPatchedGo
+# fails then).
+export GOTOOLCHAIN ?= auto
 BIN     ?= bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
