@@ -259,6 +259,7 @@ func TestClusterLifecycle(t *testing.T) {
 
 	for _, name := range []string{"red", "blue"} {
 		e.checkLeastPrivilege(ctx, name)
+		e.checkEnrolment(ctx, name, addr[name])
 	}
 	e.checkSSH(ctx)
 
