@@ -265,7 +265,7 @@ func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 		t.Fatalf("nonce new while only the old red exists: err = %v, want deadline exceeded", err)
 	}
 	old.stop(t)
-	waitMember(ctx, t, view, "red", func(m Member) bool { return m.State == StateDead })
+	waitMember(ctx, t, view, "red", func(m Member) bool { return m.State == StateFailed })
 
 	// ... and is re-created at another address (port) with a new nonce.
 	newCfg := testConfig("red")
@@ -280,7 +280,7 @@ func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 		t.Errorf("nonce new = %+v, want the new red at port %d", m, portOf(t, fresh.addr))
 	}
 	// The old nonce is still known, as it was last seen.
-	if m, err := nonceIn(ctx, view, "old"); err != nil || m.State != StateDead || m.Port != portOf(t, old.addr) {
+	if m, err := nonceIn(ctx, view, "old"); err != nil || m.State != StateFailed || m.Port != portOf(t, old.addr) {
 		t.Errorf("nonce old = %+v, %v; want the old red, dead", m, err)
 	}
 }
@@ -575,7 +575,7 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	// red loses power; blue is alone and declares it dead.
 	red.stop(t)
 	if _, err := blue.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-		return Member{}, tb.members["red"].State == StateDead, nil
+		return Member{}, tb.members["red"].State == StateFailed, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -633,7 +633,7 @@ func TestRestartWithLostSnapshotRejoinsRememberedMembers(t *testing.T) {
 	}
 
 	blue.stop(t)
-	waitState(ctx, t, red.tbl(), "blue", StateDead)
+	waitState(ctx, t, red.tbl(), "blue", StateFailed)
 	// What kill -9 leaves when serf had not flushed its buffered lines.
 	if err := os.Truncate(filepath.Join(blueCfg.StateDir, snapshotFile), 0); err != nil {
 		t.Fatal(err)

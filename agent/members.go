@@ -20,8 +20,6 @@ const (
 	StateLeaving = string(nodeapi.StatusLeaving)
 	StateLeft    = string(nodeapi.StatusLeft)
 	StateFailed  = string(nodeapi.StatusFailed)
-	// StateDead is the old name of StateFailed.
-	StateDead = StateFailed
 )
 
 // Member is one member of the cluster as an agent sees it.

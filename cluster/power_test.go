@@ -111,7 +111,7 @@ func TestStopStart(t *testing.T) {
 	if b.exited(before.InstanceID) {
 		t.Error("blue's agent left: stop asked it to leave")
 	}
-	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipDead }, "gossip holds blue failed")
+	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
 	r := row(t, m, "blue")
 	if r.ProviderState != string(provider.StateStopped) || r.Phase != cluster.PhaseStopped {
 		t.Errorf("status of stopped blue: %+v", r)
@@ -257,7 +257,7 @@ func TestRepairVanished(t *testing.T) {
 
 	p.Vanish(old.InstanceID)
 	waitFor(t, ctx, func() bool {
-		return !strings.Contains(b.hostsOf("red"), " blue.test.internal blue") || row(t, m, "blue").Gossip == cluster.GossipDead
+		return !strings.Contains(b.hostsOf("red"), " blue.test.internal blue") || row(t, m, "blue").Gossip == cluster.GossipFailed
 	},
 		"red notices blue gone")
 	rep, err = m.Repair(ctx, cluster.RepairRequest{DryRun: true, FailedFor: time.Hour})
@@ -305,7 +305,7 @@ func TestRepairFailedFor(t *testing.T) {
 	st, _ := m.Store.Load()
 	old := *st.Node("blue")
 	_ = b.powerOff(context.Background(), old.InstanceID) // the agent dies; the provider still says running
-	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipDead }, "gossip holds blue failed")
+	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
 	st, _ = m.Store.Load()
 	seen := st.Node("blue").FailedSince
 	if seen.IsZero() {

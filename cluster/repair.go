@@ -137,7 +137,7 @@ func (m *Manager) decide(ctx context.Context, p provider.Provider, n Node, g Gos
 		a.Reason = fmt.Sprintf("left alone: its machine is %s (start it with `clusterctl start %s`)", a.ProviderState, n.Name)
 		return a
 	}
-	if g != GossipDead && g != GossipGone {
+	if g != GossipFailed && g != GossipNotSeen {
 		a.Reason = fmt.Sprintf("left alone: the provider says %s, gossip says %s", a.ProviderState, g)
 		return a
 	}
@@ -176,7 +176,7 @@ func (m *Manager) noteFailures(seen map[string]GossipState) map[string]time.Time
 	now := m.now().UTC()
 	change := func(n *Node) bool {
 		switch seen[n.Name] {
-		case GossipDead, GossipGone:
+		case GossipFailed, GossipNotSeen:
 			if n.FailedSince.IsZero() {
 				n.FailedSince = now
 				return true

@@ -341,6 +341,6 @@ func gossipState(n Node, members memberView, reached bool) (state GossipState, h
 	case n.JoinedAt.IsZero():
 		return GossipNeverJoined, ""
 	default:
-		return GossipGone, ""
+		return GossipNotSeen, ""
 	}
 }

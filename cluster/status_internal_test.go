@@ -24,8 +24,8 @@ func TestMergeLaggingFollowedNode(t *testing.T) {
 		member("red", "n-red", nodeapi.StatusAlive),
 		member("blue", "n-blue", nodeapi.StatusSuspect),
 	}}
-	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{lagging}), true); got != GossipGone {
-		t.Fatalf("green in the lagging view alone: %s, want %s (the case the merge is for)", got, GossipGone)
+	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{lagging}), true); got != GossipNotSeen {
+		t.Fatalf("green in the lagging view alone: %s, want %s (the case the merge is for)", got, GossipNotSeen)
 	}
 	own := nodeapi.Snapshot{Node: "green", Members: []nodeapi.Member{
 		member("green", "n-green", nodeapi.StatusAlive),
@@ -74,12 +74,12 @@ func TestMergeRuleAliveInAViewThatCounts(t *testing.T) {
 		t.Errorf("alive in a second member's view: %s, want alive", got)
 	}
 	alone := nodeapi.Snapshot{Node: "green", Members: []nodeapi.Member{member("green", "n-green", nodeapi.StatusAlive)}}
-	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{first, alone}), true); got != GossipDead {
-		t.Errorf("alive only alone in its own view: %s, want the first view's %s", got, GossipDead)
+	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{first, alone}), true); got != GossipFailed {
+		t.Errorf("alive only alone in its own view: %s, want the first view's %s", got, GossipFailed)
 	}
 	lost := nodeapi.Snapshot{Node: "red", Members: []nodeapi.Member{member("red", "n-red", nodeapi.StatusAlive)}}
-	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{lost, alone}), true); got != GossipGone {
-		t.Errorf("reported by nobody but itself alone: %s, want %s", got, GossipGone)
+	if got, _ := gossipState(green, mergeViews([]nodeapi.Snapshot{lost, alone}), true); got != GossipNotSeen {
+		t.Errorf("reported by nobody but itself alone: %s, want %s", got, GossipNotSeen)
 	}
 	if got, _ := gossipState(Node{Name: "green", Nonce: "n-green"}, mergeViews([]nodeapi.Snapshot{lost, alone}), true); got != GossipNeverJoined {
 		t.Errorf("never joined, alone in its own view: %s, want %s", got, GossipNeverJoined)

@@ -45,10 +45,10 @@ const (
 	GossipAlive       GossipState = GossipState(nodeapi.StatusAlive)   // a member with the node's nonce is alive
 	GossipSuspect     GossipState = GossipState(nodeapi.StatusSuspect) // a member suspects it; not yet declared failed
 	GossipLeaving     GossipState = GossipState(nodeapi.StatusLeaving) // its leave is under way
-	GossipDead        GossipState = GossipState(nodeapi.StatusFailed)  // it failed without leaving
+	GossipFailed      GossipState = GossipState(nodeapi.StatusFailed)  // it failed without leaving
 	GossipLeft        GossipState = GossipState(nodeapi.StatusLeft)    // it left gracefully
 	GossipNeverJoined GossipState = "never-joined"                     // no join with this node's nonce was ever seen
-	GossipGone        GossipState = "not-seen"                         // it had joined, but no member reports it now
+	GossipNotSeen     GossipState = "not-seen"                         // it had joined, but no member reports it now
 	GossipStale       GossipState = "stale"                            // a member has the name but another nonce
 	GossipUnreachable GossipState = "unreachable"                      // no node's API answered within one connect timeout
 	GossipUnknown     GossipState = "unknown"                          // not asked (a stray machine)
