@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -180,4 +181,75 @@ func BenchmarkPollBaseline(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(percentile(lat, 50), "p50-ms")
 	b.ReportMetric(percentile(lat, 99), "p99-ms")
+}
+
+// BenchmarkBatchStart starts a batch of agents in one process with the
+// production timing (DefaultTiming), the first alone and the others with
+// its address as seed, spread evenly over BATCH_SPREAD (default 10 s), and
+// waits until every agent sees all of them alive. Run it with a CPU
+// profile to see what a start costs:
+//
+//	BATCH_N=50 go test -run '^$' -bench BatchStart -benchtime 1x -cpuprofile /tmp/start.prof ./agent/
+//	go tool pprof -top /tmp/start.prof
+//
+// BATCH_N is the batch's size (default 50).
+func BenchmarkBatchStart(b *testing.B) {
+	n, spread := 50, 10*time.Second
+	if v, err := strconv.Atoi(os.Getenv("BATCH_N")); err == nil && v > 1 {
+		n = v
+	}
+	if v, err := time.ParseDuration(os.Getenv("BATCH_SPREAD")); err == nil && v >= 0 {
+		spread = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	defer running.Wait()
+	defer cancel()
+	var tables []*memberTable
+	var seed string
+	start := time.Now()
+	for i := range n {
+		cfg := testConfig(fmt.Sprintf("b%d", i))
+		cfg.Timing = Timing{} // production
+		cfg.Port = freePort(b)
+		if i == 0 {
+			seed = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
+		} else {
+			cfg.Seeds = []string{seed}
+		}
+		a, err := newAgent(issued(cfg), nil, defaultOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		running.Add(1)
+		go func() { defer running.Done(); _ = a.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		var g *gossip
+		for g == nil && time.Now().Before(deadline) {
+			if g, err = a.gossipOrErr(); err != nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if g == nil {
+			b.Fatalf("agent %d did not start its gossip: %v", i, err)
+		}
+		tables = append(tables, g.table)
+		time.Sleep(time.Until(start.Add(spread * time.Duration(i+1) / time.Duration(n))))
+	}
+	last := time.Now()
+	all := func() bool {
+		for _, t := range tables {
+			if t.aliveOthers("") != n {
+				return false
+			}
+		}
+		return true
+	}
+	for !all() {
+		if time.Since(last) > 2*time.Minute {
+			b.Fatal("the batch did not converge in 2 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("\n%d agents started over %v; all see all %v after the last start\n", n, last.Sub(start).Round(time.Millisecond), time.Since(last).Round(time.Millisecond))
 }

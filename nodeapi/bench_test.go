@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,11 +47,39 @@ func BenchmarkDetection(b *testing.B) {
 	if ProductTiming == nil {
 		b.Fatal("ProductTiming is not set: the benchmark would not measure the agent's timing")
 	}
-	opt := serfOptions{tune: ProductTiming}
+	st := &stamps{at: map[string]time.Time{}}
+	opt := serfOptions{tune: func(sc *serf.Config) {
+		ProductTiming(sc)
+		sc.Merge = stampMerge{node: sc.NodeName, st: st}
+	}}
 	c := newTestCluster(b, 3, opt)
+	for _, nd := range c.nodes {
+		nd.m.mu.Lock()
+		name := nd.name
+		nd.m.taken = func(ev Event) {
+			if ev.Type == EventJoin {
+				st.mark(name, "taken", ev.Member.Name, time.Now())
+			}
+		}
+		nd.m.mu.Unlock()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := c.client.Follow(ctx)
+	// The reader notes when Follow delivers each join, whatever the
+	// benchmark's own goroutine is doing (it waits in the joiner's Join,
+	// which can return after the followed node has long passed the join on).
+	raw := c.client.Follow(ctx)
+	updates := make(chan Update, 4096)
+	go func() {
+		defer close(updates)
+		for u := range raw {
+			if u.Kind == UpdateEvent && u.Event.Type == EventJoin {
+				st.mark(u.From.Name, "client", u.Event.Member.Name, time.Now())
+				st.mark(u.From.Name, "event", u.Event.Member.Name, u.Event.Time)
+			}
+			updates <- u
+		}
+	}()
 	first := next(b, updates, 10*time.Second)
 	followed := c.node(first.From.Name)
 	var other *testNode
@@ -73,6 +102,7 @@ func BenchmarkDetection(b *testing.B) {
 				resyncs++
 				for _, m := range u.Snapshot.Members {
 					if m.Name == name && m.Status == StatusAlive {
+						st.mark(u.From.Name, "client", name, time.Now())
 						return true
 					}
 				}
@@ -81,8 +111,10 @@ func BenchmarkDetection(b *testing.B) {
 		}
 	}
 	missed := map[string]int{}
+	var stages []stageTimes // joins at the followed node, stage by stage
 	// keep: leave the joiners running (no port of a left member is reused
 	// by the next joiner).
+	var afterJoin []time.Duration // as the benchmark measured before: until its goroutine, back from Join, read it
 	measure := func(label string, at *testNode, joins int, keep bool) []time.Duration {
 		var out []time.Duration
 		for i := range joins {
@@ -90,6 +122,7 @@ func BenchmarkDetection(b *testing.B) {
 			m := startSerf(b, name, "nonce-"+name, opt)
 			t0 := time.Now()
 			m.join(b, at.m)
+			joined := time.Now()
 			if !waitUpdate(updates, 10*time.Second, knows(name)) {
 				// The followed node's serf never learnt of it: a gossip
 				// matter (counted), not the API's.
@@ -99,7 +132,13 @@ func BenchmarkDetection(b *testing.B) {
 				}
 				continue
 			}
-			out = append(out, time.Since(t0))
+			// From the join's start until Follow delivered it (not
+			// until this goroutine, held in Join, read it).
+			out = append(out, st.get(followed.name, "client", name).Sub(t0))
+			if at == followed {
+				afterJoin = append(afterJoin, time.Since(t0))
+				stages = append(stages, st.times(at.name, name, t0, joined))
+			}
 			if !keep {
 				go func() { m.s.Leave(); m.s.Shutdown() }()
 			}
@@ -165,12 +204,14 @@ func BenchmarkDetection(b *testing.B) {
 		fmt.Printf("| %s | %d | %v | %v | %v |\n", what, len(d), round(q(0.5)), round(q(0.99)), round(d[len(d)-1]))
 	}
 	row(fmt.Sprintf("join at the followed node → client knows (%d of %d never learnt by its serf in 10 s)", missed["f"], joins), atFollowed)
+	row("the same joins, until the benchmark's goroutine, back from the joiner's Join, read it (how this row was measured before)", afterJoin)
 	row(fmt.Sprintf("join at another node → client knows, gossip first (%d of %d never learnt by the followed node's serf in 10 s)", missed["o"], otherJoins), atOther)
 	row("3-second poll model (0–3 s wait + one API connection)", poll)
 	row("one API connection + members (poll's cost)", conn)
 	row("status: Members, 100 reachable nodes", status)
 	fmt.Printf("| status: Members, 100 silent nodes (connect timeout %v) | 1 | %v | | |\n\n", DefaultConnectTimeout, round(unreach))
 	fmt.Printf("streams re-established during the joins: %d\n", resyncs)
+	printStages(stages)
 	slices.Sort(atFollowed)
 	b.ReportMetric(float64(atFollowed[len(atFollowed)*99/100].Microseconds())/1000, "p99-ms")
 }
@@ -202,4 +243,89 @@ func round(d time.Duration) time.Duration {
 	default:
 		return d.Round(10 * time.Microsecond)
 	}
+}
+
+// stamps records when each stage of the join detection first saw a member
+// (by node, stage and member name).
+type stamps struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (s *stamps) mark(node, stage, member string, t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := node + "|" + stage + "|" + member
+	if _, ok := s.at[k]; !ok {
+		s.at[k] = t
+	}
+}
+
+func (s *stamps) get(node, stage, member string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at[node+"|"+stage+"|"+member]
+}
+
+// stampMerge is a serf merge delegate that notes when node's memberlist
+// first hands serf a member: from the join's push/pull (NotifyMerge) or
+// from an alive broadcast (NotifyAlive). It admits every member.
+type stampMerge struct {
+	node string
+	st   *stamps
+}
+
+func (d stampMerge) NotifyMerge(ms []*serf.Member) error {
+	now := time.Now()
+	for _, m := range ms {
+		d.st.mark(d.node, "merge", m.Name, now)
+	}
+	return nil
+}
+
+// stageTimes is one join at the followed node, stage by stage.
+type stageTimes struct {
+	t0, joined, merge, event, taken, client time.Time
+}
+
+func (s *stamps) times(node, member string, t0, joined time.Time) stageTimes {
+	return stageTimes{t0: t0, joined: joined, merge: s.get(node, "merge", member), event: s.get(node, "event", member),
+		taken: s.get(node, "taken", member), client: s.get(node, "client", member)}
+}
+
+// printStages prints where the time of the joins at the followed node
+// went: each stage's share, and the slowest joins stage by stage.
+func printStages(all []stageTimes) {
+	if len(all) == 0 {
+		return
+	}
+	stages := []struct {
+		what string
+		d    func(stageTimes) time.Duration
+	}{
+		{"join started → the joiner's Join returned", func(s stageTimes) time.Duration { return s.joined.Sub(s.t0) }},
+		{"join started → the followed node's memberlist handed it to serf (merge delegate)", func(s stageTimes) time.Duration { return s.merge.Sub(s.t0) }},
+		{"memberlist → serf's join event read off serf's event channel", func(s stageTimes) time.Duration { return s.event.Sub(s.merge) }},
+		{"serf's event → the API server took it", func(s stageTimes) time.Duration { return s.taken.Sub(s.event) }},
+		{"the server took it → the client's Follow delivered it", func(s stageTimes) time.Duration { return s.client.Sub(s.taken) }},
+		{"total", func(s stageTimes) time.Duration { return s.client.Sub(s.t0) }},
+	}
+	fmt.Printf("\n| stage (joins at the followed node) | n | p50 | p99 | max |\n|---|---|---|---|---|\n")
+	for _, sg := range stages {
+		var d []time.Duration
+		for _, s := range all {
+			d = append(d, sg.d(s))
+		}
+		slices.Sort(d)
+		q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+		fmt.Printf("| %s | %d | %v | %v | %v |\n", sg.what, len(d), round(q(0.5)), round(q(0.99)), round(d[len(d)-1]))
+	}
+	slices.SortFunc(all, func(a, b stageTimes) int { return int(b.client.Sub(b.t0) - a.client.Sub(a.t0)) })
+	fmt.Printf("\nslowest joins (ms): total = joined + (merge-t0) ... stage by stage\n| total | Join returned | memberlist | serf event | server took | client |\n|---|---|---|---|---|---|\n")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+	for _, s := range all[:min(5, len(all))] {
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", ms(s.client.Sub(s.t0)), ms(s.joined.Sub(s.t0)), ms(s.merge.Sub(s.t0)),
+			ms(s.event.Sub(s.merge)), ms(s.taken.Sub(s.event)), ms(s.client.Sub(s.taken)))
+	}
+	fmt.Println()
 }

@@ -26,6 +26,10 @@ type serfMember struct {
 
 	mu   sync.Mutex
 	subs map[chan Event]struct{}
+
+	// taken, if set (the detection benchmark), is called when a subscriber
+	// (the API server) takes an event off its subscription.
+	taken func(Event)
 }
 
 // serfOptions tune a test member.
@@ -152,6 +156,7 @@ func (m *serfMember) Subscribe(ctx context.Context) ([]Member, <-chan Event) {
 	m.mu.Lock()
 	snap := m.Members()
 	m.subs[ch] = struct{}{}
+	taken := m.taken
 	m.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		m.mu.Lock()
@@ -161,7 +166,28 @@ func (m *serfMember) Subscribe(ctx context.Context) ([]Member, <-chan Event) {
 			close(ch)
 		}
 	})
+	if taken != nil {
+		return snap, handOff(ctx, ch, taken)
+	}
 	return snap, ch
+}
+
+// handOff passes in's events through an unbuffered channel, calling taken
+// with each the moment the reader took it.
+func handOff(ctx context.Context, in <-chan Event, taken func(Event)) <-chan Event {
+	out := make(chan Event)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			select {
+			case out <- ev:
+				taken(ev)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func (m *serfMember) Leave(ctx context.Context, nonce string) error {
