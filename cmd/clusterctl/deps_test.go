@@ -153,3 +153,21 @@ func TestOmittedProviderSaysSo(t *testing.T) {
 		t.Errorf("an omitted provider left state behind: %v", err)
 	}
 }
+
+// The packages under internal/ are the bottom layer: none may import
+// provider (a user error is internal/usererr's; docs/architecture.md).
+func TestInternalImportsNoProvider(t *testing.T) {
+	out := goCmd(t, nil, "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./internal/...")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 5 {
+		t.Fatalf("go list ./internal/... listed %d packages; the listing is wrong:\n%s", len(lines), out)
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if imp == "github.com/clusterctl/clusterctl/provider" || strings.HasPrefix(imp, "github.com/clusterctl/clusterctl/provider/") {
+				t.Errorf("%s imports %s", f[0], imp)
+			}
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 func mustCreate(t *testing.T, cluster string) (*CA, string) {
@@ -121,9 +121,9 @@ func TestLoadErrorsNameTheFileAndAFix(t *testing.T) {
 			_, dir := mustCreate(t, "lab")
 			tt.break_(dir)
 			_, err := Load(dir, tt.cluster)
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
-				t.Fatalf("Load: %v (%T), want *provider.InputError", err, err)
+				t.Fatalf("Load: %v (%T), want *usererr.InputError", err, err)
 			}
 			if !strings.Contains(err.Error(), filepath.Join(dir, tt.file)) && !strings.Contains(err.Error(), tt.file) {
 				t.Errorf("error %q does not name %s", err, tt.file)
@@ -315,7 +315,7 @@ func FuzzLoad(f *testing.F) {
 		if err == nil && !got.cert.Equal(ca.cert) {
 			t.Fatalf("Load accepted a certificate that is not the key's")
 		}
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if err != nil && !errors.As(err, &ie) {
 			t.Fatalf("Load: %v is not an *InputError", err)
 		}

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // The CA's files in the cluster's state directory.
@@ -58,7 +58,7 @@ func Create(dir, cluster string) (*CA, error) {
 // Load reads the CA of cluster from dir. A missing, unreadable or corrupt
 // file, a key readable by others than its owner, a certificate of another
 // cluster or a key that does not match the certificate is an
-// *provider.InputError that names the file and says what to do.
+// *usererr.InputError that names the file and says what to do.
 func Load(dir, cluster string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
 	restore := fmt.Sprintf("restore %s and %s from a backup of %s: the cluster's nodes trust only the CA they were given, so clusterctl never makes a new one for an existing cluster (if the cluster has no nodes, remove both files and run `clusterctl up` again)",
@@ -66,37 +66,37 @@ func Load(dir, cluster string) (*CA, error) {
 
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return nil, provider.BadInput(restore, "CA certificate of cluster %q: %w", cluster, err)
+		return nil, usererr.BadInput(restore, "CA certificate of cluster %q: %w", cluster, err)
 	}
 	cert, err := decodeCert(certPEM)
 	if err != nil {
-		return nil, provider.BadInput(restore, "CA certificate %s of cluster %q is corrupt: %w", certPath, cluster, err)
+		return nil, usererr.BadInput(restore, "CA certificate %s of cluster %q is corrupt: %w", certPath, cluster, err)
 	}
 	if !cert.IsCA || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != cluster {
-		return nil, provider.BadInput(restore, "%s is not the CA certificate of cluster %q (it is %q)", certPath, cluster, cert.Subject.String())
+		return nil, usererr.BadInput(restore, "%s is not the CA certificate of cluster %q (it is %q)", certPath, cluster, cert.Subject.String())
 	}
 	if now := time.Now(); now.After(cert.NotAfter) {
-		return nil, provider.BadInput("the cluster's nodes trust only this CA; make the cluster anew (`clusterctl down --all`, then `clusterctl up`)",
+		return nil, usererr.BadInput("the cluster's nodes trust only this CA; make the cluster anew (`clusterctl down --all`, then `clusterctl up`)",
 			"CA certificate %s of cluster %q expired on %s", certPath, cluster, cert.NotAfter.Format(time.DateOnly))
 	}
 
 	fi, err := os.Stat(keyPath)
 	if err != nil {
-		return nil, provider.BadInput(restore, "CA key of cluster %q: %w", cluster, err)
+		return nil, usererr.BadInput(restore, "CA key of cluster %q: %w", cluster, err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, provider.BadInput(fmt.Sprintf("chmod 600 %s", keyPath), "CA key %s of cluster %q is readable by others (mode %04o)", keyPath, cluster, fi.Mode().Perm())
+		return nil, usererr.BadInput(fmt.Sprintf("chmod 600 %s", keyPath), "CA key %s of cluster %q is readable by others (mode %04o)", keyPath, cluster, fi.Mode().Perm())
 	}
 	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, provider.BadInput(restore, "CA key of cluster %q: %w", cluster, err)
+		return nil, usererr.BadInput(restore, "CA key of cluster %q: %w", cluster, err)
 	}
 	key, err := decodeKey(keyPEM)
 	if err != nil {
-		return nil, provider.BadInput(restore, "CA key %s of cluster %q is corrupt: %w", keyPath, cluster, err)
+		return nil, usererr.BadInput(restore, "CA key %s of cluster %q is corrupt: %w", keyPath, cluster, err)
 	}
 	if !key.PublicKey.Equal(cert.PublicKey) {
-		return nil, provider.BadInput(restore, "CA key %s does not belong to the certificate %s of cluster %q", keyPath, certPath, cluster)
+		return nil, usererr.BadInput(restore, "CA key %s does not belong to the certificate %s of cluster %q", keyPath, certPath, cluster)
 	}
 	return &CA{cluster: cluster, cert: cert, certPEM: certPEM, key: key}, nil
 }

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // ParseCIDRs parses the entries of an allow-list such as ec2.api_from.
@@ -15,7 +15,7 @@ import (
 // (203.0.113.0/24, 203.0.113.7/32, 2001:db8::/32), written once. The whole
 // internet (0.0.0.0/0, ::/0) is returned as given only because the user
 // listed it; nothing here ever adds it. configKey names the key in errors.
-// All bad entries are reported at once, as one *provider.InputError. No
+// All bad entries are reported at once, as one *usererr.InputError. No
 // entries give an empty result: the caller decides what that means (Resolve
 // detects this machine's address).
 func ParseCIDRs(configKey string, entries []string) ([]netip.Prefix, error) {
@@ -37,7 +37,7 @@ func ParseCIDRs(configKey string, entries []string) ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	if len(errs) > 0 {
-		return nil, provider.BadInput(
+		return nil, usererr.BadInput(
 			fmt.Sprintf("list networks in CIDR form with no host bits set, each once, e.g. %s: [203.0.113.7/32, 198.51.100.0/24]", configKey),
 			"%w", errors.Join(errs...))
 	}
@@ -68,7 +68,7 @@ func parseCIDR(raw string) (netip.Prefix, error) {
 
 // Resolve returns the allow-list for configKey: the parsed entries when the
 // user listed any, else this machine's detected public address (Detect).
-// Either way a problem is a *provider.InputError that names configKey.
+// Either way a problem is a *usererr.InputError that names configKey.
 func Resolve(ctx context.Context, configKey string, entries []string, opts Options) ([]netip.Prefix, error) {
 	if len(entries) > 0 {
 		return ParseCIDRs(configKey, entries)

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // EnvURL names the environment variable that replaces DefaultURLs: one or
@@ -65,12 +65,12 @@ type Options struct {
 // Detect asks the endpoints in order and returns the first valid answer as a
 // single-address prefix (/32 or /128). configKey is the configuration key the
 // result is a default for (e.g. "ec2.api_from"); it is named in the error's
-// fix when nothing could be detected, which is then a *provider.InputError.
+// fix when nothing could be detected, which is then a *usererr.InputError.
 // A cancelled ctx returns ctx's error, not bad input.
 func Detect(ctx context.Context, configKey string, opts Options) (netip.Prefix, error) {
 	urls, err := endpoints(opts.URLs)
 	if err != nil {
-		return netip.Prefix{}, provider.BadInput(
+		return netip.Prefix{}, usererr.BadInput(
 			fmt.Sprintf("set %s to http:// or https:// URLs of endpoints that answer with your address, or unset it and set %s to a CIDR like 203.0.113.7/32", EnvURL, configKey),
 			"%s: %w", EnvURL, err)
 	}
@@ -98,7 +98,7 @@ func Detect(ctx context.Context, configKey string, opts Options) (netip.Prefix, 
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u, err))
 	}
-	return netip.Prefix{}, provider.BadInput(
+	return netip.Prefix{}, usererr.BadInput(
 		fmt.Sprintf("set %s to the CIDR(s) allowed to reach the nodes, e.g. %s: [203.0.113.7/32] with your public address (or set %s to an endpoint that answers with it)", configKey, configKey, EnvURL),
 		"%s is not set and this machine's public address could not be detected: %w", configKey, errors.Join(errs...))
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // answering starts a loopback server that answers every GET with status and
@@ -32,11 +32,11 @@ func answering(t *testing.T, status int, body string) (*httptest.Server, *int) {
 	return srv, n
 }
 
-func inputError(t *testing.T, err error) *provider.InputError {
+func inputError(t *testing.T, err error) *usererr.InputError {
 	t.Helper()
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) {
-		t.Fatalf("error %v (%T) is not a *provider.InputError", err, err)
+		t.Fatalf("error %v (%T) is not a *usererr.InputError", err, err)
 	}
 	return ie
 }
@@ -211,7 +211,7 @@ func TestDetectCancelledIsNotBadInput(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if errors.As(err, &ie) {
 		t.Errorf("a cancelled detection is reported as bad input: %v", err)
 	}
