@@ -47,6 +47,7 @@ func TestAgentUnitMatchesPaths(t *testing.T) {
 	one("StateDirectory", "clusterctl-agent")
 	one("StateDirectoryMode", "0700")
 	one("ReadWritePaths", filepath.Dir(AgentHostsPath))
+	one("RuntimeDirectory", "clusterctl") // agent.DefaultRunDir, /run/clusterctl: members.json, self.json, agent.sock
 	one("CapabilityBoundingSet", "")
 	one("AmbientCapabilities", "")
 	one("NoNewPrivileges", "yes")
