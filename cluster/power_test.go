@@ -488,3 +488,37 @@ func TestStartRecordsNewPublicAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairMachineStoppedOutside: a machine that stopped without
+// `clusterctl stop` (its QEMU process killed, powered off outside
+// clusterctl) is broken, not stopped on purpose: gossip decides, and repair
+// replaces it; one that `clusterctl stop` stopped is left for start.
+func TestRepairMachineStoppedOutside(t *testing.T) {
+	p, _ := poweredFake(t)
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	upOrFail(t, ctx, m, "red", "blue", "green")
+	st, _ := m.Store.Load()
+	old := *st.Node("blue")
+	if err := p.Stop(ctx, old.InstanceID); err != nil { // not through clusterctl
+		t.Fatal(err)
+	}
+	if _, err := m.Stop(ctx, cluster.PowerRequest{Names: []string{"green"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
+	rep, err := m.Repair(ctx, cluster.RepairRequest{FailedFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range rep.Actions {
+		if want := a.Name == "blue"; a.Replace != want {
+			t.Errorf("repair of %s: replace %v (%s), want %v", a.Name, a.Replace, a.Reason, want)
+		}
+	}
+	st, _ = m.Store.Load()
+	if n := st.Node("blue"); n.Nonce == old.Nonce || n.Phase != cluster.PhaseJoined {
+		t.Errorf("blue after repair: %+v", n)
+	}
+}

@@ -134,8 +134,12 @@ func (m *Manager) decide(ctx context.Context, p provider.Provider, n Node, g Gos
 		}
 		return a
 	case provider.StateStopped, provider.StateStopping:
-		a.Reason = fmt.Sprintf("left alone: its machine is %s (start it with `clusterctl start %s`)", a.ProviderState, n.Name)
-		return a
+		if n.Phase == PhaseStopped || n.Phase == PhaseStopping {
+			a.Reason = fmt.Sprintf("left alone: its machine is %s, as `clusterctl stop` left it (start it with `clusterctl start %s`)", a.ProviderState, n.Name)
+			return a
+		}
+		// Nobody asked clusterctl to stop it: the machine died (a QEMU
+		// process killed, a host powered off); gossip decides as below.
 	}
 	if g != GossipFailed && g != GossipNotSeen {
 		a.Reason = fmt.Sprintf("left alone: the provider says %s, gossip says %s", a.ProviderState, g)
