@@ -261,11 +261,23 @@ func TestClusterLifecycle(t *testing.T) {
 		e.checkLeastPrivilege(ctx, name)
 		e.checkEnrolment(ctx, name, addr[name])
 	}
-	e.checkSSH(ctx)
+	e.checkDayTwo(ctx)
+
+	// The example application (examples/partitions) divides 12 partitions
+	// between the nodes from members.json alone.
+	parts := e.partitions()
+	for _, name := range []string{"red", "blue"} {
+		e.startPartitions(ctx, parts, name)
+	}
+	e.waitOwned(ctx, map[string]int{"red": 6, "blue": 6})
+
+	e.checkSSH(ctx) // replaces blue's host key: no ssh to blue after this
 
 	if _, err := e.cli(ctx, "down", "blue"); err != nil {
 		t.Fatal(err)
 	}
+	took := e.waitOwned(ctx, map[string]int{"red": 12})
+	t.Logf("REBALANCE: red owned all 12 partitions %s after `down blue` returned (at most; each look is an ssh round)", took.Round(time.Second))
 	st = e.status(ctx)
 	if len(st.Nodes) != 1 || st.Nodes[0].Name != "red" || st.Nodes[0].Gossip != "alive" {
 		t.Errorf("status after down blue: %+v, want only red, alive", st.Nodes)
@@ -282,6 +294,14 @@ func TestClusterLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.home, "clusters", "e2e", "nodes", "blue")); !os.IsNotExist(err) {
 		t.Errorf("blue's files are still there after down blue")
 	}
+
+	// blue again: a new node of the same name; 6 and 6 again.
+	if _, err := e.cli(ctx, "up", "blue"); err != nil {
+		t.Fatal(err)
+	}
+	e.startPartitions(ctx, parts, "blue")
+	took = e.waitOwned(ctx, map[string]int{"red": 6, "blue": 6})
+	t.Logf("REBALANCE: red and blue owned 6 partitions each %s after the new blue's application started", took.Round(time.Second))
 
 	if _, err := e.cli(ctx, "down", "--all"); err != nil {
 		t.Fatal(err)
