@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -58,7 +59,10 @@ func listenSocket(path, group string, logger *slog.Logger) (net.Listener, error)
 	if group != "" {
 		if g, err := user.LookupGroup(group); err != nil {
 			logger.Info("socket group does not exist; the socket is for root (and the agent's group) only", "group", group)
-		} else if gid, err := strconv.Atoi(g.Gid); err == nil {
+		} else if gid, err := strconv.Atoi(g.Gid); err == nil && !hasGroup(tmp, gid) {
+			// Under its systemd unit the agent runs with that group
+			// (Group=clusterctl), so the socket has it already, and chown
+			// is refused there (SystemCallFilter ~@privileged).
 			if err := os.Chown(tmp, -1, gid); err != nil {
 				return fail(err)
 			}
@@ -71,6 +75,16 @@ func listenSocket(path, group string, logger *slog.Logger) (net.Listener, error)
 		return fail(err)
 	}
 	return &removingListener{Listener: ln, path: path}, nil
+}
+
+// hasGroup reports whether path's group is gid.
+func hasGroup(path string, gid int) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Gid) == gid
 }
 
 // removingListener removes its socket file when closed.
