@@ -82,7 +82,7 @@ func (m *Manager) enrol(ctx context.Context, c *nodeapi.Client, name string, fai
 			}
 			fail(fmt.Errorf("%w: %s says it is already enrolled, but not with the keys this CLI granted: someone else may have used its bootstrap token (it was readable in the node's user-data before the node enrolled); remove the node with `clusterctl down %s`, check who can read its user-data, and make it again", errEnrolment, name, name))
 			return
-		case errors.Is(err, nodeapi.ErrTokenExpired), errors.Is(err, errEnrolment):
+		case errors.Is(err, nodeapi.ErrTokenExpired), errors.Is(err, errEnrolment) && errors.Is(err, nodeapi.ErrNotGranted):
 			fail(fmt.Errorf("%w: %s: %w", errEnrolment, name, err))
 			return
 		}

@@ -87,6 +87,8 @@ var (
 	ErrEnrolled     = errors.New("the node is already enrolled")
 	ErrTokenExpired = errors.New("the node's bootstrap token has expired")
 	ErrNotEnrolled  = errors.New("the node is not enrolled yet")
+	// ErrNotGranted wraps the CLI's own refusal of an offer (Enrol's issue).
+	ErrNotGranted = errors.New("the offer was not granted")
 )
 
 // Enroller is implemented by a Membership that can enrol (the agent): the
@@ -175,8 +177,10 @@ const enrolTimeout = 30 * time.Second
 // answers: it asks for its offer on one connection, and when issue (which
 // checks the offer's MAC against the connection's exporter, and makes the
 // grant) accepts it, sends the grant on the same connection. It returns
-// the offer issue accepted. An error from issue is returned as it is, with
-// the offer; the node's 409 and 410 wrap ErrEnrolled and ErrTokenExpired.
+// the offer issue accepted. An error from issue is returned wrapped in
+// ErrNotGranted, with the offer; the node's 409 and 410 wrap ErrEnrolled
+// and ErrTokenExpired. An endpoint where no node's enrolment answers (it
+// is unreachable, or something else is there) is skipped for the next.
 func (c *Client) Enrol(ctx context.Context, name string, issue func(o EnrolOffer, exporter []byte) (EnrolGrant, error)) (EnrolOffer, error) {
 	cfg, err := c.creds.EnrolClientTLS()
 	if err != nil {
@@ -188,9 +192,12 @@ func (c *Client) Enrol(ctx context.Context, name string, issue func(o EnrolOffer
 			continue
 		}
 		o, err := c.enrolAt(ctx, ep, cfg, issue)
-		if err == nil || !errors.Is(err, ErrUnreachable) {
+		switch {
+		case err == nil, errors.Is(err, ErrEnrolled), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrNotGranted):
 			return o, err
 		}
+		// Not the node's enrolment here (nothing listens, or something
+		// else answers at this address): the node's next address.
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -224,7 +231,7 @@ func (c *Client) enrolAt(ctx context.Context, ep Endpoint, cfg *tls.Config, issu
 	}
 	g, err := issue(o, exp)
 	if err != nil {
-		return o, err
+		return o, fmt.Errorf("%w: %w", ErrNotGranted, err)
 	}
 	return o, exchange(ctx, conn, ep, http.MethodPost, PathEnrol, g, &struct{}{})
 }

@@ -92,6 +92,11 @@ func osSetup(t *testing.T) *osEnv {
 	e.cloud = openstacktest.New(false)
 	t.Cleanup(e.cloud.Close)
 	e.cloud.AddNetwork("cluster", osClusterCIDR)
+	// The CLI runs on this machine's own network here, and dials each
+	// node's floating IP first: keep them on loopback (nothing listens
+	// there) rather than documentation addresses that would leave the
+	// machine.
+	e.cloud.SetPublicCIDR("127.0.81.0/24")
 
 	// The password lives in secure.yaml, as it should.
 	cdir := t.TempDir()

@@ -259,6 +259,21 @@ func (c *Cloud) seedContents() {
 	c.addGroup("default", "Default security group")
 }
 
+// SetPublicCIDR moves the external network's subnet, which floating IPs
+// come from, to cidr (before any floating IP is made). A test that runs
+// the CLI outside a network namespace gives it a loopback range, so that
+// the CLI's dials of the floating IPs stay on this machine (nothing
+// answers there; the CLI moves on to the fixed address).
+func (c *Cloud) SetPublicCIDR(cidr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.subnets {
+		if s.Name == "public-subnet" {
+			s.CIDR, s.next = netip.MustParsePrefix(cidr), 0
+		}
+	}
+}
+
 // AddNetwork adds a tenant network with one IPv4 subnet and returns its id.
 func (c *Cloud) AddNetwork(name, cidr string) string {
 	c.mu.Lock()
