@@ -26,7 +26,7 @@ help:
 	@echo "make build      build bin/clusterctl and bin/clusterctl-agent (static, linux/amd64)"
 	@echo "make deps       install the Debian packages the tests and demo need (root)"
 	@echo "make unit       vet + staticcheck + unit tests"
-	@echo "make lint       staticcheck (staticcheck.conf) in the default, all-providers-omitted and e2e builds"
+	@echo "make lint       staticcheck (staticcheck.conf) in the default, all-providers-omitted and e2e builds; shellcheck over the shell scripts"
 	@echo "make size       size of the stripped CLI with each provider left out (build tags clusterctl_omit_*)"
 	@echo "make e2e        end-to-end tests: two real QEMU VMs in a private network namespace, EC2 under moto with 2 and 20 instances (root)"
 	@echo "make test       unit + e2e: everything CI runs"
@@ -51,8 +51,12 @@ vet:
 
 # One staticcheck run over three build configurations; it reports a finding
 # once, and an identifier as unused only if no configuration uses it.
+# shellcheck (scripts/deps.sh installs it) over every shell script;
+# install-agent.sh has no shebang (cloud-init runs it with sh -ec).
 lint:
 	printf 'default:\nomitall: -tags $(OMIT_ALL)\ne2e: -tags e2e\n' | $(STATICCHECK) -matrix ./...
+	shellcheck scripts/*.sh test/e2e/*.sh
+	shellcheck --shell=sh templates/install-agent.sh
 
 unit: vet lint
 	$(GO) test -race -count=1 ./...

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/identity"
 	"github.com/clusterctl/clusterctl/internal/ratelog"
@@ -55,7 +57,7 @@ func defaultOptions() options {
 // configured, keeps the hosts file up to date. It implements
 // nodeapi.Membership once Run has started it.
 type Agent struct {
-	cfg      Config
+	cfg      agentconfig.Config
 	creds    identity.Credentials
 	verifier *identity.Verifier
 	// enrolment is the node's bootstrap (nil when its config carries its
@@ -76,11 +78,11 @@ type Agent struct {
 
 // New checks cfg and prepares an agent; Run starts it. A nil logger
 // discards logs.
-func New(cfg Config, logger *slog.Logger) (*Agent, error) {
+func New(cfg agentconfig.Config, logger *slog.Logger) (*Agent, error) {
 	return newAgent(cfg, logger, defaultOptions())
 }
 
-func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
+func newAgent(cfg agentconfig.Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if logger == nil {
 		logger = discardLogger()
 	}
@@ -91,14 +93,14 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
-	meta := Meta{
+	meta := agentconfig.Meta{
 		Cluster:    cfg.Cluster,
 		Name:       cfg.Name,
 		Nonce:      cfg.Nonce,
 		Provider:   cfg.Provider,
 		InstanceID: cfg.InstanceID,
 		Hostname:   hostname,
-		Role:       RoleNode,
+		Role:       agentconfig.RoleNode,
 		AppRole:    cfg.AppRole,
 		Tags:       cfg.Tags,
 	}
@@ -111,7 +113,7 @@ func newAgent(cfg Config, logger *slog.Logger, opts options) (*Agent, error) {
 	if err := meta.CheckBudget(); err != nil {
 		return nil, err
 	}
-	verifier, err := cfg.verifier()
+	verifier, err := cfg.Verifier()
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
@@ -150,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.enrolment.apply(&a.cfg)
 	}
 	var err error
-	if a.creds, err = a.cfg.credentials(); err != nil {
+	if a.creds, err = a.cfg.IdentityCredentials(); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
 	addr, err := a.advertiseAddr(ctx)
@@ -161,8 +163,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tags := cloneTags(a.tags)
-	if tags[TagID], err = a.creds.Tag(addr, a.tags); err != nil {
+	tags := maps.Clone(a.tags)
+	if tags[agentconfig.TagID], err = a.creds.Tag(addr, a.tags); err != nil {
 		return err
 	}
 	g, err := startGossip(gossipConfig{
@@ -393,7 +395,7 @@ type rememberedPeers struct {
 	Peers   []string `json:"peers"` // "addr:port"
 }
 
-func peersPath(cfg Config) string {
+func peersPath(cfg agentconfig.Config) string {
 	if cfg.StateDir == "" {
 		return ""
 	}
@@ -434,7 +436,7 @@ func (a *Agent) rememberLoop(ctx context.Context, table *memberTable, path strin
 	var last []string
 	for {
 		wrote := false
-		members, changed := table.snapshot(RoleNode)
+		members, changed := table.snapshot(agentconfig.RoleNode)
 		var peers []string
 		for _, m := range members {
 			if m.Name != a.cfg.Name && m.State != StateLeft && m.Addr != "" {
@@ -472,7 +474,7 @@ func (a *Agent) hostsLoop(ctx context.Context, table *memberTable) {
 	var last []HostEntry
 	first := true
 	for {
-		members, changed := table.snapshot(RoleNode)
+		members, changed := table.snapshot(agentconfig.RoleNode)
 		var entries []HostEntry
 		for _, m := range members {
 			if InHostsFile(m.State) {

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"io"
 	"log/slog"
@@ -21,6 +23,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
@@ -29,16 +32,19 @@ import (
 // on loopback. The retransmit multiplier stays the product's: with 2, a
 // member that had just joined missed every copy of a key query
 // (TestKeyRotation failed 4 runs in 6).
-func testTiming() Timing {
-	return Timing{
-		ProbeInterval:     Duration(200 * time.Millisecond),
-		ProbeTimeout:      Duration(100 * time.Millisecond),
+// testKey is the gossip key of the test agents.
+var testKey = bytes.Repeat([]byte{0x5a}, 32)
+
+func testTiming() agentconfig.Timing {
+	return agentconfig.Timing{
+		ProbeInterval:     agentconfig.Duration(200 * time.Millisecond),
+		ProbeTimeout:      agentconfig.Duration(100 * time.Millisecond),
 		SuspicionMult:     2,
-		GossipInterval:    Duration(20 * time.Millisecond),
-		PushPullInterval:  Duration(time.Second),
-		TCPTimeout:        Duration(time.Second),
-		ReconnectInterval: Duration(500 * time.Millisecond),
-		DeadNodeReclaim:   Duration(100 * time.Millisecond),
+		GossipInterval:    agentconfig.Duration(20 * time.Millisecond),
+		PushPullInterval:  agentconfig.Duration(time.Second),
+		TCPTimeout:        agentconfig.Duration(time.Second),
+		ReconnectInterval: agentconfig.Duration(500 * time.Millisecond),
+		DeadNodeReclaim:   agentconfig.Duration(100 * time.Millisecond),
 	}
 }
 
@@ -58,8 +64,8 @@ func (r *runningAgent) tbl() *memberTable {
 	return g.table
 }
 
-func testConfig(name string) Config {
-	return Config{
+func testConfig(name string) agentconfig.Config {
+	return agentconfig.Config{
 		Cluster:       "test",
 		Name:          name,
 		Nonce:         name + "-nonce-1",
@@ -76,8 +82,8 @@ func testConfig(name string) Config {
 
 // issued returns cfg with an identity for its cluster, name and nonce from
 // the test CA of its cluster.
-func issued(cfg Config) Config {
-	id, err := NewIdentity(identitytest.CA(cfg.Cluster), cfg.Name, cfg.Nonce)
+func issued(cfg agentconfig.Config) agentconfig.Config {
+	id, err := agentconfig.NewIdentity(identitytest.CA(cfg.Cluster), cfg.Name, cfg.Nonce)
 	if err != nil {
 		panic(err)
 	}
@@ -99,7 +105,7 @@ type runningAgent struct {
 }
 
 // startAgent runs an agent and waits until its gossip port is open.
-func startAgent(t *testing.T, cfg Config, opts options) *runningAgent {
+func startAgent(t *testing.T, cfg agentconfig.Config, opts options) *runningAgent {
 	t.Helper()
 	a, err := newAgent(issued(cfg), testLogger(t), opts)
 	if err != nil {
@@ -161,7 +167,7 @@ func waitMember(ctx context.Context, t *testing.T, tb *memberTable, name string,
 		return m, found && ok(m), nil
 	})
 	if err != nil {
-		list, _ := tb.snapshot(RoleNode)
+		list, _ := tb.snapshot(agentconfig.RoleNode)
 		t.Fatalf("waiting for %s: %v; members: %+v", name, err, list)
 	}
 	return m
@@ -172,7 +178,7 @@ func waitMember(ctx context.Context, t *testing.T, tb *memberTable, name string,
 func nonceIn(ctx context.Context, tb *memberTable, nonce string) (Member, error) {
 	m, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		m, ok := tb.byNonce[nonce]
-		return m, ok && m.Meta.Role == RoleNode, nil
+		return m, ok && m.Meta.Role == agentconfig.RoleNode, nil
 	})
 	if err != nil {
 		return Member{}, fmt.Errorf("waiting for a node with nonce %q: %w", nonce, err)
@@ -182,7 +188,7 @@ func nonceIn(ctx context.Context, tb *memberTable, nonce string) (Member, error)
 
 // states lists the nodes in tb as "name=state", sorted by name.
 func states(tb *memberTable) string {
-	list, _ := tb.snapshot(RoleNode)
+	list, _ := tb.snapshot(agentconfig.RoleNode)
 	var out []string
 	for _, m := range list {
 		out = append(out, m.Name+"="+m.State)
@@ -203,9 +209,9 @@ func TestAgentsJoinAndSeeEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	hostname, _ := os.Hostname()
-	want := Member{Name: "red", Addr: "127.0.0.1", Port: portOf(t, red.addr), State: StateAlive, Meta: Meta{
+	want := Member{Name: "red", Addr: "127.0.0.1", Port: portOf(t, red.addr), State: StateAlive, Meta: agentconfig.Meta{
 		Cluster: "test", Name: "red", Nonce: "red-nonce-1", Provider: "fake", InstanceID: "i-red",
-		Hostname: hostname, Role: RoleNode, Tags: map[string]string{"role": "worker"},
+		Hostname: hostname, Role: agentconfig.RoleNode, Tags: map[string]string{"role": "worker"},
 	}}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("blue's record of red:\n got %+v\nwant %+v", m, want)
@@ -477,7 +483,7 @@ func waitHosts(ctx context.Context, t *testing.T, path string, want []HostEntry)
 
 func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	ctx := testCtx(t)
-	port := freePort(t)
+	port := testkit.FreePort(t, "127.0.0.1")
 	blueCfg := testConfig("blue")
 	blueCfg.Seeds = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	joined := make(chan struct{})
@@ -496,26 +502,6 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	if _, err := nonceIn(ctx, red.tbl(), "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freePort returns a port that was free on 127.0.0.1 for both TCP and UDP.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 func TestAdvertiseCIDR(t *testing.T) {
@@ -558,7 +544,7 @@ func TestAdvertiseCIDR(t *testing.T) {
 
 func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	ctx := testCtx(t)
-	port := freePort(t)
+	port := testkit.FreePort(t, "127.0.0.1")
 	redCfg := testConfig("red")
 	redCfg.Port = port
 	red := startAgent(t, redCfg, testOptions()) // stopping it is no leave

@@ -15,21 +15,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
-
-// freePort is a TCP port of 127.0.0.1 that nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // A connection flood that runs the agent out of file descriptors (its
 // RLIMIT_NOFILE lowered to a few more than it holds) makes accept fail with
@@ -48,14 +38,14 @@ func TestAPIAnswersAgainAfterRunningOutOfFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiPort := freePort(t)
-	cfg := agent.Config{
+	apiPort := testkit.FreePort(t, "127.0.0.1")
+	cfg := agentconfig.Config{
 		Cluster: "flood", Name: "n1", Nonce: "n1-1", Provider: "test", InstanceID: "i-n1",
-		Key: testKey, BindAddr: "127.0.0.1", Port: freePort(t), AdvertiseAddr: "127.0.0.1",
+		Key: testKey, BindAddr: "127.0.0.1", Port: testkit.FreePort(t, "127.0.0.1"), AdvertiseAddr: "127.0.0.1",
 		StateDir: filepath.Join(dir, "state"), Timing: processTiming(),
-		API: agent.APIConfig{BindAddr: "127.0.0.1", Port: apiPort, Cert: string(node.CertPEM), Key: string(node.KeyPEM), CA: string(node.CAPEM)},
+		API: agentconfig.APIConfig{BindAddr: "127.0.0.1", Port: apiPort, Cert: string(node.CertPEM), Key: string(node.KeyPEM), CA: string(node.CAPEM)},
 	}
-	if cfg.Identity, err = agent.NewIdentity(ca, cfg.Name, cfg.Nonce); err != nil {
+	if cfg.Identity, err = agentconfig.NewIdentity(ca, cfg.Name, cfg.Nonce); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(cfg)
@@ -87,7 +77,7 @@ func TestAPIAnswersAgainAfterRunningOutOfFiles(t *testing.T) {
 		_, err := client.Members(ctx)
 		return err
 	}
-	waitUntil(t, "the API to answer", 60*time.Second, func() bool { return answers() == nil })
+	testkit.WaitFor(t, "the API to answer", 60*time.Second, func() bool { return answers() == nil })
 
 	// A few descriptors more than the agent holds, so that a flood from
 	// one address (within its 16 connections) exhausts them.
@@ -107,27 +97,15 @@ func TestAPIAnswersAgainAfterRunningOutOfFiles(t *testing.T) {
 		}
 		flood = append(flood, c)
 	}
-	waitUntil(t, "accept to fail for want of descriptors", 30*time.Second, func() bool {
+	testkit.WaitFor(t, "accept to fail for want of descriptors", 30*time.Second, func() bool {
 		return strings.Contains(agentLog(), "too many open files")
 	})
 	for _, c := range flood {
 		c.Close()
 	}
-	waitUntil(t, "the API to answer after the flood", 60*time.Second, func() bool { return answers() == nil })
+	testkit.WaitFor(t, "the API to answer after the flood", 60*time.Second, func() bool { return answers() == nil })
 	if !strings.Contains(agentLog(), "node API: accepting again") {
 		t.Errorf("the agent did not log that it accepts again:\n%s", agentLog())
 	}
 	t.Logf("limit %d descriptors (%d held at the start); the API answered again after a 40-connection flood", limit, len(fds))
-}
-
-// waitUntil polls cond until it holds; it fails t after limit.
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

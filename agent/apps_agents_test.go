@@ -11,6 +11,8 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
 // handlerStart is one handler run's start as the latency hook saw it.
@@ -50,9 +52,9 @@ func TestHandlersFireOnJoinLeaveAndKill(t *testing.T) {
 	cfg := testConfig("red")
 	cfg.AppRole = "master"
 	cfg.RunDir = filepath.Join(dir, "run")
-	cfg.Handlers = []HandlerConfig{
-		{On: HandlerEvents[:3], Role: "worker", Run: workerRun},
-		{On: []string{EventMemberJoin}, Role: "master", Run: masterRun},
+	cfg.Handlers = []agentconfig.HandlerConfig{
+		{On: agentconfig.HandlerEvents[:3], Role: "worker", Run: workerRun},
+		{On: []string{agentconfig.EventMemberJoin}, Role: "master", Run: masterRun},
 	}
 	red := startAgent(t, cfg, opts)
 
@@ -89,24 +91,24 @@ func TestHandlersFireOnJoinLeaveAndKill(t *testing.T) {
 			c.Seeds = []string{red.addr}
 			t0 := time.Now()
 			ws = append(ws, startAgent(t, c, testOptions()))
-			record(EventMemberJoin, c.Name, t0)
-			want = append(want, EventMemberJoin+" "+c.Name)
+			record(agentconfig.EventMemberJoin, c.Name, t0)
+			want = append(want, agentconfig.EventMemberJoin+" "+c.Name)
 		}
 		t0 := time.Now()
 		if err := ws[0].Leave(testCtx(t), ws[0].cfg.Nonce); err != nil {
 			t.Fatal(err)
 		}
-		record(EventMemberLeave, ws[0].cfg.Name, t0)
+		record(agentconfig.EventMemberLeave, ws[0].cfg.Name, t0)
 		t0 = time.Now()
 		ws[1].stop(t) // no leave: red's failure detector must find out
-		record(EventMemberFailed, ws[1].cfg.Name, t0)
-		want = append(want, EventMemberLeave+" "+ws[0].cfg.Name, EventMemberFailed+" "+ws[1].cfg.Name)
+		record(agentconfig.EventMemberFailed, ws[1].cfg.Name, t0)
+		want = append(want, agentconfig.EventMemberLeave+" "+ws[0].cfg.Name, agentconfig.EventMemberFailed+" "+ws[1].cfg.Name)
 	}
 	mc := testConfig("boss")
 	mc.AppRole = "master"
 	mc.Seeds = []string{red.addr}
 	startAgent(t, mc, testOptions())
-	wait(EventMemberJoin, "boss", time.Now())
+	wait(agentconfig.EventMemberJoin, "boss", time.Now())
 
 	waitLines(t, workerLog, len(want))
 	waitLines(t, masterLog, 1)
@@ -146,7 +148,7 @@ func TestHandlersFireOnJoinLeaveAndKill(t *testing.T) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "event\truns\tlearnt→start p50\tp99\taction→start p50\tp99\t")
-	for _, k := range HandlerEvents[:3] {
+	for _, k := range agentconfig.HandlerEvents[:3] {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", k, len(lat[k]), pct(lat[k], 50), pct(lat[k], 99), pct(total[k], 50), pct(total[k], 99))
 	}
 	tw.Flush()

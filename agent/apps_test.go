@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
@@ -82,7 +83,7 @@ func script(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-func testRunner(t *testing.T, h HandlerConfig) (*handlerRunner, *[]HandlerFailure, *sync.Mutex) {
+func testRunner(t *testing.T, h agentconfig.HandlerConfig) (*handlerRunner, *[]HandlerFailure, *sync.Mutex) {
 	r := newHandlerRunner(h, []string{"PATH=/usr/bin:/bin", "CLUSTERCTL_NODE=me"}, testLogger(t))
 	r.retry = 0
 	var mu sync.Mutex
@@ -99,11 +100,11 @@ func TestHandlerRunsInOrderWithEventOnStdinAndEnv(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	run := script(t, dir, "h", `{ printf '%s %s %s ' "$CLUSTERCTL_EVENT" "$CLUSTERCTL_MEMBERS" "$#"; cat; } >> `+log+"\n")
-	r, failures, _ := testRunner(t, HandlerConfig{On: HandlerEvents, Run: run})
-	r.enqueue(ev(EventMemberJoin, "a"))
-	r.enqueue(ev(EventMemberJoin, "b"))
-	r.enqueue(ev(EventMemberFailed, "a"))
-	r.enqueue(ev(EventMemberJoin, "a"))
+	r, failures, _ := testRunner(t, agentconfig.HandlerConfig{On: agentconfig.HandlerEvents, Run: run})
+	r.enqueue(ev(agentconfig.EventMemberJoin, "a"))
+	r.enqueue(ev(agentconfig.EventMemberJoin, "b"))
+	r.enqueue(ev(agentconfig.EventMemberFailed, "a"))
+	r.enqueue(ev(agentconfig.EventMemberJoin, "a"))
 	ctx, cancel := context.WithCancel(testCtx(t))
 	done := make(chan struct{})
 	go func() { r.loop(ctx); close(done) }()
@@ -149,15 +150,15 @@ func TestHandlerThatExits1IsRetriedOnceThenReported(t *testing.T) {
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
 	run := script(t, dir, "h", "echo run >> "+count+"\necho oops >&2\nexit 1\n")
-	r, failures, mu := testRunner(t, HandlerConfig{On: []string{EventMemberLeave}, Run: run})
-	r.handle(testCtx(t), []queuedEvent{ev(EventMemberLeave, "x")}, 0)
+	r, failures, mu := testRunner(t, agentconfig.HandlerConfig{On: []string{agentconfig.EventMemberLeave}, Run: run})
+	r.handle(testCtx(t), []queuedEvent{ev(agentconfig.EventMemberLeave, "x")}, 0)
 	b, _ := os.ReadFile(count)
 	if n := strings.Count(string(b), "run"); n != 2 {
 		t.Errorf("ran %d times, want 2 (a run and one retry)", n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(*failures) != 1 || (*failures)[0].Exit != 1 || (*failures)[0].Members[0] != "x" || (*failures)[0].Event != EventMemberLeave {
+	if len(*failures) != 1 || (*failures)[0].Exit != 1 || (*failures)[0].Members[0] != "x" || (*failures)[0].Event != agentconfig.EventMemberLeave {
 		t.Errorf("failures: %+v", *failures)
 	}
 }
@@ -166,8 +167,8 @@ func TestHandlerThatHangsIsKilledWithItsChildren(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	run := script(t, dir, "h", "sleep 300 &\necho $! > "+pidFile+"\nwait\n")
-	r, failures, mu := testRunner(t, HandlerConfig{On: []string{EventMemberJoin}, Run: run, Timeout: Duration(200 * time.Millisecond)})
-	r.handle(testCtx(t), []queuedEvent{ev(EventMemberJoin, "x")}, 0)
+	r, failures, mu := testRunner(t, agentconfig.HandlerConfig{On: []string{agentconfig.EventMemberJoin}, Run: run, Timeout: agentconfig.Duration(200 * time.Millisecond)})
+	r.handle(testCtx(t), []queuedEvent{ev(agentconfig.EventMemberJoin, "x")}, 0)
 	mu.Lock()
 	if len(*failures) != 1 || (*failures)[0].Exit != -1 || !strings.Contains((*failures)[0].Error, "timed out") {
 		t.Errorf("failures: %+v", *failures)
@@ -197,16 +198,16 @@ func TestHandlerFloodNeverBlocksAndCountsDrops(t *testing.T) {
 	gate := filepath.Join(dir, "gate")
 	// The first run waits for the gate, so the queue fills up behind it.
 	run := script(t, dir, "h", "while [ ! -e "+gate+" ]; do sleep 0.01; done\n{ printf '%s %s\\n' \"$CLUSTERCTL_EVENT\" \"$CLUSTERCTL_DROPPED\"; } >> "+log+"\n")
-	r, _, _ := testRunner(t, HandlerConfig{On: HandlerEvents, Run: run})
+	r, _, _ := testRunner(t, agentconfig.HandlerConfig{On: agentconfig.HandlerEvents, Run: run})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	go r.loop(ctx)
-	r.enqueue(ev(EventMemberJoin, "first"))
+	r.enqueue(ev(agentconfig.EventMemberJoin, "first"))
 	for r.queued() != 0 { // the loop took it and runs it
 		time.Sleep(time.Millisecond)
 	}
 	const flood = 10 * HandlerQueue
-	types := []string{EventMemberJoin, EventMemberFailed}
+	types := []string{agentconfig.EventMemberJoin, agentconfig.EventMemberFailed}
 	start := time.Now()
 	for i := range flood {
 		r.enqueue(ev(types[i%2], "m"+strconv.Itoa(i))) // alternating: no batching
@@ -234,10 +235,10 @@ func (r *handlerRunner) queued() int {
 }
 
 func TestHandlerRoleFilterAndEvents(t *testing.T) {
-	r := newHandlerRunner(HandlerConfig{On: []string{EventMemberFailed}, Role: "worker", Run: "/x"}, nil, discardLogger())
+	r := newHandlerRunner(agentconfig.HandlerConfig{On: []string{agentconfig.EventMemberFailed}, Role: "worker", Run: "/x"}, nil, discardLogger())
 	hs := &handlers{runners: []*handlerRunner{r}}
 	member := func(role string) nodeapi.Member {
-		tags, _ := Meta{Cluster: "c", Name: "n", Role: RoleNode, AppRole: role}.SerfTags()
+		tags, _ := agentconfig.Meta{Cluster: "c", Name: "n", Role: agentconfig.RoleNode, AppRole: role}.SerfTags()
 		return nodeapi.Member{Name: "n", Addr: "10.0.0.1", Status: nodeapi.StatusFailed, Tags: tags}
 	}
 	hs.dispatch(nodeapi.Event{Type: nodeapi.EventFail, Member: member("master")})
@@ -246,23 +247,6 @@ func TestHandlerRoleFilterAndEvents(t *testing.T) {
 	hs.dispatch(nodeapi.Event{Type: nodeapi.EventFail, Member: member("worker")})
 	if q := r.queued(); q != 1 {
 		t.Errorf("queued %d events, want only the worker's failure", q)
-	}
-}
-
-func TestHandlerConfigValidate(t *testing.T) {
-	for _, h := range []HandlerConfig{
-		{On: nil, Run: "/x"},
-		{On: []string{"member-joined"}, Run: "/x"},
-		{On: []string{EventMemberJoin}, Run: "x.sh"},
-		{On: []string{EventMemberJoin}, Run: "/a/../x"},
-		{On: []string{EventMemberJoin}, Run: "/x", Role: "Worker"},
-	} {
-		if h.Validate() == nil {
-			t.Errorf("%+v: valid, want an error", h)
-		}
-	}
-	if err := (HandlerConfig{On: HandlerEvents, Run: "/etc/clusterctl/h", Role: "worker"}).Validate(); err != nil {
-		t.Error(err)
 	}
 }
 

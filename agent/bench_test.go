@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // percentile returns the p-th percentile (0-100) of sorted durations, in
@@ -39,7 +42,7 @@ func BenchmarkJoinDetection(b *testing.B) {
 	defer running.Wait()
 	defer cancel()
 
-	run := func(cfg Config, opts options) (*Agent, error) {
+	run := func(cfg agentconfig.Config, opts options) (*Agent, error) {
 		a, err := newAgent(issued(cfg), nil, opts)
 		if err != nil {
 			return nil, err
@@ -49,7 +52,7 @@ func BenchmarkJoinDetection(b *testing.B) {
 		return a, nil
 	}
 	seedCfg := testConfig("seed")
-	seedCfg.Port = freePort(b)
+	seedCfg.Port = testkit.FreePort(b, "127.0.0.1")
 	if _, err := run(seedCfg, defaultOptions()); err != nil {
 		b.Fatal(err)
 	}
@@ -141,7 +144,7 @@ func BenchmarkPollBaseline(b *testing.B) {
 	const interval = 3 * time.Second
 	var lat []time.Duration
 	for range b.N {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.FreePort(b, "127.0.0.1")))
 		delay := time.Duration(rand.Int64N(int64(interval)))
 		started := make(chan time.Time, 1)
 		var l net.Listener
@@ -210,8 +213,8 @@ func BenchmarkBatchStart(b *testing.B) {
 	start := time.Now()
 	for i := range n {
 		cfg := testConfig(fmt.Sprintf("b%d", i))
-		cfg.Timing = Timing{} // production
-		cfg.Port = freePort(b)
+		cfg.Timing = agentconfig.Timing{} // production
+		cfg.Port = testkit.FreePort(b, "127.0.0.1")
 		if i == 0 {
 			seed = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
 		} else {

@@ -14,26 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/identity"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
-
-// EnrolConfig is a new node's bootstrap credential (nodeapi/enrol.go): the
-// only secret in its user-data, single use, bound to the node's name and
-// nonce by the CLI, and expiring. Token is never shown by String.
-type EnrolConfig struct {
-	Token   []byte    `json:"token"`   // base64 in JSON
-	Expires time.Time `json:"expires"` // no enrolment after it
-	// SSHHostKey is the path of the node's SSH host public key, sent with
-	// the offer so that the CLI pins it (default
-	// /etc/ssh/ssh_host_ed25519_key.pub; a missing file sends none).
-	SSHHostKey string `json:"ssh_host_key,omitempty"`
-}
-
-// DefaultSSHHostKey is where sshd's ed25519 host public key is on Debian.
-const DefaultSSHHostKey = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 // nodeCredentials is what the node keeps in credentials.json (0600): the
 // keys it made itself and, once enrolled, what the CLI gave it.
@@ -47,8 +33,8 @@ type nodeCredentials struct {
 // enrolment is the agent's side of enrolment, and the source of the API's
 // certificate (self-signed until enrolled, the CA's after).
 type enrolment struct {
-	cfg    Config // the node's config as loaded (with Enrol)
-	path   string // credentials.json
+	cfg    agentconfig.Config // the node's config as loaded (with Enrol)
+	path   string             // credentials.json
 	logger func(msg string, args ...any)
 
 	mu       sync.Mutex
@@ -59,7 +45,7 @@ type enrolment struct {
 
 // loadEnrolment claims the state directory, and reads the node's keys
 // from it or makes them (a restart before enrolment offers the same keys).
-func loadEnrolment(cfg Config, a *Agent) (*enrolment, error) {
+func loadEnrolment(cfg agentconfig.Config, a *Agent) (*enrolment, error) {
 	if err := claimStateDir(cfg, a.logger); err != nil {
 		return nil, err
 	}
@@ -124,7 +110,7 @@ func (e *enrolment) check(certPEM string, grant []byte) error {
 	if _, err := pki.NodeCredentials(e.cfg.Cluster, e.cfg.Name, []byte(certPEM), []byte(e.creds.TLSKey), []byte(e.cfg.API.CA)); err != nil {
 		return err
 	}
-	v, err := e.cfg.verifier()
+	v, err := e.cfg.Verifier()
 	if err != nil {
 		return err
 	}
@@ -139,7 +125,7 @@ func (e *enrolment) check(certPEM string, grant []byte) error {
 }
 
 // apply puts the enrolled material into cfg: what the agent runs with.
-func (e *enrolment) apply(cfg *Config) {
+func (e *enrolment) apply(cfg *agentconfig.Config) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cfg.API.Cert, cfg.API.Key = e.creds.Cert, e.creds.TLSKey
@@ -178,7 +164,7 @@ func (e *enrolment) offer(exporter []byte) (nodeapi.EnrolOffer, error) {
 func (e *enrolment) sshHostKey() string {
 	path := e.cfg.Enrol.SSHHostKey
 	if path == "" {
-		path = DefaultSSHHostKey
+		path = agentconfig.DefaultSSHHostKey
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

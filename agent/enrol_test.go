@@ -14,26 +14,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/identity"
 	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // enrollingConfig is a node's config as the CLI renders it: a bootstrap
 // token and the CA, no key of any kind.
-func enrollingConfig(t testing.TB, name string, expires time.Time) Config {
+func enrollingConfig(t testing.TB, name string, expires time.Time) agentconfig.Config {
 	cfg := testConfig(name)
 	ca := identitytest.CA(cfg.Cluster)
 	cfg.Key = nil
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
-	cfg.API = APIConfig{BindAddr: "127.0.0.1", Port: freePort(t), CA: string(ca.CertPEM())}
-	cfg.Identity = IdentityConfig{CA: string(ca.CertPEM())}
-	cfg.Enrol = &EnrolConfig{Token: []byte("0123456789abcdef0123456789abcdef"), Expires: expires, SSHHostKey: filepath.Join(t.TempDir(), "none.pub")}
+	cfg.API = agentconfig.APIConfig{BindAddr: "127.0.0.1", Port: testkit.FreePort(t, "127.0.0.1"), CA: string(ca.CertPEM())}
+	cfg.Identity = agentconfig.IdentityConfig{CA: string(ca.CertPEM())}
+	cfg.Enrol = &agentconfig.EnrolConfig{Token: []byte("0123456789abcdef0123456789abcdef"), Expires: expires, SSHHostKey: filepath.Join(t.TempDir(), "none.pub")}
 	return cfg
 }
 
 // serveEnrolling starts the agent and its API as the agent binary does.
-func serveEnrolling(t *testing.T, cfg Config) (*Agent, *nodeapi.Client) {
+func serveEnrolling(t *testing.T, cfg agentconfig.Config) (*Agent, *nodeapi.Client) {
 	t.Helper()
 	a, err := newAgent(cfg, testLogger(t), testOptions())
 	if err != nil {
@@ -60,7 +62,7 @@ func serveEnrolling(t *testing.T, cfg Config) (*Agent, *nodeapi.Client) {
 }
 
 // grantWith is the CLI's check and grant, with token.
-func grantWith(cfg Config, token []byte) func(nodeapi.EnrolOffer, []byte) (nodeapi.EnrolGrant, error) {
+func grantWith(cfg agentconfig.Config, token []byte) func(nodeapi.EnrolOffer, []byte) (nodeapi.EnrolGrant, error) {
 	return func(o nodeapi.EnrolOffer, exp []byte) (nodeapi.EnrolGrant, error) {
 		if !hmac.Equal(o.MAC, nodeapi.EnrolMAC(token, o, exp)) {
 			return nodeapi.EnrolGrant{}, errors.New("wrong proof")

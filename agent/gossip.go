@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/identity"
 )
 
@@ -26,7 +28,7 @@ type gossipConfig struct {
 	bindAddr      string
 	port          int
 	advertiseAddr string
-	timing        Timing
+	timing        agentconfig.Timing
 	snapshotPath  string // "" = no snapshot
 	keyringFile   string // "" = keyring in memory only
 	logger        *slog.Logger
@@ -43,7 +45,7 @@ type gossip struct {
 	keyringPath string              // where it is kept ("" = memory only)
 	table       *memberTable
 	logger      *slog.Logger
-	timing      Timing
+	timing      agentconfig.Timing
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
 }
@@ -56,7 +58,7 @@ const refreshInterval = 500 * time.Millisecond
 // snapshot serf cannot open is removed, with a warning, and the member
 // starts without it.
 func startGossip(cfg gossipConfig) (*gossip, error) {
-	g := &gossip{table: newMemberTable(cfg.cluster, cfg.logger), logger: cfg.logger, timing: cfg.timing.withDefaults(),
+	g := &gossip{table: newMemberTable(cfg.cluster, cfg.logger), logger: cfg.logger, timing: cfg.timing.WithDefaults(),
 		keyring: cfg.keyring, keyringPath: cfg.keyringFile}
 	events := make(chan serf.Event, 1024)
 	mlLogger := gossipLogger(cfg.logger.With("component", "memberlist"), g.table)
@@ -68,7 +70,7 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		port := tr.GetAutoBindPort()
 		sc := serf.DefaultConfig()
 		sc.NodeName = cfg.name
-		sc.Tags = cloneTags(cfg.tags)
+		sc.Tags = maps.Clone(cfg.tags)
 		sc.EventCh = events
 		sc.LogOutput = nil
 		sc.Logger = gossipLogger(cfg.logger.With("component", "serf"), g.table)
@@ -103,7 +105,7 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		mc.AdvertisePort = port
 		mc.Logger = mlLogger
 		mc.LogOutput = nil
-		cfg.timing.Apply(sc)
+		ApplyTiming(cfg.timing, sc)
 		if cfg.tune != nil {
 			cfg.tune(sc)
 		}

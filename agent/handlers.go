@@ -9,46 +9,31 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
-
-// Handler events: what a handler's `on` names, and CLUSTERCTL_EVENT.
-const (
-	EventMemberJoin   = "member-join"
-	EventMemberLeave  = "member-leave"
-	EventMemberFailed = "member-failed"
-	EventMemberUpdate = "member-update"
-)
-
-// HandlerEvents are the events a handler may name, in this order.
-var HandlerEvents = []string{EventMemberJoin, EventMemberLeave, EventMemberFailed, EventMemberUpdate}
 
 // handlerEvent names a table event for handlers ("" for none: a reap is
 // not an event handlers see; the member's leave or failure was).
 func handlerEvent(t nodeapi.EventType) string {
 	switch t {
 	case nodeapi.EventJoin:
-		return EventMemberJoin
+		return agentconfig.EventMemberJoin
 	case nodeapi.EventLeave:
-		return EventMemberLeave
+		return agentconfig.EventMemberLeave
 	case nodeapi.EventFail:
-		return EventMemberFailed
+		return agentconfig.EventMemberFailed
 	case nodeapi.EventUpdate:
-		return EventMemberUpdate
+		return agentconfig.EventMemberUpdate
 	}
 	return ""
 }
-
-// DefaultHandlerTimeout bounds one run of a handler when its config does not.
-const DefaultHandlerTimeout = 30 * time.Second
 
 // HandlerQueue is how many events may wait for one handler; when more
 // arrive while it runs, the newest are dropped, counted, and the next run
@@ -61,47 +46,12 @@ const HandlerQueue = 256
 // gets on stdin.
 const handlerBatch = 64
 
-// HandlerConfig is one event handler: the command Run (an absolute path
-// to a file on the node, never built from gossip data, run without a
-// shell or arguments) runs on each of the events On, for the members
-// with application role Role ("" for every member).
-type HandlerConfig struct {
-	On   []string `json:"on"`
-	Role string   `json:"role,omitempty"`
-	Run  string   `json:"run"`
-	// Timeout bounds one run (default DefaultHandlerTimeout); a run that
-	// takes longer is killed, with its process group, and counts as failed.
-	Timeout Duration `json:"timeout,omitempty"`
-}
-
-// Validate reports what is wrong with h.
-func (h HandlerConfig) Validate() error {
-	var errs []error
-	if len(h.On) == 0 {
-		errs = append(errs, fmt.Errorf("on: name at least one of %s", strings.Join(HandlerEvents, ", ")))
-	}
-	for _, e := range h.On {
-		if !slices.Contains(HandlerEvents, e) {
-			errs = append(errs, fmt.Errorf("on: %q is not one of %s", e, strings.Join(HandlerEvents, ", ")))
-		}
-	}
-	if h.Role != "" && !dnslabel.Valid(h.Role) {
-		errs = append(errs, fmt.Errorf("role: %q is not a DNS label", h.Role))
-	}
-	if h.Run == "" || !filepath.IsAbs(h.Run) || filepath.Clean(h.Run) != h.Run {
-		errs = append(errs, fmt.Errorf("run: %q must be a clean absolute path to a file on the node", h.Run))
-	}
-	if h.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout: %s is negative", time.Duration(h.Timeout)))
-	}
-	return errors.Join(errs...)
-}
-
-func (h HandlerConfig) timeout() time.Duration {
+// handlerTimeout bounds one run of h.
+func handlerTimeout(h agentconfig.HandlerConfig) time.Duration {
 	if h.Timeout > 0 {
 		return time.Duration(h.Timeout)
 	}
-	return DefaultHandlerTimeout
+	return agentconfig.DefaultHandlerTimeout
 }
 
 // HandlerInput is what a handler reads on stdin.
@@ -130,7 +80,7 @@ type queuedEvent struct {
 
 // handlerRunner runs one handler's events, one run at a time, in order.
 type handlerRunner struct {
-	h      HandlerConfig
+	h      agentconfig.HandlerConfig
 	env    []string // CLUSTERCTL_* of this node
 	logger *slog.Logger
 	retry  time.Duration // wait before the retry
@@ -144,7 +94,7 @@ type handlerRunner struct {
 	wake    chan struct{}
 }
 
-func newHandlerRunner(h HandlerConfig, env []string, logger *slog.Logger) *handlerRunner {
+func newHandlerRunner(h agentconfig.HandlerConfig, env []string, logger *slog.Logger) *handlerRunner {
 	return &handlerRunner{h: h, env: env, logger: logger.With("handler", h.Run), retry: time.Second, wake: make(chan struct{}, 1)}
 }
 
@@ -255,7 +205,7 @@ const handlerOutputKept = 1024
 // run runs the handler once: no shell, no arguments, stdin the event,
 // killed with its process group after the timeout.
 func (r *handlerRunner) run(ctx context.Context, stdin []byte, env []string) (exit int, out []byte, d time.Duration, err error) {
-	ctx, cancel := context.WithTimeout(ctx, r.h.timeout())
+	ctx, cancel := context.WithTimeout(ctx, handlerTimeout(r.h))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, r.h.Run)
 	cmd.Env = env
@@ -273,7 +223,7 @@ func (r *handlerRunner) run(ctx context.Context, stdin []byte, env []string) (ex
 	case err == nil:
 		return 0, nil, d, nil
 	case ctx.Err() == context.DeadlineExceeded:
-		return -1, buf.bytes(), d, fmt.Errorf("timed out after %s", r.h.timeout())
+		return -1, buf.bytes(), d, fmt.Errorf("timed out after %s", handlerTimeout(r.h))
 	case errors.As(err, &ee) && ee.Exited():
 		return ee.ExitCode(), buf.bytes(), d, fmt.Errorf("exit status %d", ee.ExitCode())
 	default:
@@ -313,7 +263,7 @@ type handlers struct {
 	failures []HandlerFailure
 }
 
-func newHandlers(cfg Config, logger *slog.Logger, self SelfInfo, membersFile string) *handlers {
+func newHandlers(cfg agentconfig.Config, logger *slog.Logger, self SelfInfo, membersFile string) *handlers {
 	env := append(os.Environ(),
 		"CLUSTERCTL_NODE="+self.Name,
 		"CLUSTERCTL_ROLE="+self.Role,

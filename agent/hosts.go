@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/hostsblock"
 	"io/fs"
 	"net/netip"
@@ -59,7 +60,7 @@ func usableEntries(entries []HostEntry) []HostEntry {
 	out := make([]HostEntry, 0, len(entries))
 	for _, e := range entries {
 		a, err := netip.ParseAddr(e.Addr)
-		if err != nil || a.Zone() != "" || !ValidName(e.Name) {
+		if err != nil || a.Zone() != "" || !agentconfig.ValidName(e.Name) {
 			continue
 		}
 		out = append(out, HostEntry{Addr: a.String(), Name: e.Name})

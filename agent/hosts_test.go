@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
 func TestRewriteHosts(t *testing.T) {
@@ -130,7 +132,7 @@ func FuzzRewriteHosts(f *testing.F) {
 	f.Add([]byte("# BEGIN clusterctl-agent"), "1.2.3.4", "z", "1.2.3.5", "z", "a.b")
 	f.Add([]byte("# END clusterctl-agent\n# BEGIN clusterctl-agent\r\n"), "1.2.3.4", "A", "1.2.3.5", "-x", "d")
 	f.Fuzz(func(t *testing.T, content []byte, addr1, name1, addr2, name2, domain string) {
-		if !validDomain(domain) {
+		if !agentconfig.ValidDomain(domain) {
 			domain = ""
 		}
 		entries := []HostEntry{{addr1, name1}, {addr2, name2}}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
 // TestKeyRotation rotates the gossip key across running agents, node by
@@ -82,7 +84,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("a node with only the old key joined (%d reached)", n)
 	}
 	time.Sleep(500 * time.Millisecond)
-	list, _ := agents[1].tbl().snapshot(RoleNode)
+	list, _ := agents[1].tbl().snapshot(agentconfig.RoleNode)
 	for _, m := range list {
 		if m.Name == "stale" {
 			t.Errorf("blue counts the stale-key node as a member (%s)", m.State)

@@ -13,25 +13,6 @@ import (
 	"github.com/clusterctl/clusterctl/internal/ratelog"
 )
 
-// LogValue makes slog show the config without its key.
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("cluster", c.Cluster),
-		slog.String("name", c.Name),
-		slog.String("nonce", c.Nonce),
-		slog.String("provider", c.Provider),
-		slog.String("instance_id", c.InstanceID),
-		slog.String("bind", c.BindAddr),
-		slog.Int("port", c.Port),
-		slog.String("advertise_addr", c.AdvertiseAddr),
-		slog.String("advertise_cidr", c.AdvertiseCIDR),
-		slog.Any("seeds", c.Seeds),
-		slog.String("hosts_file", c.HostsFile),
-		slog.String("state_dir", c.StateDir),
-		slog.String("key", keyDescription(c.Key)),
-	)
-}
-
 // gossipLogger returns a *log.Logger for serf or memberlist whose lines go
 // to logger at the level written in brackets ("[WARN] memberlist: ...").
 // It also feeds table the one signal memberlist v0.7.0 gives of a

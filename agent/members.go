@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
@@ -32,14 +33,14 @@ type Member struct {
 	// that this member's memberlist failure detector suspects (the line it
 	// logs, log.go; pings end it, gossip.go suspicionLoop).
 	State string
-	Meta  Meta
+	Meta  agentconfig.Meta
 }
 
 // API returns m in nodeapi's form.
 func (m Member) API() nodeapi.Member {
 	tags, _ := m.Meta.SerfTags()
 	if tags == nil { // an unknown role: pass the fields on anyway
-		tags = map[string]string{TagName: m.Meta.Name, TagCluster: m.Meta.Cluster, TagRole: m.Meta.Role}
+		tags = map[string]string{agentconfig.TagName: m.Meta.Name, agentconfig.TagCluster: m.Meta.Cluster, agentconfig.TagRole: m.Meta.Role}
 	}
 	return nodeapi.Member{Name: m.Name, Addr: m.Addr, Port: m.Port, Status: nodeapi.MemberStatus(m.State), Tags: tags}
 }
@@ -83,7 +84,7 @@ func newMemberTable(cluster string, logger *slog.Logger) *memberTable {
 }
 
 func fromSerf(sm serf.Member) Member {
-	m := Member{Name: sm.Name, Addr: sm.Addr.String(), Port: int(sm.Port), Meta: MetaFromTags(sm.Tags)}
+	m := Member{Name: sm.Name, Addr: sm.Addr.String(), Port: int(sm.Port), Meta: agentconfig.MetaFromTags(sm.Tags)}
 	switch sm.Status {
 	case serf.StatusAlive:
 		m.State = StateAlive
@@ -172,7 +173,7 @@ func eventFor(old Member, ok bool, m Member) (nodeapi.EventType, bool) {
 	return "", false
 }
 
-func sameMeta(a, b Meta) bool {
+func sameMeta(a, b agentconfig.Meta) bool {
 	return a.Cluster == b.Cluster && a.Name == b.Name && a.Nonce == b.Nonce && a.Provider == b.Provider &&
 		a.InstanceID == b.InstanceID && a.Hostname == b.Hostname && a.Role == b.Role && maps.Equal(a.Tags, b.Tags)
 }
@@ -231,7 +232,7 @@ func (t *memberTable) publishLocked(events []nodeapi.Event) {
 	t.changed = make(chan struct{})
 	for s := range t.subs {
 		for _, e := range events {
-			if s.role != "" && e.Member.Tags[TagRole] != s.role {
+			if s.role != "" && e.Member.Tags[agentconfig.TagRole] != s.role {
 				continue
 			}
 			select {
@@ -316,7 +317,7 @@ func (t *memberTable) aliveOthers(self string) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.members {
-		if m.Name != self && m.Meta.Role == RoleNode && (m.State == StateAlive || m.State == StateSuspect) {
+		if m.Name != self && m.Meta.Role == agentconfig.RoleNode && (m.State == StateAlive || m.State == StateSuspect) {
 			n++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
@@ -34,7 +35,7 @@ type AppMember struct {
 
 // appMember is m as applications see it.
 func appMember(m nodeapi.Member) AppMember {
-	meta := MetaFromTags(m.Tags)
+	meta := agentconfig.MetaFromTags(m.Tags)
 	return AppMember{Name: m.Name, Address: m.Addr, Role: meta.AppRole, Tags: meta.Tags, Status: string(m.Status)}
 }
 
@@ -158,7 +159,7 @@ func ReadMembersFile(path string) (MembersView, error) {
 
 // appMembers is the table's view for applications, sorted by name.
 func appMembers(table *memberTable) ([]AppMember, <-chan struct{}) {
-	ms, changed := table.snapshot(RoleNode)
+	ms, changed := table.snapshot(agentconfig.RoleNode)
 	out := make([]AppMember, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, appMember(m.API()))
@@ -219,4 +220,4 @@ func joinHostPort(host string, port int) string {
 }
 
 // runPath is name in cfg's run directory.
-func runPath(cfg Config, name string) string { return filepath.Join(cfg.RunDir, name) }
+func runPath(cfg agentconfig.Config, name string) string { return filepath.Join(cfg.RunDir, name) }

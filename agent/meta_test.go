@@ -1,50 +1,48 @@
 package agent
 
 import (
-	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
-func TestMetaRoundTrip(t *testing.T) {
-	m := Meta{Cluster: "lab", Name: "red", Nonce: "4f1c2a", Provider: "qemu", InstanceID: "i-1",
-		Hostname: "red", Role: RoleNode, Tags: map[string]string{"zone": "a", "role": "db"}}
-	tags, err := m.SerfTags()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A user tag named like a built-in one does not shadow it.
-	if tags[TagRole] != RoleNode || tags[UserTagPrefix+"role"] != "db" {
-		t.Errorf("tags = %v", tags)
-	}
-	if got := MetaFromTags(tags); !reflect.DeepEqual(got, m) {
-		t.Errorf("round trip: got %+v, want %+v", got, m)
-	}
-}
-
-func TestMetaTooLarge(t *testing.T) {
-	m := Meta{Cluster: "lab", Name: "red", Role: RoleNode, Tags: map[string]string{"big": strings.Repeat("x", memberlist.MetaMaxSize)}}
-	_, err := m.SerfTags()
-	if err == nil {
-		t.Fatal("SerfTags accepted tags over 512 bytes")
-	}
-	for _, w := range []string{`"red"`, "512", "bytes"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %s", err, w)
-		}
-	}
-	// New refuses such a node before it starts gossiping.
+// New refuses a node whose tags would not fit memberlist's node meta
+// before it starts gossiping.
+func TestNewRefusesOversizedTags(t *testing.T) {
 	cfg := testConfig("red")
-	cfg.Tags = m.Tags
+	cfg.Tags = map[string]string{"big": strings.Repeat("x", memberlist.MetaMaxSize)}
 	if _, err := New(issued(cfg), nil); err == nil || !strings.Contains(err.Error(), "512") {
 		t.Errorf("New with oversized tags: err = %v", err)
 	}
 }
 
-func TestMetaUnknownRole(t *testing.T) {
-	if _, err := (Meta{Name: "x", Role: "boss"}).SerfTags(); err == nil {
-		t.Error("SerfTags accepted an unknown role")
+// agentconfig keeps memberlist's limits and LAN timings as its own
+// constants, so that the CLI does not link memberlist: they must stay
+// memberlist's.
+func TestAgentconfigMatchesMemberlist(t *testing.T) {
+	if agentconfig.LabelMaxSize != memberlist.LabelMaxSize {
+		t.Errorf("agentconfig.LabelMaxSize = %d, memberlist's is %d", agentconfig.LabelMaxSize, memberlist.LabelMaxSize)
+	}
+	if agentconfig.MetaMaxSize != memberlist.MetaMaxSize {
+		t.Errorf("agentconfig.MetaMaxSize = %d, memberlist's is %d", agentconfig.MetaMaxSize, memberlist.MetaMaxSize)
+	}
+	lan, d := memberlist.DefaultLANConfig(), agentconfig.DefaultTiming()
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"probe_interval", time.Duration(d.ProbeInterval), lan.ProbeInterval},
+		{"probe_timeout", time.Duration(d.ProbeTimeout), lan.ProbeTimeout},
+		{"suspicion_mult", d.SuspicionMult, lan.SuspicionMult},
+		{"gossip_interval", time.Duration(d.GossipInterval), lan.GossipInterval},
+		{"tcp_timeout", time.Duration(d.TCPTimeout), lan.TCPTimeout},
+	} {
+		if c.got != c.want {
+			t.Errorf("DefaultTiming's %s = %v, memberlist's LAN profile has %v", c.name, c.got, c.want)
+		}
 	}
 }

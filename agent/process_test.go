@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"os"
 	"os/exec"
@@ -60,14 +61,14 @@ func agentBinary(t *testing.T) string {
 
 // processTiming: fast failure detection through the product's own config;
 // reconnection at the production interval, since that is what heals.
-func processTiming() agent.Timing {
-	return agent.Timing{
-		ProbeInterval:    agent.Duration(300 * time.Millisecond),
-		ProbeTimeout:     agent.Duration(150 * time.Millisecond),
+func processTiming() agentconfig.Timing {
+	return agentconfig.Timing{
+		ProbeInterval:    agentconfig.Duration(300 * time.Millisecond),
+		ProbeTimeout:     agentconfig.Duration(150 * time.Millisecond),
 		SuspicionMult:    2,
-		GossipInterval:   agent.Duration(100 * time.Millisecond),
-		PushPullInterval: agent.Duration(5 * time.Second),
-		TCPTimeout:       agent.Duration(2 * time.Second),
+		GossipInterval:   agentconfig.Duration(100 * time.Millisecond),
+		PushPullInterval: agentconfig.Duration(5 * time.Second),
+		TCPTimeout:       agentconfig.Duration(2 * time.Second),
 	}
 }
 
@@ -75,7 +76,7 @@ type proc struct {
 	name string
 	node *netnstest.Node
 	dir  string
-	cfg  agent.Config
+	cfg  agentconfig.Config
 	cmd  *exec.Cmd
 	log  string
 }
@@ -87,7 +88,7 @@ func newProc(t *testing.T, node *netnstest.Node, name string, seeds []string) *p
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return &proc{name: name, node: node, dir: dir, log: filepath.Join(dir, "agent.log"), cfg: agent.Config{
+	return &proc{name: name, node: node, dir: dir, log: filepath.Join(dir, "agent.log"), cfg: agentconfig.Config{
 		Cluster: "heal", Name: name, Nonce: name + "-n1", Provider: "test", InstanceID: "i-" + name,
 		Key: testKey, BindAddr: node.Addr.String(), Port: 7946, AdvertiseAddr: node.Addr.String(),
 		Seeds: seeds, StateDir: filepath.Join(dir, "state"), Timing: processTiming(),
@@ -98,7 +99,7 @@ func newProc(t *testing.T, node *netnstest.Node, name string, seeds []string) *p
 func (p *proc) start(t *testing.T) {
 	t.Helper()
 	if p.cfg.Validate() != nil { // a new name or nonce: a new identity
-		id, err := agent.NewIdentity(identitytest.CA(p.cfg.Cluster), p.cfg.Name, p.cfg.Nonce)
+		id, err := agentconfig.NewIdentity(identitytest.CA(p.cfg.Cluster), p.cfg.Name, p.cfg.Nonce)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
 // SocketFile, in Config.RunDir, is the agent's local socket: a unix socket
@@ -133,7 +135,7 @@ func QueryLocal(ctx context.Context, path string) (LocalView, error) {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return LocalView{}, fmt.Errorf("ask the agent at %s (is it running, and may you use its socket? root or group %s): %w", path, DefaultSocketGroup, err)
+		return LocalView{}, fmt.Errorf("ask the agent at %s (is it running, and may you use its socket? root or group %s): %w", path, agentconfig.DefaultSocketGroup, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )
 
@@ -46,7 +47,7 @@ type localState struct {
 // claimStateDir makes the state directory (0700) and, when it holds state
 // of another cluster, node or incarnation, removes that state (members,
 // keys, credentials) and records this node as its owner.
-func claimStateDir(cfg Config, logger *slog.Logger) error {
+func claimStateDir(cfg agentconfig.Config, logger *slog.Logger) error {
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
@@ -80,7 +81,7 @@ func claimStateDir(cfg Config, logger *slog.Logger) error {
 	return nil
 }
 
-func prepareState(cfg Config, logger *slog.Logger) (localState, error) {
+func prepareState(cfg agentconfig.Config, logger *slog.Logger) (localState, error) {
 	if cfg.StateDir == "" {
 		kr, err := memberlist.NewKeyring(nil, cfg.Key)
 		return localState{keyring: kr}, err

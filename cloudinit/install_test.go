@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // installArgv renders in and returns the first runcmd entry (the agent
@@ -57,17 +59,17 @@ func shim(t *testing.T, dir, name, body string) {
 // rm shim removes only the script's own temporary download.
 func runInstall(t *testing.T, argv []string, dir string, env ...string) (string, error) {
 	t.Helper()
-	dash := requireTool(t, "dash")
+	dash := testkit.Tool(t, "dash")
 	bin := filepath.Join(dir, "bin")
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, tool := range []string{"mktemp", "sha256sum"} {
-		if err := os.Symlink(requireTool(t, tool), filepath.Join(bin, tool)); err != nil {
+		if err := os.Symlink(testkit.Tool(t, tool), filepath.Join(bin, tool)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cp := requireTool(t, "cp")
+	cp := testkit.Tool(t, "cp")
 	log := filepath.Join(dir, "calls")
 	shim(t, bin, "curl", `echo "curl $*" >>"$CALLS"; while [ $# -gt 1 ]; do [ "$1" = -o ] && out=$2; shift; done; `+cp+` "$SOURCE" "$out"`+"\n")
 	// Only logged: the test must not touch /run, /etc or the users.
@@ -79,7 +81,7 @@ for k in $GETENT_KNOWN; do [ "$k" = "$1:$2" ] && exit 0; done
 exit 2
 `)
 	shim(t, bin, "readlink", `echo "readlink $*" >>"$CALLS"; [ -n "$READLINK" ] && echo "$READLINK"`+"\n")
-	shim(t, bin, "rm", `echo "rm $*" >>"$CALLS"; case "$2" in /tmp/clusterctl-agent.*) `+requireTool(t, "rm")+` -f "$2" ;; esac`+"\n")
+	shim(t, bin, "rm", `echo "rm $*" >>"$CALLS"; case "$2" in /tmp/clusterctl-agent.*) `+testkit.Tool(t, "rm")+` -f "$2" ;; esac`+"\n")
 	// Only the agent binary is "installed"; the seed's mount point is not
 	// really mounted, so installing from it copies the test's source file.
 	shim(t, bin, "install", `echo "install $*" >>"$CALLS"

@@ -8,29 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// requireTool returns the path of an external program. When it is missing
-// the test is skipped, unless CLUSTERCTL_REQUIRE_TOOLS=1 (set in CI), which
-// makes it a failure.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s is not installed and CLUSTERCTL_REQUIRE_TOOLS=1: %v", name, err)
-	}
-	t.Skipf("%s is not installed: %v", name, err)
-	return ""
-}
+	"github.com/clusterctl/clusterctl/internal/testkit"
+)
 
 // cloudInitSchema runs "cloud-init schema -c" on userData and returns its
 // combined output and whether it accepted the file.
 func cloudInitSchema(t *testing.T, userData []byte) (string, bool) {
 	t.Helper()
-	bin := requireTool(t, "cloud-init")
+	bin := testkit.Tool(t, "cloud-init")
 	path := filepath.Join(t.TempDir(), "user-data")
 	if err := os.WriteFile(path, userData, 0o600); err != nil {
 		t.Fatal(err)
@@ -125,7 +111,7 @@ print(json.dumps(out))
 // one that can import cloud-init's modules.
 func cloudInitPython(t *testing.T) string {
 	t.Helper()
-	f, err := os.Open(requireTool(t, "cloud-init"))
+	f, err := os.Open(testkit.Tool(t, "cloud-init"))
 	if err != nil {
 		t.Fatal(err)
 	}

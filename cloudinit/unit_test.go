@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/templates"
 )
 
@@ -73,7 +74,7 @@ var securityScore = regexp.MustCompile(`Overall exposure level for clusterctl-ag
 // file (offline: no systemd needed, only the tool) and wants an exposure of
 // 2.0 or less. The QEMU e2e measures the installed unit in a guest too.
 func TestAgentUnitSecurityScore(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze")
+	analyze := testkit.Tool(t, "systemd-analyze")
 	unit := filepath.Join(t.TempDir(), "clusterctl-agent.service")
 	if err := os.WriteFile(unit, []byte(templates.AgentUnit()), 0o644); err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
 // Gossip addresses join host and port as net.Dial wants them: an IPv6
@@ -52,7 +52,7 @@ func TestRenderInputIPv6Seeds(t *testing.T) {
 	if in.Address != netip.MustParsePrefix("fd00:56::10/64") {
 		t.Errorf("address %s, want fd00:56::10/64", in.Address)
 	}
-	var ac agent.Config
+	var ac agentconfig.Config
 	if err := json.Unmarshal(in.AgentConfig, &ac); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -62,7 +64,7 @@ func TestCloudBatchSeedsFromTheFirstNode(t *testing.T) {
 	}
 	// Every agent sees all three: their /etc/hosts lists the others.
 	for _, name := range []string{"red", "blue", "green"} {
-		waitFor(t, ctx, func() bool {
+		testkit.WaitFor(t, name+"'s hosts file lists the others", waitLimit, func() bool {
 			data, _ := os.ReadFile(b.hosts[name])
 			n := 0
 			for _, o := range []string{"red", "blue", "green"} {
@@ -71,7 +73,7 @@ func TestCloudBatchSeedsFromTheFirstNode(t *testing.T) {
 				}
 			}
 			return n >= 2
-		}, name+"'s hosts file lists the others")
+		})
 	}
 }
 
@@ -220,14 +222,14 @@ func TestKeyRotate(t *testing.T) {
 	// it off.
 	current, _ := m.Store.ReadKeys()
 	extra := runStranger(t, ctx, m, b, "extra", "127.77.0.98", current[0])
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "extra sees red", waitLimit, func() bool {
 		for _, mem := range extra.Members() {
 			if mem.Name == "red" && mem.Status == "alive" {
 				return true
 			}
 		}
 		return false
-	}, "extra sees red")
+	})
 	r, err = m.RotateKey(ctx, false)
 	if err == nil || len(r.Unknown) != 1 || r.Unknown[0].Name != "extra" || !strings.Contains(err.Error(), "extra at 127.77.0.98") {
 		t.Fatalf("rotation with an unknown member: %+v, %v; want it refused, naming extra and its address", r, err)
@@ -239,14 +241,14 @@ func TestKeyRotate(t *testing.T) {
 	if err != nil || len(r.Unknown) != 1 || !r.Removed {
 		t.Fatalf("rotation with --evict: %+v, %v", r, err)
 	}
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "extra cut off", waitLimit, func() bool {
 		for _, mem := range extra.Members() {
 			if mem.Name == "red" && mem.Status == "alive" {
 				return false
 			}
 		}
 		return true
-	}, "extra cut off")
+	})
 }
 
 // runStranger runs an agent with a valid identity from the cluster's CA
@@ -263,8 +265,8 @@ func runStranger(t *testing.T, ctx context.Context, m *cluster.Manager, b *boote
 	cfg.Name, cfg.Nonce, cfg.Key = name, "00000000000000000000000000000000", key
 	cfg.AdvertiseAddr, cfg.AdvertiseCIDR, cfg.BindAddr = addr, "", addr
 	cfg.Seeds = []string{st.Node("red").Address + ":" + itoa(m.Cfg.Gossip.Port)}
-	cfg.HostsFile, cfg.API, cfg.StateDir, cfg.Enrol = "", agent.APIConfig{}, "", nil
-	if cfg.Identity, err = agent.NewIdentity(ca, name, cfg.Nonce); err != nil {
+	cfg.HostsFile, cfg.API, cfg.StateDir, cfg.Enrol = "", agentconfig.APIConfig{}, "", nil
+	if cfg.Identity, err = agentconfig.NewIdentity(ca, name, cfg.Nonce); err != nil {
 		t.Fatal(err)
 	}
 	a, err := agent.New(cfg, nil)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
@@ -24,13 +24,13 @@ type HandlerConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-func (h HandlerConfig) agentConfig() agent.HandlerConfig {
-	return agent.HandlerConfig{On: h.On, Role: h.Role, Run: h.Run, Timeout: agent.Duration(h.Timeout)}
+func (h HandlerConfig) agentConfig() agentconfig.HandlerConfig {
+	return agentconfig.HandlerConfig{On: h.On, Role: h.Role, Run: h.Run, Timeout: agentconfig.Duration(h.Timeout)}
 }
 
 // agentHandlers are the handlers as the agent's config has them.
-func (c *Config) agentHandlers() []agent.HandlerConfig {
-	var out []agent.HandlerConfig
+func (c *Config) agentHandlers() []agentconfig.HandlerConfig {
+	var out []agentconfig.HandlerConfig
 	for _, h := range c.Handlers {
 		out = append(out, h.agentConfig())
 	}
@@ -57,13 +57,13 @@ const nominalName = "magenta"
 
 // checkMetaBudget refuses a node whose serf tags (role and user tags
 // included) would not fit memberlist's meta with the agent's identity tag:
-// the agent's own check (agent.Meta.CheckBudget), with the values the CLI
+// the agent's own check (agentconfig.Meta.CheckBudget), with the values the CLI
 // knows before anything is made.
 func (c *Config) checkMetaBudget(name, prov, role string) error {
-	m := agent.Meta{
+	m := agentconfig.Meta{
 		Cluster: c.Cluster, Name: name, Nonce: strings.Repeat("0", 32), Provider: prov,
 		InstanceID: strings.Repeat("i", instanceIDReserve), Hostname: name,
-		Role: agent.RoleNode, AppRole: role, Tags: c.Node.Tags,
+		Role: agentconfig.RoleNode, AppRole: role, Tags: c.Node.Tags,
 	}
 	if err := m.CheckBudget(); err != nil {
 		return provider.BadInput("shorten or drop node.tags (each node's tags, role and identity share memberlist's 512 bytes)", "%w", err)
@@ -80,7 +80,7 @@ func (c *Config) validateApps() []error {
 	for i, h := range c.Handlers {
 		if err := h.agentConfig().Validate(); err != nil {
 			errs = append(errs, provider.BadInput(
-				fmt.Sprintf("give each handler on: [%s], an optional role, and run: an absolute path on the node", strings.Join(agent.HandlerEvents, ", ")),
+				fmt.Sprintf("give each handler on: [%s], an optional role, and run: an absolute path on the node", strings.Join(agentconfig.HandlerEvents, ", ")),
 				"handlers[%d]: %w", i, err))
 		}
 	}
@@ -111,7 +111,7 @@ func longestProvider() string {
 // recorded (the role) and the config gives every node (the tags).
 func (m *Manager) appInfo(n Node, members memberView) (string, map[string]string) {
 	if mem, ok := members.of(n.Name, n.Nonce); ok {
-		meta := agent.MetaFromTags(mem.Tags)
+		meta := agentconfig.MetaFromTags(mem.Tags)
 		return meta.AppRole, meta.Tags
 	}
 	return n.Role, m.tags()

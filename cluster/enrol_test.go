@@ -14,6 +14,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cloudinit"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
@@ -189,7 +190,7 @@ func TestCertificateRenewal(t *testing.T) {
 	// status returned (in a CLI, the next command that reaches the node
 	// brings the state up to date).
 	renewed := 0
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "a renewed certificate, served and recorded", waitLimit, func() bool {
 		st, _ = m.Store.Load()
 		renewed = 0
 		for _, n := range st.Nodes {
@@ -203,7 +204,7 @@ func TestCertificateRenewal(t *testing.T) {
 			renewed++
 		}
 		return renewed > 0
-	}, "a renewed certificate, served and recorded")
+	})
 	if renewed == 0 {
 		t.Fatalf("no certificate renewed by a status 250 days on; notes %q", rec.noted())
 	}

@@ -14,8 +14,8 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -458,7 +458,7 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 			seedList = append(seedList, s)
 		}
 	}
-	ac := agent.Config{
+	ac := agentconfig.Config{
 		Cluster:   m.Cluster,
 		Name:      n.Name,
 		Nonce:     n.Nonce,
@@ -498,9 +498,9 @@ func (m *Manager) renderInput(a renderArgs) (cloudinit.Input, error) {
 	// gets its certificate, identity grant and the gossip keyring
 	// (enrol.go). It trusts the CA's certificate.
 	caPEM := string(a.ca.CertPEM())
-	ac.API = agent.APIConfig{Port: m.Cfg.API.Port, CA: caPEM}
-	ac.Identity = agent.IdentityConfig{CA: caPEM}
-	ac.Enrol = &agent.EnrolConfig{Token: n.EnrolToken, Expires: n.EnrolExpires}
+	ac.API = agentconfig.APIConfig{Port: m.Cfg.API.Port, CA: caPEM}
+	ac.Identity = agentconfig.IdentityConfig{CA: caPEM}
+	ac.Enrol = &agentconfig.EnrolConfig{Token: n.EnrolToken, Expires: n.EnrolExpires}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -100,7 +101,7 @@ func TestStopStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	upOrFail(t, ctx, m, "red", "blue")
-	waitFor(t, ctx, func() bool { return strings.Contains(b.hostsOf("red"), " blue.test.internal blue") }, "red's hosts file lists blue")
+	testkit.WaitFor(t, "red's hosts file lists blue", waitLimit, func() bool { return strings.Contains(b.hostsOf("red"), " blue.test.internal blue") })
 	st, _ := m.Store.Load()
 	before := *st.Node("blue")
 
@@ -111,7 +112,7 @@ func TestStopStart(t *testing.T) {
 	if b.exited(before.InstanceID) {
 		t.Error("blue's agent left: stop asked it to leave")
 	}
-	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
+	testkit.WaitFor(t, "gossip holds blue failed", waitLimit, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed })
 	r := row(t, m, "blue")
 	if r.ProviderState != string(provider.StateStopped) || r.Phase != cluster.PhaseStopped {
 		t.Errorf("status of stopped blue: %+v", r)
@@ -187,7 +188,7 @@ func TestStopStartAll(t *testing.T) {
 			t.Errorf("start --all: %+v", r)
 		}
 	}
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "every hosts file lists every other node", waitLimit, func() bool {
 		for _, self := range []string{"red", "blue", "green"} {
 			h := b.hostsOf(self)
 			for _, other := range []string{"red", "blue", "green"} {
@@ -197,7 +198,7 @@ func TestStopStartAll(t *testing.T) {
 			}
 		}
 		return true
-	}, "every hosts file lists every other node")
+	})
 	rep, _ = m.Status(ctx, "")
 	for _, n := range rep.Nodes {
 		if n.Gossip != cluster.GossipAlive {
@@ -256,10 +257,9 @@ func TestRepairVanished(t *testing.T) {
 	}
 
 	p.Vanish(old.InstanceID)
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "red notices blue gone", waitLimit, func() bool {
 		return !strings.Contains(b.hostsOf("red"), " blue.test.internal blue") || row(t, m, "blue").Gossip == cluster.GossipFailed
-	},
-		"red notices blue gone")
+	})
 	rep, err = m.Repair(ctx, cluster.RepairRequest{DryRun: true, FailedFor: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +289,7 @@ func TestRepairVanished(t *testing.T) {
 	if r := row(t, m, "blue"); r.Gossip != cluster.GossipAlive {
 		t.Errorf("repaired blue: %+v", r)
 	}
-	waitFor(t, ctx, func() bool { return strings.Contains(b.hostsOf("red"), now.Address+" blue.test.internal blue") },
-		"red's hosts file lists the new blue")
+	testkit.WaitFor(t, "red's hosts file lists the new blue", waitLimit, func() bool { return strings.Contains(b.hostsOf("red"), now.Address+" blue.test.internal blue") })
 }
 
 // TestRepairFailedFor: a machine that runs while its agent is dead is
@@ -305,7 +304,7 @@ func TestRepairFailedFor(t *testing.T) {
 	st, _ := m.Store.Load()
 	old := *st.Node("blue")
 	_ = b.powerOff(context.Background(), old.InstanceID) // the agent dies; the provider still says running
-	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
+	testkit.WaitFor(t, "gossip holds blue failed", waitLimit, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed })
 	st, _ = m.Store.Load()
 	seen := st.Node("blue").FailedSince
 	if seen.IsZero() {
@@ -422,7 +421,7 @@ func TestCommandLock(t *testing.T) {
 		_, err := down.Down(ctx, cluster.DownRequest{Names: []string{"red"}})
 		downDone <- err
 	}()
-	waitFor(t, ctx, func() bool { return seen.has("waiting for the lock held by pid") && seen.has("(clusterctl up)") }, "down says whom it waits for")
+	testkit.WaitFor(t, "down says whom it waits for", waitLimit, func() bool { return seen.has("waiting for the lock held by pid") && seen.has("(clusterctl up)") })
 	select {
 	case err := <-downDone:
 		t.Fatalf("down ended while up held the lock: %v", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/sshclient"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -70,7 +71,7 @@ func sshSetup(t *testing.T, extra string) (*cluster.Manager, *fake.Provider, *ss
 		t.Fatal(err)
 	}
 	p := fake.New()
-	b := &sshBooter{booter: newBooter(t), port: sshtest.FreePort(t, "127.77.0.10"), servers: map[string]*sshtest.Server{}}
+	b := &sshBooter{booter: newBooter(t), port: testkit.FreePort(t, "127.77.0.10"), servers: map[string]*sshtest.Server{}}
 	p.OnCreate = b.boot
 	p.OnDelete = b.stop
 	t.Cleanup(b.stopAll)

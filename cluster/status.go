@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
@@ -165,7 +165,7 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 			ns := NodeStatus{Name: in.Name, Provider: name, InstanceID: in.ID, Address: in.Address, Phase: PhaseStray, ProviderState: string(in.State), Gossip: GossipUnknown, Detail: in.Detail, Stray: true}
 			if mem, ok := merged.byInstance(in.ID); ok && !claimed[memberKey(mem)] {
 				claimed[memberKey(mem)] = true
-				ns.Gossip, ns.Hostname = GossipState(mem.Status), mem.Tags[agent.TagHostname]
+				ns.Gossip, ns.Hostname = GossipState(mem.Status), mem.Tags[agentconfig.TagHostname]
 			}
 			rep.Nodes = append(rep.Nodes, ns)
 		}
@@ -179,7 +179,7 @@ func (m *Manager) Status(ctx context.Context, provName string) (StatusReport, er
 		if claimed[memberKey(mem)] || mem.Status == nodeapi.StatusLeft {
 			continue
 		}
-		rep.Nodes = append(rep.Nodes, NodeStatus{Name: mem.Name, Provider: mem.Tags[agent.TagProvider], InstanceID: mem.Tags[agent.TagInstanceID], Address: mem.Addr, Phase: PhaseUnknown, ProviderState: string(provider.StateUnknown), Gossip: GossipState(mem.Status), Hostname: mem.Tags[agent.TagHostname]})
+		rep.Nodes = append(rep.Nodes, NodeStatus{Name: mem.Name, Provider: mem.Tags[agentconfig.TagProvider], InstanceID: mem.Tags[agentconfig.TagInstanceID], Address: mem.Addr, Phase: PhaseUnknown, ProviderState: string(provider.StateUnknown), Gossip: GossipState(mem.Status), Hostname: mem.Tags[agentconfig.TagHostname]})
 	}
 	sort.SliceStable(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })
 	return rep, nil
@@ -319,7 +319,7 @@ func (v memberView) of(name, nonce string) (nodeapi.Member, bool) {
 // byInstance returns a member whose agent reports instance id id.
 func (v memberView) byInstance(id string) (nodeapi.Member, bool) {
 	for _, mem := range v {
-		if id != "" && mem.Tags[agent.TagInstanceID] == id {
+		if id != "" && mem.Tags[agentconfig.TagInstanceID] == id {
 			return mem, true
 		}
 	}
@@ -330,7 +330,7 @@ func (v memberView) byInstance(id string) (nodeapi.Member, bool) {
 // member state for its nonce, else what the view's silence means.
 func gossipState(n Node, members memberView, reached bool) (state GossipState, hostname string) {
 	if mem, ok := members.of(n.Name, n.Nonce); ok {
-		return GossipState(mem.Status), mem.Tags[agent.TagHostname]
+		return GossipState(mem.Status), mem.Tags[agentconfig.TagHostname]
 	}
 	sameName := slices.ContainsFunc(members, func(mem nodeapi.Member) bool { return mem.Name == n.Name })
 	switch {

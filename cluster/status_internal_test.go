@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 func member(name, nonce string, st nodeapi.MemberStatus) nodeapi.Member {
-	return nodeapi.Member{Name: name, Addr: "10.0.0." + name[:1], Status: st, Tags: map[string]string{nodeapi.TagNonce: nonce, agent.TagHostname: "host-" + name}}
+	return nodeapi.Member{Name: name, Addr: "10.0.0." + name[:1], Status: st, Tags: map[string]string{nodeapi.TagNonce: nonce, agentconfig.TagHostname: "host-" + name}}
 }
 
 // The followed node lags: its view has not heard yet of green, which just

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // A gossip member that the state does not know (here an agent started by
@@ -28,13 +29,13 @@ func TestStatusShowsUnknownMembers(t *testing.T) {
 		rep cluster.StatusReport
 		err error
 	)
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "status to show the visitor", waitLimit, func() bool {
 		rep, err = m.Status(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(rep.Nodes) == 3
-	}, "status to show the visitor")
+	})
 	for _, n := range rep.Nodes {
 		switch n.Name {
 		case "visitor":

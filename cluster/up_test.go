@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
@@ -40,7 +42,7 @@ type booter struct {
 	// skip names nodes that never boot (their agent never starts).
 	skip map[string]bool
 	// configs are the agent configs the nodes booted with, by name.
-	configs map[string]agent.Config
+	configs map[string]agentconfig.Config
 	// disks are the machines' state directories, by instance id: a
 	// machine that boots again (start) finds what its agent kept.
 	disks map[string]string
@@ -110,10 +112,10 @@ func bootingFake(t *testing.T) (*fake.Provider, *booter) {
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agent.Config{}, disks: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agentconfig.Config{}, disks: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
-func agentConfigFrom(userData []byte) (agent.Config, error) {
+func agentConfigFrom(userData []byte) (agentconfig.Config, error) {
 	var doc struct {
 		WriteFiles []struct {
 			Path    string `yaml:"path"`
@@ -121,16 +123,16 @@ func agentConfigFrom(userData []byte) (agent.Config, error) {
 		} `yaml:"write_files"`
 	}
 	if err := yaml.Unmarshal(userData, &doc); err != nil {
-		return agent.Config{}, err
+		return agentconfig.Config{}, err
 	}
 	for _, f := range doc.WriteFiles {
 		if f.Path == "/etc/clusterctl/agent.json" {
-			var c agent.Config
+			var c agentconfig.Config
 			err := json.Unmarshal([]byte(f.Content), &c)
 			return c, err
 		}
 	}
-	return agent.Config{}, errors.New("user-data writes no /etc/clusterctl/agent.json")
+	return agentconfig.Config{}, errors.New("user-data writes no /etc/clusterctl/agent.json")
 }
 
 func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) error {
@@ -304,13 +306,13 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 	cfgPath := filepath.Join(dir, "cluster.yaml")
 	// A gossip port of its own per test, so no agent or socket of another
 	// test (or package running in parallel) can answer.
-	port := freePort(t)
+	port := testkit.FreePort(t, "127.77.0.1")
 	if data, err := os.ReadFile(filepath.Join(dir, "port")); err == nil {
 		fmt.Sscan(string(data), &port) // a manager made before for this dir
 	} else if err := os.WriteFile(filepath.Join(dir, "port"), []byte(fmt.Sprint(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	apiPort := freePort(t)
+	apiPort := testkit.FreePort(t, "127.77.0.1")
 	if data, err := os.ReadFile(filepath.Join(dir, "api-port")); err == nil {
 		fmt.Sscan(string(data), &apiPort)
 	} else if err := os.WriteFile(filepath.Join(dir, "api-port"), []byte(fmt.Sprint(apiPort)), 0o644); err != nil {
@@ -397,10 +399,10 @@ func TestUpStatusDown(t *testing.T) {
 	}
 
 	// The agents keep /etc/hosts: red's file lists all three nodes.
-	waitFor(t, ctx, func() bool {
+	testkit.WaitFor(t, "red's hosts file lists blue and green", waitLimit, func() bool {
 		data, _ := os.ReadFile(b.hosts["red"])
 		return strings.Contains(string(data), " blue.test.internal blue") && strings.Contains(string(data), " green.test.internal green")
-	}, "red's hosts file lists blue and green")
+	})
 
 	st, _ := m.Store.Load()
 	blueID := st.Node("blue").InstanceID
@@ -564,16 +566,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func waitFor(t *testing.T, ctx context.Context, cond func() bool, what string) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting: %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
+// waitLimit bounds each wait for the agents in these tests.
+const waitLimit = 60 * time.Second
 
 // limited is a provider that bounds the user-data size, like EC2.
 type limited struct{ *fake.Provider }
@@ -602,24 +596,4 @@ func TestSeedLimitIsBadInput(t *testing.T) {
 	if _, err := os.Stat(m.Store.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the cluster directory was created")
 	}
-}
-
-// freePort returns a TCP and UDP port that is free on the fake's network.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.77.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.77.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }

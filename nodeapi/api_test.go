@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 func TestMembersAndEventStream(t *testing.T) {
@@ -127,7 +128,7 @@ func TestRefusedPeersGetNothingAndAreLoggedOnceAMinute(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 	// Four refusals from 127.0.0.1 within a minute: one log line.
-	waitFor(t, "the refusal to be logged", 5*time.Second, func() bool { return nd.log.count("refused a peer") >= 1 })
+	testkit.WaitFor(t, "the refusal to be logged", 5*time.Second, func() bool { return nd.log.count("refused a peer") >= 1 })
 	time.Sleep(100 * time.Millisecond)
 	if n := nd.log.count("refused a peer"); n != 1 {
 		t.Fatalf("%d log lines for 4 refusals of one address within a minute, want 1:\n%s", n, nd.log.buf.String())
@@ -136,14 +137,14 @@ func TestRefusedPeersGetNothingAndAreLoggedOnceAMinute(t *testing.T) {
 	if _, err := rawGet(nd.ep.Addr, noCert, "127.0.0.2"); err == nil {
 		t.Fatal("no certificate from 127.0.0.2: answered")
 	}
-	waitFor(t, "the refusal of 127.0.0.2", 5*time.Second, func() bool { return nd.log.count("peer=127.0.0.2") == 1 })
+	testkit.WaitFor(t, "the refusal of 127.0.0.2", 5*time.Second, func() bool { return nd.log.count("peer=127.0.0.2") == 1 })
 	// A minute later the first address is logged again, with the count of
 	// refusals kept quiet.
 	clock.Add(int64(61 * time.Second))
 	if _, err := rawGet(nd.ep.Addr, refused["foreign"], ""); err == nil {
 		t.Fatal("foreign: answered")
 	}
-	waitFor(t, "the second log line for 127.0.0.1", 5*time.Second, func() bool { return nd.log.count("peer=127.0.0.1") == 2 })
+	testkit.WaitFor(t, "the second log line for 127.0.0.1", 5*time.Second, func() bool { return nd.log.count("peer=127.0.0.1") == 2 })
 	if !strings.Contains(nd.log.buf.String(), "refused_since_last_log=3") {
 		t.Errorf("the second line does not count the 3 quiet refusals:\n%s", nd.log.buf.String())
 	}

@@ -16,9 +16,9 @@ import (
 )
 
 // ProductTiming sets the agent's production gossip timing
-// (agent.DefaultTiming) on a serf config. timing_test.go, an external test
-// (the agent imports this package), sets it, so that the benchmark's
-// members gossip as the shipped agents do.
+// (agentconfig.DefaultTiming, through agent.ApplyTiming) on a serf config.
+// timing_test.go, an external test (the agent imports this package), sets
+// it, so that the benchmark's members gossip as the shipped agents do.
 var ProductTiming func(*serf.Config)
 
 // BenchmarkDetection measures, on loopback with a real serf cluster (the

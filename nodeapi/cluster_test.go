@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // lockedBuffer is a log sink the test reads while servers write.
@@ -72,7 +73,7 @@ func newTestCluster(t testing.TB, n int, opt serfOptions) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the cluster to converge", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the cluster to converge", 10*time.Second, func() bool {
 		for _, nd := range c.nodes {
 			if nd.m.aliveCount() != n {
 				return false

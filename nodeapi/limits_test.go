@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/ratelog"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // dialFrom opens a plain TCP connection to addr from the loopback address
@@ -57,7 +58,7 @@ func TestHandshakeTimeoutClosesASilentPeer(t *testing.T) {
 	if err := closedByServer(dialFrom(t, nd.ep.Addr, "")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the silent peer to be logged", 5*time.Second, func() bool { return nd.log.count("refused a peer") == 1 })
+	testkit.WaitFor(t, "the silent peer to be logged", 5*time.Second, func() bool { return nd.log.count("refused a peer") == 1 })
 }
 
 func TestConnectionsPerSourceAreBounded(t *testing.T) {
@@ -72,14 +73,14 @@ func TestConnectionsPerSourceAreBounded(t *testing.T) {
 		silent[i] = dialFrom(t, nd.ep.Addr, "127.0.0.1")
 	}
 	// All of them are admitted before the next one is judged.
-	waitFor(t, "the silent connections to be admitted", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the silent connections to be admitted", 10*time.Second, func() bool {
 		return nd.srv.sources.count("127.0.0.1") == MaxConnsPerSource
 	})
 	// One more from the same address is closed at once, and logged.
 	if err := closedByServer(dialFrom(t, nd.ep.Addr, "127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the refusal to be logged", 5*time.Second, func() bool { return nd.log.count("connections at once from this address") == 1 })
+	testkit.WaitFor(t, "the refusal to be logged", 5*time.Second, func() bool { return nd.log.count("connections at once from this address") == 1 })
 	// Another address is served meanwhile.
 	if resp, err := rawGet(nd.ep.Addr, cfg, "127.0.0.2"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("127.0.0.2 while 127.0.0.1 is at its limit: %v", err)
@@ -88,7 +89,7 @@ func TestConnectionsPerSourceAreBounded(t *testing.T) {
 	for _, s := range silent {
 		s.Close()
 	}
-	waitFor(t, "127.0.0.1's slots to be freed", 10*time.Second, func() bool { return nd.srv.sources.count("127.0.0.1") == 0 })
+	testkit.WaitFor(t, "127.0.0.1's slots to be freed", 10*time.Second, func() bool { return nd.srv.sources.count("127.0.0.1") == 0 })
 	if resp, err := rawGet(nd.ep.Addr, cfg, "127.0.0.1"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("127.0.0.1 after its connections closed: %v", err)
 	}
@@ -125,7 +126,7 @@ func TestRefusalFloodIsCountedNotLogged(t *testing.T) {
 	// A minute later the ticker logs the count of the others.
 	clock.Add(int64(61 * time.Second))
 	want := fmt.Sprintf("refused=%d", sources-table)
-	waitFor(t, "the summary line", 10*time.Second, func() bool { return nd.log.count(want) == 1 })
+	testkit.WaitFor(t, "the summary line", 10*time.Second, func() bool { return nd.log.count(want) == 1 })
 	if n := nd.log.count("refused a peer"); n != table {
 		t.Errorf("%d refusal lines after the summary, want %d", n, table)
 	}

@@ -229,18 +229,6 @@ func (m *serfMember) KeyRemove(ctx context.Context, key []byte) (KeyReport, erro
 	return m.keyOp(func(kr *memberlist.Keyring) error { return kr.RemoveKey(key) })
 }
 
-// waitFor polls cond (test set-up only, never the code under test).
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // aliveCount is how many members m sees alive.
 func (m *serfMember) aliveCount() int {
 	n := 0

@@ -8,11 +8,12 @@
 #   nftables                     NAT and drop rules of the network-namespace test labs (test/natlab)
 #   openssh-client, openssh-server  `clusterctl ssh`/`cp` run ssh and scp; tests run a real sshd on loopback
 #   systemd                      systemd-analyze scores the agent's unit (cloudinit's TestAgentUnitSecurityScore)
+#   ShellCheck (shellcheck)      `make lint` checks the shell scripts (scripts/, templates/install-agent.sh, test/e2e/*.sh)
 #   moto[server] (pip)           EC2 and S3 API emulator for the EC2 provider's tests
 # Go itself must already be installed (see go.mod for the version).
 set -eu
 [ "$(id -u)" = 0 ] || { echo "deps.sh: run as root (sudo $0)" >&2; exit 1; }
-pkgs="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs cloud-init iproute2 procps nftables openssh-client openssh-server systemd"
+pkgs="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs cloud-init iproute2 procps nftables openssh-client openssh-server systemd shellcheck"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -20,6 +21,7 @@ done
 if [ -n "$missing" ]; then
 	echo "deps.sh: installing$missing" >&2
 	apt-get update -qq
+	# shellcheck disable=SC2086 # $missing is package names, one word each
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
 fi
 # moto's EC2/S3 server, the EC2 provider's test peer (from the Python package index).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
@@ -48,7 +49,7 @@ const socketTimeout = 5 * time.Second
 
 func newFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	socket := fs.String("socket", filepath.Join(agent.DefaultRunDir, agent.SocketFile), "the local agent's socket")
+	socket := fs.String("socket", filepath.Join(agentconfig.DefaultRunDir, agent.SocketFile), "the local agent's socket")
 	return fs, socket
 }
 

@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
@@ -34,7 +35,7 @@ func main() {
 			os.Exit(runApp(cmd, os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
-	configPath := flag.String("config", agent.DefaultConfigPath, "agent config file (JSON)")
+	configPath := flag.String("config", agentconfig.DefaultConfigPath, "agent config file (JSON)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *showVersion {
@@ -54,7 +55,7 @@ func run(configPath string) error {
 	// meant to be readable, /etc/hosts, get their mode explicitly.)
 	syscall.Umask(0o077)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	cfg, err := agent.LoadConfig(configPath)
+	cfg, err := agentconfig.LoadConfig(configPath)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,30 @@ func TestAgentImportsNoCloudSDK(t *testing.T) {
 	}
 }
 
+// gossipModules are the membership modules only the agent may link.
+var gossipModules = []string{
+	"github.com/hashicorp/serf",
+	"github.com/hashicorp/memberlist",
+}
+
+// The CLI watches the membership through the node API and never gossips:
+// it must not link serf or memberlist (the agent's config, which it
+// renders, is internal/agentconfig's; docs/architecture.md).
+func TestCLIImportsNoGossip(t *testing.T) {
+	agent := deps(t, nil, "", "./cmd/clusterctl-agent")
+	for _, m := range gossipModules {
+		if !dependsOn(agent, m) {
+			t.Fatalf("go list -deps of the agent does not show %s; the listing is wrong:\n%s", m, strings.Join(agent, "\n"))
+		}
+	}
+	list := deps(t, nil, "", "./cmd/clusterctl")
+	for _, m := range gossipModules {
+		if dependsOn(list, m) {
+			t.Errorf("cmd/clusterctl depends on %s; see `go list -deps ./cmd/clusterctl` and who imports it", m)
+		}
+	}
+}
+
 // Each clusterctl_omit_<provider> tag takes that provider's package, and
 // with it the SDK only it uses, out of the CLI.
 func TestOmitTagsLeaveProvidersOut(t *testing.T) {

@@ -17,8 +17,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -45,7 +47,7 @@ func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error
 	if err := yaml.Unmarshal(spec.Seed.UserData, &doc); err != nil {
 		return err
 	}
-	var cfg agent.Config
+	var cfg agentconfig.Config
 	for _, f := range doc.WriteFiles {
 		if f.Path == "/etc/clusterctl/agent.json" {
 			if err := json.Unmarshal([]byte(f.Content), &cfg); err != nil {
@@ -95,7 +97,7 @@ func sshCluster(t *testing.T, cluster string) (home, config string, g *guest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g = &guest{t: t, port: sshtest.FreePort(t, "127.77.0.10"), servers: map[string]*sshtest.Server{}}
+	g = &guest{t: t, port: testkit.FreePort(t, "127.77.0.10"), servers: map[string]*sshtest.Server{}}
 	shared.OnCreate = g.boot
 	t.Cleanup(func() { shared.OnCreate = nil; g.stopAll() })
 	home, config = setup(t, fmt.Sprintf("cluster: %s\nssh: {user: %s, port: %d}\n", cluster, u.Username, g.port))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // node is an sshd on loopback with a host key made like clusterctl makes
@@ -28,10 +29,7 @@ func client(t *testing.T) Client {
 	t.Helper()
 	c, err := Find()
 	if err != nil {
-		if os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		testkit.Missing(t, "%v", err)
 	}
 	return c
 }
@@ -56,7 +54,7 @@ func startNodes(t *testing.T, names ...string) []node {
 			t.Fatal(err)
 		}
 		addr := "127.78.0." + string(rune('1'+i))
-		port := sshtest.FreePort(t, addr)
+		port := testkit.FreePort(t, addr)
 		s := sshtest.Start(t, addr, port, host.Private, []string{user.Public})
 		alias := sshkeys.HostKeyAlias("test", name)
 		hosts = append(hosts, sshkeys.KnownHost{Alias: alias, Key: host.Public})

@@ -6,24 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func sshKeygen(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		if os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("ssh-keygen is not installed and CLUSTERCTL_REQUIRE_TOOLS=1")
-		}
-		t.Skip("ssh-keygen is not installed")
-	}
-	return p
-}
+	"github.com/clusterctl/clusterctl/internal/testkit"
+)
 
 // OpenSSH itself reads the generated private key and derives the same
 // public key from it.
 func TestGenerateIsReadByOpenSSH(t *testing.T) {
-	keygen := sshKeygen(t)
+	keygen := testkit.Tool(t, "ssh-keygen")
 	p, err := Generate("demo/red")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +43,7 @@ func TestGenerateIsReadByOpenSSH(t *testing.T) {
 }
 
 func TestFromPrivateRejects(t *testing.T) {
-	keygen := sshKeygen(t)
+	keygen := testkit.Tool(t, "ssh-keygen")
 	dir := t.TempDir()
 	rsa := filepath.Join(dir, "rsa")
 	if out, err := exec.Command(keygen, "-q", "-t", "rsa", "-b", "1024", "-N", "", "-f", rsa).CombinedOutput(); err != nil {
@@ -70,7 +60,7 @@ func TestFromPrivateRejects(t *testing.T) {
 
 // ssh-keygen -F finds each host under its alias in the rendered file.
 func TestKnownHostsIsReadByOpenSSH(t *testing.T) {
-	keygen := sshKeygen(t)
+	keygen := testkit.Tool(t, "ssh-keygen")
 	a, _ := Generate("")
 	b, _ := Generate("")
 	data, err := KnownHosts([]KnownHost{

@@ -7,7 +7,6 @@ package sshtest
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // Server is one running sshd.
@@ -35,22 +36,8 @@ func SSHD(t testing.TB) string {
 			return p
 		}
 	}
-	if os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") == "1" {
-		t.Fatal("sshd is not installed (apt-get install openssh-server) and CLUSTERCTL_REQUIRE_TOOLS=1")
-	}
-	t.Skip("sshd is not installed (apt-get install openssh-server)")
+	testkit.Missing(t, "sshd is not installed (apt-get install openssh-server)")
 	return ""
-}
-
-// FreePort returns a TCP port that is free on addr.
-func FreePort(t testing.TB, addr string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start runs sshd on addr:port with hostKey (an OpenSSH private key file's

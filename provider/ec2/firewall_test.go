@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sort"
@@ -19,25 +18,10 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
-
-// whatIsMyIP points publicip's detection at a loopback server for the
-// test: it answers status and body, and counts the requests.
-func whatIsMyIP(t *testing.T, status int, body string) *atomic.Int64 {
-	t.Helper()
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		n.Add(1)
-		w.WriteHeader(status)
-		fmt.Fprint(w, body)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv(publicip.EnvURL, srv.URL)
-	return &n
-}
 
 // clusterGroup is the security group clusterctl made for cluster.
 func clusterGroup(t *testing.T, endpoint, cluster string) types.SecurityGroup {
@@ -97,7 +81,7 @@ func wantRules(t *testing.T, g types.SecurityGroup, self string, want ...string)
 func TestFirewallFromYourLaptop(t *testing.T) {
 	srv := moto(t)
 	ctx := context.Background()
-	asked := whatIsMyIP(t, 200, "198.51.100.23\n")
+	asked := testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	f := newProviderEnv(t, srv.URL, provider.Env{Cluster: "lap", SSH: true}, "")
 	if err := f.p.Preflight(ctx, nil); err != nil {
 		t.Fatalf("Preflight: %v", err)
@@ -148,7 +132,7 @@ func TestFirewallFromYourLaptop(t *testing.T) {
 func TestFirewallSSHOffAndListedNetworks(t *testing.T) {
 	srv := moto(t)
 	ctx := context.Background()
-	asked := whatIsMyIP(t, 200, "198.51.100.23\n")
+	asked := testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	f := newProviderEnv(t, srv.URL, provider.Env{Cluster: "nossh", APIPort: 8443}, "api_from: [192.0.2.0/24, '2001:db8::/32']\n")
 	if err := f.p.Preflight(ctx, nil); err != nil {
 		t.Fatal(err)
@@ -170,7 +154,7 @@ func TestFirewallSSHOffAndListedNetworks(t *testing.T) {
 func TestFirewallExistingGroupGetsMissingRules(t *testing.T) {
 	srv := moto(t)
 	ctx := context.Background()
-	whatIsMyIP(t, 200, "198.51.100.23\n")
+	testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	first := newProviderEnv(t, srv.URL, provider.Env{Cluster: "again"}, "")
 	if _, err := first.p.Create(ctx, spec(t, "again", "a")); err != nil {
 		t.Fatal(err)
@@ -212,7 +196,7 @@ func TestFirewallRuleRaceAndQuota(t *testing.T) {
 	srv := moto(t)
 	fp := newFaultProxy(t, srv.URL)
 	ctx := context.Background()
-	whatIsMyIP(t, 200, "198.51.100.23\n")
+	testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	var raced atomic.Bool
 	fp.deny = func(r *http.Request, action string) *fault {
 		if action != "AuthorizeSecurityGroupIngress" || raced.Swap(true) {
@@ -289,7 +273,7 @@ func TestDetectionFailure(t *testing.T) {
 		{"a private address", 200, "10.1.2.3\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			asked := whatIsMyIP(t, tc.status, tc.body)
+			asked := testkit.WhatIsMyIP(t, tc.status, tc.body)
 			f := newProviderEnv(t, srv.URL, provider.Env{Cluster: "nodetect", SSH: true}, "")
 			err := f.p.Preflight(ctx, nil)
 			var ie *provider.InputError
@@ -307,7 +291,7 @@ func TestDetectionFailure(t *testing.T) {
 	}
 	// A group of the user's is used as it is: nothing to detect.
 	t.Run("own security group", func(t *testing.T) {
-		whatIsMyIP(t, 503, "busy")
+		testkit.WhatIsMyIP(t, 503, "busy")
 		c := ec2Client(t, srv.URL)
 		subs, err := c.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{Filters: []types.Filter{{Name: aws.String("default-for-az"), Values: []string{"true"}}}})
 		if err != nil || len(subs.Subnets) == 0 {

@@ -3,33 +3,16 @@ package openstack_test
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
-
-// whatIsMyIP points publicip's detection at a loopback server for the
-// test: it answers status and body, and counts the requests.
-func whatIsMyIP(t *testing.T, status int, body string) *atomic.Int64 {
-	t.Helper()
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		n.Add(1)
-		w.WriteHeader(status)
-		fmt.Fprint(w, body)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv(publicip.EnvURL, srv.URL)
-	return &n
-}
 
 // clusterGroup is the cluster's security group at the fake.
 func clusterGroup(t *testing.T, c *openstacktest.Cloud) openstacktest.SecurityGroup {
@@ -86,7 +69,7 @@ func wantRules(t *testing.T, g openstacktest.SecurityGroup, want ...string) {
 // it, and only it, to the API port and SSH; gossip only among the nodes.
 func TestFirewallFromYourLaptop(t *testing.T) {
 	c := newCloud(t, false)
-	asked := whatIsMyIP(t, 200, "198.51.100.23\n")
+	asked := testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	p := standardEnv(t, c, provider.Env{Cluster: testCluster, SSH: true}, "floating_ip_pool: public\n")
 	if err := p.Preflight(ctx(t), []provider.NodeSpec{spec(t, "a")}); err != nil {
 		t.Fatalf("Preflight: %v", err)
@@ -112,7 +95,7 @@ func TestFirewallFromYourLaptop(t *testing.T) {
 // written, and nothing is detected.
 func TestFirewallSSHOffAndListedNetworks(t *testing.T) {
 	c := newCloud(t, false)
-	asked := whatIsMyIP(t, 200, "198.51.100.23\n")
+	asked := testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	p := standardEnv(t, c, provider.Env{Cluster: testCluster, APIPort: 8443}, "api_from: [192.0.2.0/24, '2001:db8::/32']\n")
 	if err := p.Preflight(ctx(t), nil); err != nil {
 		t.Fatal(err)
@@ -131,7 +114,7 @@ func TestFirewallSSHOffAndListedNetworks(t *testing.T) {
 // twice; an up with every rule in place asks for none.
 func TestFirewallExistingGroupGetsMissingRules(t *testing.T) {
 	c := newCloud(t, false)
-	whatIsMyIP(t, 200, "198.51.100.23\n")
+	testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	if _, err := standardEnv(t, c, provider.Env{Cluster: testCluster}, "api_from: [192.0.2.0/24]\n").Create(ctx(t), spec(t, "a")); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +151,7 @@ func ruleCreates(c *openstacktest.Cloud) int {
 // SecurityGroupRuleExists, which is fine.
 func TestFirewallRuleRace(t *testing.T) {
 	c := newCloud(t, false)
-	whatIsMyIP(t, 200, "198.51.100.23\n")
+	testkit.WhatIsMyIP(t, 200, "198.51.100.23\n")
 	var raced atomic.Bool
 	c.BeforeRuleCreate = func() {
 		if raced.Swap(true) {
@@ -216,7 +199,7 @@ func TestBadAPIFrom(t *testing.T) {
 // fix names openstack.api_from, and nothing is made.
 func TestDetectionFailure(t *testing.T) {
 	c := newCloud(t, false)
-	asked := whatIsMyIP(t, 502, "bad gateway")
+	asked := testkit.WhatIsMyIP(t, 502, "bad gateway")
 	p := standardEnv(t, c, provider.Env{Cluster: testCluster, SSH: true}, "floating_ip_pool: public\n")
 	err := p.Preflight(ctx(t), []provider.NodeSpec{spec(t, "a")})
 	var ie *provider.InputError

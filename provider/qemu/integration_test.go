@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 	"github.com/clusterctl/clusterctl/provider/providertest"
@@ -28,11 +29,10 @@ import (
 // process (ip, qemu) and /sys see only the test's namespace. Nothing is
 // created in the host's network namespace.
 const (
-	netnsEnv       = "CLUSTERCTL_QEMU_TEST_NETNS"
-	outerNetnsEnv  = "CLUSTERCTL_QEMU_TEST_OUTER_NETNS" // the namespace the test started in
-	requireToolEnv = "CLUSTERCTL_REQUIRE_TOOLS"
-	testBridge     = "clusterbr0"
-	testHostCIDR   = "192.168.56.1/24"
+	netnsEnv      = "CLUSTERCTL_QEMU_TEST_NETNS"
+	outerNetnsEnv = "CLUSTERCTL_QEMU_TEST_OUTER_NETNS" // the namespace the test started in
+	testBridge    = "clusterbr0"
+	testHostCIDR  = "192.168.56.1/24"
 )
 
 func TestIntegration(t *testing.T) {
@@ -86,14 +86,11 @@ func requireTools(t *testing.T) {
 			missing = append(missing, b)
 		}
 	}
-	if testing.Short() && os.Getenv(requireToolEnv) != "1" {
+	if testing.Short() && !testkit.ToolsRequired() {
 		t.Skip("integration test skipped in -short mode")
 	}
 	if len(missing) > 0 {
-		if os.Getenv(requireToolEnv) == "1" {
-			t.Fatalf("%s=1 but missing: %s", requireToolEnv, strings.Join(missing, ", "))
-		}
-		t.Skipf("needs %s (set %s=1 to fail instead)", strings.Join(missing, ", "), requireToolEnv)
+		testkit.Missing(t, "needs %s (set %s=1 to fail instead)", strings.Join(missing, ", "), testkit.RequireToolsEnv)
 	}
 }
 

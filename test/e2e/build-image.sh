@@ -85,6 +85,7 @@ echo "build-image.sh: building Debian 12 image $hash in $OUTDIR (apt sources: $s
 #  - a login prompt on the serial console ttyS0
 #  - an empty machine-id, so every VM generates its own at first boot
 #  - /dev/vda is the root file system
+# shellcheck disable=SC2016 # each hook's "$1" (the root) is expanded by mmdebstrap's shell
 if ! mmdebstrap --mode=root --variant=apt --include="$INCLUDE" \
 	--customize-hook='if [ -e "$1/sbin/ifup" ]; then chroot "$1" apt-get -y purge ifupdown; fi' \
 	--customize-hook='chroot "$1" systemctl enable systemd-networkd.service serial-getty@ttyS0.service' \
@@ -107,12 +108,12 @@ fi
 
 # Exactly one kernel is installed; take it and its initramfs.
 set -- "$work"/rootfs/boot/vmlinuz-*
-[ $# = 1 ] && [ -f "$1" ] || die "expected one kernel in the root file system's /boot, found: $*"
+{ [ $# = 1 ] && [ -f "$1" ]; } || die "expected one kernel in the root file system's /boot, found: $*"
 kernel=$1
 version=${kernel##*/vmlinuz-}
 initrd="$work/rootfs/boot/initrd.img-$version"
 [ -f "$initrd" ] || die "no initramfs $initrd for kernel $version"
-cp "$kernel" "$work/vmlinuz" && cp "$initrd" "$work/initrd.img" || die "cannot copy the kernel and initramfs"
+{ cp "$kernel" "$work/vmlinuz" && cp "$initrd" "$work/initrd.img"; } || die "cannot copy the kernel and initramfs"
 
 truncate -s "$DISK_SIZE" "$work/disk.raw" || die "cannot create $work/disk.raw"
 mkfs.ext4 -q -F -L clusterctl-root -d "$work/rootfs" "$work/disk.raw" >&2 ||

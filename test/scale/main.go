@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/nodeapi"
@@ -74,7 +75,7 @@ const innerEnv = "CLUSTERCTL_SCALE_INNER"
 type params struct {
 	sizes      []int
 	interval   time.Duration
-	timing     agent.Timing
+	timing     agentconfig.Timing
 	restarts   int
 	late       time.Duration
 	phaseLimit time.Duration
@@ -86,7 +87,7 @@ type params struct {
 func main() {
 	ns := flag.String("n", "50,200", "cluster sizes to measure, comma-separated")
 	interval := flag.Duration("start-interval", 20*time.Millisecond, "pause between agent starts")
-	timingJSON := flag.String("timing", "", `gossip timing overrides, as the agent config's "timing" JSON (default: agent.DefaultTiming)`)
+	timingJSON := flag.String("timing", "", `gossip timing overrides, as the agent config's "timing" JSON (default: agentconfig.DefaultTiming)`)
 	restarts := flag.Int("restarts", 3, "agents to kill -9 and restart without seeds")
 	late := flag.Duration("late", 5*time.Second, "a node seen later than this after its start keeps the logs")
 	phaseLimit := flag.Duration("phase-limit", 3*time.Minute, "give up on a phase after this long")
@@ -204,12 +205,12 @@ func measureAll(p params, logRoot, bin string) {
 	}
 }
 
-func timingString(t agent.Timing) string {
+func timingString(t agentconfig.Timing) string {
 	b, _ := json.Marshal(t)
 	if string(b) == "{}" {
-		return "agent.DefaultTiming"
+		return "agentconfig.DefaultTiming"
 	}
-	return "agent.DefaultTiming with " + string(b)
+	return "agentconfig.DefaultTiming with " + string(b)
 }
 
 // result is one size's figures, already formatted ("-" when skipped).
@@ -294,7 +295,7 @@ type node struct {
 	name, nonce, addr string
 	bin               string
 	netnsPID          int // run in this process's network namespace (0: ours)
-	cfg               agent.Config
+	cfg               agentconfig.Config
 	cfgPath, logPath  string
 	cmd               *exec.Cmd
 	start             time.Time
@@ -355,14 +356,14 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 		a := pl.addr(i, n)
 		nd := &node{name: fmt.Sprintf("s%d", i), nonce: fmt.Sprintf("nonce-%d-%d", n, i), addr: a, bin: bin,
 			cfgPath: filepath.Join(dir, fmt.Sprintf("s%d.json", i)), logPath: filepath.Join(dir, fmt.Sprintf("s%d.log", i))}
-		nd.cfg = agent.Config{Cluster: "scale", Name: nd.name, Nonce: nd.nonce, Provider: "scale",
+		nd.cfg = agentconfig.Config{Cluster: "scale", Name: nd.name, Nonce: nd.nonce, Provider: "scale",
 			InstanceID: fmt.Sprintf("i-%d", i), Key: key, BindAddr: a, Port: 7946, AdvertiseAddr: a,
 			StateDir: filepath.Join(dir, fmt.Sprintf("s%d.state", i)), Timing: p.timing}
 		creds, err := ca.IssueNode(nd.name, []netip.Addr{netip.MustParseAddr(a)})
 		check(err)
-		nd.cfg.API = agent.APIConfig{BindAddr: a, Port: ports.API,
+		nd.cfg.API = agentconfig.APIConfig{BindAddr: a, Port: ports.API,
 			Cert: string(creds.CertPEM), Key: string(creds.KeyPEM), CA: string(creds.CAPEM)}
-		nd.cfg.Identity, err = agent.NewIdentity(ca, nd.name, nd.nonce)
+		nd.cfg.Identity, err = agentconfig.NewIdentity(ca, nd.name, nd.nonce)
 		check(err)
 		if i > 0 {
 			nd.cfg.Seeds = []string{nodes[0].addr + ":7946"}

@@ -1,6 +1,6 @@
 // Package identitytest is for tests only: one throw-away cluster CA per
 // cluster name for the whole test process, so that tests can give their
-// agents identities (agent.NewIdentity) without a CLI state directory.
+// agents identities (agentconfig.NewIdentity) without a CLI state directory.
 package identitytest
 
 import (

@@ -1,7 +1,7 @@
 // Package mototest runs moto's EC2/S3/SSM emulator (moto_server) on a free
 // loopback port for the EC2 provider's tests.
 //
-// Without moto the tests are skipped, unless CLUSTERCTL_REQUIRE_TOOLS is set
+// Without moto the tests are skipped, unless CLUSTERCTL_REQUIRE_TOOLS=1
 // (CI): then a missing moto fails them. Install it with
 // `pip install "moto[server]"` (scripts/deps.sh does).
 package mototest
@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/testkit"
 )
 
 // Server is a running moto_server.
@@ -43,28 +44,15 @@ func command() ([]string, bool) {
 	return nil, false
 }
 
-// Require skips (or, with CLUSTERCTL_REQUIRE_TOOLS set, fails) t when moto
-// is not installed.
+// Require skips (or, with CLUSTERCTL_REQUIRE_TOOLS=1, fails) t when moto
+// is not installed (testkit.Missing).
 func Require(t testing.TB) []string {
 	t.Helper()
 	argv, ok := command()
 	if !ok {
-		msg := `moto is not installed: pip install "moto[server]"`
-		if os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Missing(t, `moto is not installed: pip install "moto[server]"`)
 	}
 	return argv
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Start runs a moto_server for the caller; Stop ends it. extraEnv is added
@@ -74,10 +62,7 @@ func Start(t testing.TB, extraEnv ...string) *Server {
 	argv := Require(t)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
+		port := testkit.FreePort(t, "127.0.0.1")
 		s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", port), log: new(bytes.Buffer)}
 		args := append(append([]string{}, argv[1:]...), "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 		s.cmd = exec.Command(argv[0], args...)

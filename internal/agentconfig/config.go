@@ -1,4 +1,4 @@
-package agent
+package agentconfig
 
 import (
 	"bytes"
@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/hashicorp/memberlist"
+	"time"
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/identity"
@@ -28,7 +28,7 @@ const (
 	DefaultPort             = ports.Gossip
 	DefaultInstanceDataPath = "/run/cloud-init/instance-data.json"
 	// DefaultRunDir holds what the agent offers the node's applications:
-	// members.json, self.json and the agent.sock socket (applications.go).
+	// members.json, self.json and the agent.sock socket (agent/applications.go).
 	DefaultRunDir = "/run/clusterctl"
 	// DefaultSocketGroup is the group that may use the agent's socket,
 	// besides root, when the group exists.
@@ -63,7 +63,7 @@ type Config struct {
 	// label, published as the app_role tag; "" for none.
 	AppRole string `json:"app_role,omitempty"`
 	// Handlers are the commands the agent runs on membership events
-	// (handlers.go).
+	// (agent/handlers.go).
 	Handlers []HandlerConfig `json:"handlers,omitempty"`
 	// RunDir is where the agent writes members.json and self.json and
 	// listens on agent.sock for `clusterctl-agent members` and `seeds`
@@ -111,7 +111,7 @@ type Config struct {
 	Identity IdentityConfig `json:"identity"`
 	// Enrol, when set, is the node's bootstrap credential: its config then
 	// carries no gossip key, TLS key or identity key; the node makes its
-	// own keys and gets the rest from the CLI over the API (enrol.go). It
+	// own keys and gets the rest from the CLI over the API (agent/enrol.go). It
 	// needs StateDir, where it keeps them.
 	Enrol *EnrolConfig `json:"enrol,omitempty"`
 	// ClusterCIDR, when set, is the cluster network: members that advertise
@@ -130,8 +130,9 @@ type IdentityConfig struct {
 	CA    string `json:"ca"`    // PEM
 }
 
-// credentials returns the identity for c's claim.
-func (c Config) credentials() (identity.Credentials, error) {
+// IdentityCredentials returns the node's gossip identity: c's claim, its
+// identity key and the CA's grant.
+func (c Config) IdentityCredentials() (identity.Credentials, error) {
 	key, err := identity.DecodeKey(c.Identity.Key)
 	if err != nil {
 		return identity.Credentials{}, err
@@ -153,10 +154,25 @@ func (c Config) clusterPrefix() netip.Prefix {
 	return p
 }
 
-// verifier checks the other members' identities.
-func (c Config) verifier() (*identity.Verifier, error) {
+// Verifier checks the other members' identities.
+func (c Config) Verifier() (*identity.Verifier, error) {
 	return identity.NewVerifier(c.Cluster, []byte(c.Identity.CA), c.clusterPrefix())
 }
+
+// EnrolConfig is a new node's bootstrap credential (nodeapi/enrol.go): the
+// only secret in its user-data, single use, bound to the node's name and
+// nonce by the CLI, and expiring. Token is never shown by String.
+type EnrolConfig struct {
+	Token   []byte    `json:"token"`   // base64 in JSON
+	Expires time.Time `json:"expires"` // no enrolment after it
+	// SSHHostKey is the path of the node's SSH host public key, sent with
+	// the offer so that the CLI pins it (default
+	// /etc/ssh/ssh_host_ed25519_key.pub; a missing file sends none).
+	SSHHostKey string `json:"ssh_host_key,omitempty"`
+}
+
+// DefaultSSHHostKey is where sshd's ed25519 host public key is on Debian.
+const DefaultSSHHostKey = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 // APIConfig is the TLS material and address of the agent's API. The CLI
 // renders it from the cluster's CA: the node's own certificate (its name in
@@ -206,6 +222,25 @@ func (c Config) String() string {
 // GoString is like String, so %#v does not show the key either.
 func (c Config) GoString() string { return c.String() }
 
+// LogValue makes slog show the config without its key.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("cluster", c.Cluster),
+		slog.String("name", c.Name),
+		slog.String("nonce", c.Nonce),
+		slog.String("provider", c.Provider),
+		slog.String("instance_id", c.InstanceID),
+		slog.String("bind", c.BindAddr),
+		slog.Int("port", c.Port),
+		slog.String("advertise_addr", c.AdvertiseAddr),
+		slog.String("advertise_cidr", c.AdvertiseCIDR),
+		slog.Any("seeds", c.Seeds),
+		slog.String("hosts_file", c.HostsFile),
+		slog.String("state_dir", c.StateDir),
+		slog.String("key", keyDescription(c.Key)),
+	)
+}
+
 func keyDescription(k []byte) string {
 	if len(k) == 0 {
 		return "<none>"
@@ -217,7 +252,9 @@ func keyDescription(k []byte) string {
 // characters a-z, 0-9 and '-', neither starting nor ending with '-'.
 func ValidName(s string) bool { return dnslabel.Valid(s) }
 
-func validDomain(s string) bool {
+// ValidDomain reports whether s is a DNS name: at most 253 characters of
+// host labels, with an optional final dot.
+func ValidDomain(s string) bool {
 	if len(s) > 253 {
 		return false
 	}
@@ -330,8 +367,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Cluster == "":
 		bad("cluster: must be set")
-	case len(c.Cluster) > memberlist.LabelMaxSize:
-		bad("cluster: %q is longer than %d bytes", c.Cluster, memberlist.LabelMaxSize)
+	case len(c.Cluster) > LabelMaxSize:
+		bad("cluster: %q is longer than %d bytes", c.Cluster, LabelMaxSize)
 	case !printable(c.Cluster):
 		bad("cluster: %q must not contain spaces or control characters", c.Cluster)
 	}
@@ -404,7 +441,7 @@ func (c Config) Validate() error {
 	if c.HostsFile != "" && !filepath.IsAbs(c.HostsFile) {
 		bad("hosts_file: %q must be an absolute path", c.HostsFile)
 	}
-	if c.Domain != "" && !validDomain(c.Domain) {
+	if c.Domain != "" && !ValidDomain(c.Domain) {
 		bad("domain: %q is not a DNS name", c.Domain)
 	}
 	if c.API.Enabled() && !(enrolling && c.API.Cert == "" && c.API.Key == "") {
@@ -420,11 +457,11 @@ func (c Config) Validate() error {
 			bad("api.port: %d is outside 1-65535", c.API.Port)
 		}
 	}
-	if v, err := c.verifier(); err != nil {
+	if v, err := c.Verifier(); err != nil {
 		bad("identity.ca: %v", err)
 	} else if enrolling && c.Identity.Key == "" && c.Identity.Grant == nil {
 		// made on the node, granted at enrolment
-	} else if cr, err := c.credentials(); err != nil {
+	} else if cr, err := c.IdentityCredentials(); err != nil {
 		bad("identity.key: %v", err)
 	} else if err := v.CheckGrant(cr); err != nil {
 		bad("identity.grant: %v", err)

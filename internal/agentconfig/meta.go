@@ -1,13 +1,20 @@
-package agent
+package agentconfig
 
 import (
 	"fmt"
-	"maps"
 	"strings"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/clusterctl/clusterctl/internal/identity"
+)
+
+// memberlist's limits, as constants here so that the CLI, which checks
+// cluster.yaml against them, does not link memberlist (package agent's
+// tests check that they equal memberlist's).
+const (
+	// LabelMaxSize is the longest memberlist label: the cluster name.
+	LabelMaxSize = 255
+	// MetaMaxSize is the largest node meta: a member's encoded tags.
+	MetaMaxSize = 512
 )
 
 // RoleNode is the role every member publishes: a clusterctl-agent on a
@@ -64,9 +71,9 @@ func (m Meta) SerfTags() (map[string]string, error) {
 	for k, v := range m.Tags {
 		t[UserTagPrefix+k] = v
 	}
-	if n := encodedTagsSize(t); n > memberlist.MetaMaxSize {
+	if n := encodedTagsSize(t); n > MetaMaxSize {
 		return nil, fmt.Errorf("node tags of %q take up to %d bytes, more than memberlist's limit of %d; use fewer or shorter tags",
-			m.Name, n, memberlist.MetaMaxSize)
+			m.Name, n, MetaMaxSize)
 	}
 	return t, nil
 }
@@ -91,7 +98,7 @@ func MetaFromTags(t map[string]string) Meta {
 
 // CheckBudget fails when m's tags, with the identity tag the agent adds
 // once it knows its address (identity.TagSize bytes), would not fit
-// memberlist's node meta (memberlist.MetaMaxSize, 512 bytes). agent.New
+// memberlist's node meta (MetaMaxSize, 512 bytes). agent.New
 // checks the real values; the CLI checks cluster.yaml with the values it
 // knows before anything is made.
 func (m Meta) CheckBudget() error {
@@ -100,9 +107,9 @@ func (m Meta) CheckBudget() error {
 		return err
 	}
 	tags[TagID] = strings.Repeat("-", identity.TagSize)
-	if n := encodedTagsSize(tags); n > memberlist.MetaMaxSize {
+	if n := encodedTagsSize(tags); n > MetaMaxSize {
 		return fmt.Errorf("node tags of %q take up to %d bytes with the %d-byte identity, more than memberlist's limit of %d; use fewer or shorter tags",
-			m.Name, n, identity.TagSize, memberlist.MetaMaxSize)
+			m.Name, n, identity.TagSize, MetaMaxSize)
 	}
 	return nil
 }
@@ -127,5 +134,3 @@ func encodedTagsSize(t map[string]string) int {
 	}
 	return n
 }
-
-func cloneTags(t map[string]string) map[string]string { return maps.Clone(t) }

@@ -1,4 +1,4 @@
-package agent
+package agentconfig
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 )
 
 var testKey = bytes.Repeat([]byte{0x5a}, 32)
@@ -26,7 +28,11 @@ func writeFile(t *testing.T, name, content string) string {
 // identityJSON is the "identity" member of an agent config for name and
 // nonce of cluster, from the test CA.
 func identityJSON(cluster, name, nonce string) string {
-	b, err := json.Marshal(issued(Config{Cluster: cluster, Name: name, Nonce: nonce}).Identity)
+	id, err := NewIdentity(identitytest.CA(cluster), name, nonce)
+	if err != nil {
+		panic(err)
+	}
+	b, err := json.Marshal(id)
 	if err != nil {
 		panic(err)
 	}
