@@ -506,7 +506,7 @@ func TestRepairMachineStoppedOutside(t *testing.T) {
 	if _, err := m.Stop(ctx, cluster.PowerRequest{Names: []string{"green"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed }, "gossip holds blue failed")
+	testkit.WaitFor(t, "gossip holds blue failed", waitLimit, func() bool { return row(t, m, "blue").Gossip == cluster.GossipFailed })
 	rep, err := m.Repair(ctx, cluster.RepairRequest{FailedFor: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"io"
 	"net"
@@ -43,7 +44,6 @@ import (
 	"github.com/hashicorp/serf/serf"
 	"gopkg.in/yaml.v3"
 
-	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
@@ -98,7 +98,7 @@ func natWorld(t *testing.T) (inner bool, bin string) {
 // address, seeds by private address, the state in dir.
 func natAgentConfig(t *testing.T, dir, name string, key []byte, private netip.Addr, seeds ...string) string {
 	t.Helper()
-	id, err := agent.NewIdentity(identitytest.CA("natlab"), name, "nonce-"+name)
+	id, err := agentconfig.NewIdentity(identitytest.CA("natlab"), name, "nonce-"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
