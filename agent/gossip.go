@@ -127,6 +127,10 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.bindAddr, cfg.port, err)
 	}
 	g.serf = s
+	// The table holds this member before anyone can subscribe to it, so
+	// that no subscriber (the API, the event handlers) sees the node's own
+	// start as a join.
+	g.table.refresh(s.Members())
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
 	g.wg.Add(2)

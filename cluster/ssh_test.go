@@ -23,25 +23,24 @@ import (
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
 
-// sshFrom reads what cloud-init's cc_ssh would install from user-data: the
-// host key and the default user's authorized keys.
-func sshFrom(t *testing.T, userData []byte) (hostKey []byte, hostPub string, authorized []string) {
+// sshFrom reads what cloud-init's cc_ssh would do from user-data: delete
+// the image's host keys and make an ed25519 one (the node's own, never in
+// user-data), and install the default user's authorized keys.
+func sshFrom(t *testing.T, userData []byte) (authorized []string) {
 	t.Helper()
 	var doc struct {
-		DeleteKeys bool `yaml:"ssh_deletekeys"`
-		Keys       struct {
-			Private string `yaml:"ed25519_private"`
-			Public  string `yaml:"ed25519_public"`
-		} `yaml:"ssh_keys"`
+		DeleteKeys bool     `yaml:"ssh_deletekeys"`
+		GenTypes   []string `yaml:"ssh_genkeytypes"`
+		Keys       any      `yaml:"ssh_keys"`
 		Authorized []string `yaml:"ssh_authorized_keys"`
 	}
 	if err := yaml.Unmarshal(userData, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if !doc.DeleteKeys || doc.Keys.Private == "" || len(doc.Authorized) == 0 {
-		t.Fatalf("user-data does not set ssh_deletekeys, ssh_keys and ssh_authorized_keys")
+	if !doc.DeleteKeys || len(doc.GenTypes) != 1 || doc.GenTypes[0] != "ed25519" || doc.Keys != nil || len(doc.Authorized) == 0 {
+		t.Fatalf("user-data does not set ssh_deletekeys, ssh_genkeytypes [ed25519] and ssh_authorized_keys, or carries ssh_keys")
 	}
-	return []byte(doc.Keys.Private), doc.Keys.Public, doc.Authorized
+	return doc.Authorized
 }
 
 // sshBooter boots fake nodes like booter does and also starts a real sshd
@@ -56,10 +55,13 @@ func (b *sshBooter) boot(ctx context.Context, id string, spec provider.NodeSpec)
 	if err := b.booter.boot(ctx, id, spec); err != nil {
 		return err
 	}
-	hostKey, _, auth := sshFrom(b.t, spec.Seed.UserData)
+	auth := sshFrom(b.t, spec.Seed.UserData)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.servers[spec.Name] = sshtest.Start(b.t, spec.Address.String(), b.port, hostKey, auth)
+	if b.skip[spec.Name] {
+		return nil // it never boots: no sshd either
+	}
+	b.servers[spec.Name] = sshtest.Start(b.t, spec.Address.String(), b.port, b.hostKeys[spec.Name].Private, auth)
 	return nil
 }
 
@@ -126,7 +128,7 @@ func TestSSHPinnedHostKey(t *testing.T) {
 	// Another machine at red's address, with a key of its own, is refused.
 	b.servers["red"].Stop()
 	other, _ := sshkeys.Generate("")
-	_, _, auth := sshFrom(t, renderedUserData(t, m))
+	auth := sshFrom(t, renderedUserData(t, m))
 	sshtest.Start(t, red.Address, b.port, other.Private, auth)
 	code, err = client.Run(ctx, tg, []string{"echo", "in red"}, sshclient.IO{Stdout: &out, Stderr: &errb})
 	var hk *sshclient.HostKeyError

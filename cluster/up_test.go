@@ -46,6 +46,9 @@ type booter struct {
 	// disks are the machines' state directories, by instance id: a
 	// machine that boots again (start) finds what its agent kept.
 	disks map[string]string
+	// hostKeys are the SSH host keys the nodes made at boot (as sshd does
+	// at first boot), by name; their agents sent the public halves.
+	hostKeys map[string]sshkeys.Pair
 	// addrOf gives the address of a machine whose address the provider
 	// chose (a cloud); nil when clusterctl chose it (spec.Address).
 	addrOf func(id string) string
@@ -112,7 +115,7 @@ func bootingFake(t *testing.T) (*fake.Provider, *booter) {
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agentconfig.Config{}, disks: map[string]string{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agentconfig.Config{}, disks: map[string]string{}, hostKeys: map[string]sshkeys.Pair{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
 func agentConfigFrom(userData []byte) (agentconfig.Config, error) {
@@ -174,6 +177,9 @@ func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) erro
 		if err := os.WriteFile(cfg.Enrol.SSHHostKey, []byte(hk.Public+" root@"+spec.Name+"\n"), 0o644); err != nil {
 			return err
 		}
+		b.mu.Lock()
+		b.hostKeys[spec.Name] = hk
+		b.mu.Unlock()
 	}
 	a, err := agent.New(cfg, nil)
 	if err != nil {

@@ -39,10 +39,7 @@ type guest struct {
 func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error {
 	var doc struct {
 		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
-		Keys       struct {
-			Private string `yaml:"ed25519_private"`
-		} `yaml:"ssh_keys"`
-		Authorized []string `yaml:"ssh_authorized_keys"`
+		Authorized []string                         `yaml:"ssh_authorized_keys"`
 	}
 	if err := yaml.Unmarshal(spec.Seed.UserData, &doc); err != nil {
 		return err
@@ -57,6 +54,19 @@ func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error
 	}
 	cfg.AdvertiseCIDR, cfg.AdvertiseAddr, cfg.BindAddr, cfg.InstanceID = "", spec.Address.String(), spec.Address.String(), id
 	cfg.HostsFile = filepath.Join(g.t.TempDir(), "hosts")
+	// What the guest makes at first boot: its state directory and its SSH
+	// host key (its agent sends the public half when it enrols).
+	cfg.StateDir = filepath.Join(g.t.TempDir(), "state")
+	hostKey, err := sshkeys.Generate("host")
+	if err != nil {
+		return err
+	}
+	if cfg.Enrol != nil {
+		cfg.Enrol.SSHHostKey = filepath.Join(g.t.TempDir(), "ssh_host_ed25519_key.pub")
+		if err := os.WriteFile(cfg.Enrol.SSHHostKey, []byte(hostKey.Public+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
 	a, err := agent.New(cfg, nil)
 	if err != nil {
 		return err
@@ -76,7 +86,7 @@ func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error
 	go func() { defer close(served); _ = nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil) }()
 	done := make(chan struct{})
 	go func() { _ = a.Run(ctx); stopAPI(); <-served; close(done) }()
-	s := sshtest.Start(g.t, spec.Address.String(), g.port, []byte(doc.Keys.Private), doc.Authorized)
+	s := sshtest.Start(g.t, spec.Address.String(), g.port, hostKey.Private, doc.Authorized)
 	g.mu.Lock()
 	g.servers[spec.Name] = s
 	g.stops = append(g.stops, func() { cancel(); <-done })
