@@ -17,4 +17,6 @@
 // The agent optionally keeps a marked block of /etc/hosts up to date with
 // one line per node that has not left, so every node name resolves to its
 // cluster address (and not to 127.0.1.1).
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package agent

@@ -13,4 +13,6 @@
 //
 // WriteSeedISO writes the three documents, and optionally the agent binary,
 // onto a seed ISO atomically.
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package cloudinit

@@ -7,4 +7,6 @@
 // provider is asked to make it, its instance id as soon as the provider
 // returns one, and it stays in state when anything later fails, so that
 // status and down can always see what exists.
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package cluster

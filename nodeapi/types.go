@@ -10,6 +10,8 @@
 // agent (which implements Membership) and the CLI (which reads Events);
 // wire.go the paths and bodies on the wire. docs/nodeapi.md has the whole
 // picture and the detection benchmark.
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package nodeapi
 
 import (

@@ -8,6 +8,8 @@
 // lives in package cluster. A provider only makes, reports and deletes
 // machines. Capabilities that only some backends have are separate interfaces
 // that callers discover with a type assertion.
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package provider
 
 import (

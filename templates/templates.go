@@ -5,6 +5,8 @@
 // it (see README.md for the data a template receives and the rule that every
 // interpolated value goes through the "yaml" quoting function). AgentUnit and
 // InstallAgent are static files that the default template writes verbatim.
+//
+// Not a stable Go API: see docs/architecture.md, "Public or internal".
 package templates
 
 import (
