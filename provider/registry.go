@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
@@ -117,4 +118,12 @@ func ResolvePath(baseDir, path string) (string, error) {
 		path = filepath.Join(baseDir, path)
 	}
 	return filepath.Abs(path)
+}
+
+// Default sets *v to def when it is blank (a string of spaces counts as
+// blank): how providers fill in their config's defaults.
+func Default(v *string, def string) {
+	if strings.TrimSpace(*v) == "" {
+		*v = def
+	}
 }

@@ -69,19 +69,14 @@ func ParseConfig(node *yaml.Node, baseDir string) (Config, error) {
 }
 
 func (c *Config) setDefaults() {
-	def := func(s *string, v string) {
-		if strings.TrimSpace(*s) == "" {
-			*s = v
-		}
-	}
-	def(&c.Binary, DefaultBinary)
-	def(&c.QemuImg, DefaultQemuImg)
-	def(&c.Accel, DefaultAccel)
-	def(&c.Machine, DefaultMachine)
-	def(&c.Bridge, DefaultBridge)
-	def(&c.CIDR, DefaultCIDR)
+	provider.Default(&c.Binary, DefaultBinary)
+	provider.Default(&c.QemuImg, DefaultQemuImg)
+	provider.Default(&c.Accel, DefaultAccel)
+	provider.Default(&c.Machine, DefaultMachine)
+	provider.Default(&c.Bridge, DefaultBridge)
+	provider.Default(&c.CIDR, DefaultCIDR)
 	if c.Kernel != "" {
-		def(&c.Append, DefaultAppend)
+		provider.Default(&c.Append, DefaultAppend)
 	}
 	if c.Memory == 0 {
 		c.Memory = DefaultMemoryMiB

@@ -89,16 +89,11 @@ func ParseConfig(node *yaml.Node, configDir string) (Config, error) {
 }
 
 func (c *Config) setDefaults() {
-	def := func(s *string, v string) {
-		if strings.TrimSpace(*s) == "" {
-			*s = v
-		}
-	}
-	def(&c.Clone, DefaultClone)
-	def(&c.OSType, DefaultOSType)
-	def(&c.Controller, DefaultController)
-	def(&c.HostOnly, DefaultHostOnly)
-	def(&c.CIDR, DefaultCIDR)
+	provider.Default(&c.Clone, DefaultClone)
+	provider.Default(&c.OSType, DefaultOSType)
+	provider.Default(&c.Controller, DefaultController)
+	provider.Default(&c.HostOnly, DefaultHostOnly)
+	provider.Default(&c.CIDR, DefaultCIDR)
 	if c.Memory == 0 {
 		c.Memory = DefaultMemoryMiB
 	}
