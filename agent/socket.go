@@ -18,7 +18,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
-// SocketFile, in Config.RunDir, is the agent's local socket: a unix socket
+// SocketFile is the agent's local socket in Config.RunDir: a unix socket
 // (never a network port) that root and the members of the socket group
 // may use (mode 0660), through which `clusterctl-agent members` and
 // `seeds` read the agent's view.

@@ -25,8 +25,8 @@ import (
 	"github.com/clusterctl/clusterctl/internal/publicip"
 )
 
-// RequireToolsEnv, set to 1, makes a missing tool fail the test that
-// needs it instead of skipping it.
+// RequireToolsEnv names the variable that, set to 1, makes a missing tool
+// fail the test that needs it instead of skipping it.
 const RequireToolsEnv = "CLUSTERCTL_REQUIRE_TOOLS"
 
 // ToolsRequired reports whether RequireToolsEnv is 1.
