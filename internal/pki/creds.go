@@ -84,21 +84,19 @@ func (c Credentials) ServerTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cluster := c.Cluster
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		MaxVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{p.pair},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p.pool,
-		NextProtos:   []string{"http/1.1"},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("%w: no client certificate", ErrWrongPeer)
-			}
-			return CheckPeer(cs.PeerCertificates[0], cluster, RoleCLI)
-		},
-	}, nil
+	return NodeServerTLS(c.Cluster, c.CAPEM, func() (*tls.Certificate, error) { return &p.pair, nil })
+}
+
+// peerIs is a tls.Config.VerifyConnection that requires the peer's
+// certificate (already verified against the CA) to be of cluster and
+// hold role.
+func peerIs(cluster string, role Role) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("%w: no %s certificate", ErrWrongPeer, role)
+		}
+		return CheckPeer(cs.PeerCertificates[0], cluster, role)
+	}
 }
 
 // ClientTLS is the CLI's client configuration for dialling the node
@@ -114,18 +112,13 @@ func (c Credentials) ClientTLS(serverName string) (*tls.Config, error) {
 	}
 	cluster := c.Cluster
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		MaxVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{p.pair},
-		RootCAs:      p.pool,
-		ServerName:   serverName,
-		NextProtos:   []string{"http/1.1"},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("%w: no server certificate", ErrWrongPeer)
-			}
-			return CheckPeer(cs.PeerCertificates[0], cluster, RoleNode)
-		},
+		MinVersion:       tls.VersionTLS13,
+		MaxVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{p.pair},
+		RootCAs:          p.pool,
+		ServerName:       serverName,
+		NextProtos:       []string{"http/1.1"},
+		VerifyConnection: peerIs(cluster, RoleNode),
 	}, nil
 }
 
@@ -141,18 +134,13 @@ func NodeServerTLS(cluster string, caPEM []byte, cert func() (*tls.Certificate, 
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		MaxVersion:     tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert() },
-		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      pool,
-		NextProtos:     []string{"http/1.1"},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("%w: no client certificate", ErrWrongPeer)
-			}
-			return CheckPeer(cs.PeerCertificates[0], cluster, RoleCLI)
-		},
+		MinVersion:       tls.VersionTLS13,
+		MaxVersion:       tls.VersionTLS13,
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert() },
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		ClientCAs:        pool,
+		NextProtos:       []string{"http/1.1"},
+		VerifyConnection: peerIs(cluster, RoleCLI),
 	}, nil
 }
 
