@@ -16,7 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/testkit"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
 
@@ -130,7 +130,7 @@ func TestMissingCAIsBadInputAndNotReplaced(t *testing.T) {
 		"up":     func() error { _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"blue"}}); return err },
 	} {
 		err := run()
-		var in *provider.InputError
+		var in *usererr.InputError
 		if !errors.As(err, &in) || !strings.Contains(err.Error(), "CA key") || !strings.Contains(in.Fix, "restore") {
 			t.Errorf("%s without ca.key: %v, want an input error naming it with a fix", what, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -43,7 +44,7 @@ func checkRole(what, role string) error {
 	if role == "" || dnslabel.Valid(role) {
 		return nil
 	}
-	return provider.BadInput("use lower-case letters, digits and '-', at most 63 characters (worker, master, ...)", "%s %q is not a valid DNS label", what, role)
+	return usererr.BadInput("use lower-case letters, digits and '-', at most 63 characters (worker, master, ...)", "%s %q is not a valid DNS label", what, role)
 }
 
 // instanceIDReserve is the room kept for the instance id, which is known
@@ -66,7 +67,7 @@ func (c *Config) checkMetaBudget(name, prov, role string) error {
 		Role: agentconfig.RoleNode, AppRole: role, Tags: c.Node.Tags,
 	}
 	if err := m.CheckBudget(); err != nil {
-		return provider.BadInput("shorten or drop node.tags (each node's tags, role and identity share memberlist's 512 bytes)", "%w", err)
+		return usererr.BadInput("shorten or drop node.tags (each node's tags, role and identity share memberlist's 512 bytes)", "%w", err)
 	}
 	return nil
 }
@@ -79,7 +80,7 @@ func (c *Config) validateApps() []error {
 	}
 	for i, h := range c.Handlers {
 		if err := h.agentConfig().Validate(); err != nil {
-			errs = append(errs, provider.BadInput(
+			errs = append(errs, usererr.BadInput(
 				fmt.Sprintf("give each handler on: [%s], an optional role, and run: an absolute path on the node", strings.Join(agentconfig.HandlerEvents, ", ")),
 				"handlers[%d]: %w", i, err))
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cluster"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
 
@@ -23,7 +23,7 @@ func TestAppConfigErrorsAreBadInput(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := cluster.LoadConfig(writeConfig(t, text), true)
-			var in *provider.InputError
+			var in *usererr.InputError
 			if !errors.As(err, &in) || in.Fix == "" {
 				t.Fatalf("error %v: want an input error with a fix", err)
 			}
@@ -95,7 +95,7 @@ func TestUpRefusesBadRoleAndTagsOverBudgetBeforeMakingAnything(t *testing.T) {
 			p := fake.New()
 			m, _ := newManager(t, p, tc.cfg)
 			_, err := m.Up(context.Background(), tc.req)
-			var in *provider.InputError
+			var in *usererr.InputError
 			if !errors.As(err, &in) {
 				t.Fatalf("error %v: want an input error", err)
 			}

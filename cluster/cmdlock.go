@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // A mutating command (up, down, stop, start, restart, scale, repair, key
@@ -111,7 +111,7 @@ func (m *Manager) lockCommand(ctx context.Context, op string) (func(), error) {
 			holder = h.String()
 		}
 		if !time.Now().Before(deadline) {
-			return nil, provider.WithHint(fmt.Errorf("%w: cluster %q is locked by %s", ErrLocked, m.Cluster, holder),
+			return nil, usererr.WithHint(fmt.Errorf("%w: cluster %q is locked by %s", ErrLocked, m.Cluster, holder),
 				"wait for that command to end, or pass a longer --lock-timeout")
 		}
 		if told == nil || *told != h {

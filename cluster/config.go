@@ -14,6 +14,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -121,7 +122,7 @@ func LoadConfig(path string, mustExist bool) (*Config, error) {
 		return cfg, nil
 	}
 	if err != nil {
-		return nil, provider.BadInput("check the --config path", "read config: %w", err)
+		return nil, usererr.BadInput("check the --config path", "read config: %w", err)
 	}
 	if err := ParseConfig(path, data, cfg); err != nil {
 		return nil, err
@@ -140,17 +141,17 @@ func LoadConfig(path string, mustExist bool) (*Config, error) {
 func ParseConfig(name string, data []byte, cfg *Config) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return provider.BadInput("fix the YAML syntax", "%s: %w", name, err)
+		return usererr.BadInput("fix the YAML syntax", "%s: %w", name, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return provider.BadInput("the config file must be a YAML mapping (key: value)", "%s: line %d: not a mapping", name, root.Line)
+		return usererr.BadInput("the config file must be a YAML mapping (key: value)", "%s: line %d: not a mapping", name, root.Line)
 	}
 	if err := strictyaml.Duplicates(root); err != nil {
-		return provider.BadInput("give each key once", "%s: %w", name, err)
+		return usererr.BadInput("give each key once", "%s: %w", name, err)
 	}
 	if err := removedKeys(name, root); err != nil {
 		return err
@@ -166,7 +167,7 @@ func ParseConfig(name string, data []byte, cfg *Config) error {
 		rest.Content = append(rest.Content, k, v)
 	}
 	if err := strictyaml.Decode(rest, cfg); err != nil {
-		return &provider.InputError{
+		return &usererr.InputError{
 			Err: fmt.Errorf("%s: %w", name, err),
 			Fix: fmt.Sprintf("see the config reference in README.md; provider sections are named after the provider (%s)", strings.Join(provider.Names(), ", ")),
 		}
@@ -229,7 +230,7 @@ func (c *Config) DomainFor(cluster string) string {
 // Validate checks values and returns every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(fix, format string, a ...any) { errs = append(errs, provider.BadInput(fix, format, a...)) }
+	bad := func(fix, format string, a ...any) { errs = append(errs, usererr.BadInput(fix, format, a...)) }
 	if !dnslabel.Valid(c.Cluster) {
 		bad("use lower-case letters, digits and '-', at most 63 characters", "cluster name %q is not a valid DNS label", c.Cluster)
 	}
@@ -290,7 +291,7 @@ func removedKeys(name string, root *yaml.Node) error {
 		}
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			if v.Content[j].Value == "observer" {
-				return provider.BadInput(fmt.Sprintf("remove gossip.observer: the CLI now dials the nodes' API (TCP port %d, api.port) instead of joining the gossip as an observer, so the nodes never connect to this machine", ports.API),
+				return usererr.BadInput(fmt.Sprintf("remove gossip.observer: the CLI now dials the nodes' API (TCP port %d, api.port) instead of joining the gossip as an observer, so the nodes never connect to this machine", ports.API),
 					"%s: line %d: gossip.observer is no longer used", name, v.Content[j].Line)
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/cluster"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // FuzzParseConfig: whatever the file holds, parsing never panics, a
@@ -30,7 +30,7 @@ func FuzzParseConfig(f *testing.F) {
 		cfg := &cluster.Config{Providers: map[string]*yaml.Node{}}
 		err := cluster.ParseConfig("fuzz.yaml", data, cfg)
 		if err != nil {
-			var in *provider.InputError
+			var in *usererr.InputError
 			if !errors.As(err, &in) {
 				t.Fatalf("rejection is not an input error: %v", err)
 			}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/cluster"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 
 	_ "github.com/clusterctl/clusterctl/provider/ec2"
 	_ "github.com/clusterctl/clusterctl/provider/openstack"
@@ -45,7 +45,7 @@ func TestConfigErrorsNameLineAndFix(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := cluster.LoadConfig(writeConfig(t, tc.text), true)
-			var in *provider.InputError
+			var in *usererr.InputError
 			if !errors.As(err, &in) {
 				t.Fatalf("error %v: want an input error", err)
 			}
@@ -91,7 +91,7 @@ func TestRepeatedKeysAreBadInput(t *testing.T) {
 	} {
 		cfg := &cluster.Config{}
 		err := cluster.ParseConfig("c.yaml", []byte(doc), cfg)
-		var in *provider.InputError
+		var in *usererr.InputError
 		if !errors.As(err, &in) || !strings.Contains(err.Error(), "already defined at line") {
 			t.Errorf("config %.40q...: error %v, want an input error naming the duplicate", doc, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -136,7 +137,7 @@ func (m *Manager) Down(ctx context.Context, req DownRequest) ([]Result, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return results, provider.WithHint(err, "the node stays in state; run `clusterctl down` again once the cause is fixed")
+		return results, usererr.WithHint(err, "the node stays in state; run `clusterctl down` again once the cause is fixed")
 	}
 	if req.All {
 		return results, m.destroyIfEmpty(ctx, provs)
@@ -228,12 +229,12 @@ func (m *Manager) deleteStray(ctx context.Context, s stray) Result {
 func pickTargets(st *State, names []string, all bool, verb string) ([]Node, error) {
 	if all {
 		if len(names) > 0 {
-			return nil, provider.BadInput("give node names or --all, not both", "--all was given with node names")
+			return nil, usererr.BadInput("give node names or --all, not both", "--all was given with node names")
 		}
 		return append([]Node(nil), st.Nodes...), nil
 	}
 	if len(names) == 0 {
-		return nil, provider.BadInput("name the nodes to "+verb+", or pass --all", "no node named")
+		return nil, usererr.BadInput("name the nodes to "+verb+", or pass --all", "no node named")
 	}
 	var out []Node
 	var errs []error
@@ -245,7 +246,7 @@ func pickTargets(st *State, names []string, all bool, verb string) ([]Node, erro
 		seen[name] = true
 		n := st.Node(name)
 		if n == nil {
-			errs = append(errs, provider.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster))
+			errs = append(errs, usererr.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster))
 			continue
 		}
 		out = append(out, *n)
@@ -426,7 +427,7 @@ func (m *Manager) destroyIfEmpty(ctx context.Context, provs map[string]provider.
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return provider.WithHint(err, "run `clusterctl down --all` again; the cluster's state is kept until this succeeds")
+		return usererr.WithHint(err, "run `clusterctl down --all` again; the cluster's state is kept until this succeeds")
 	}
 	return m.Store.Destroy()
 }

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/nodeapi"
-	"github.com/clusterctl/clusterctl/provider"
 )
 
 // KeyRotation is the outcome of `clusterctl key rotate`.
@@ -62,11 +62,11 @@ func (m *Manager) RotateKey(ctx context.Context, evict bool) (KeyRotation, error
 		return out, err
 	}
 	if len(st.Nodes) == 0 {
-		return out, provider.BadInput("run `clusterctl up` first", "cluster %q has no nodes", m.Cluster)
+		return out, usererr.BadInput("run `clusterctl up` first", "cluster %q has no nodes", m.Cluster)
 	}
 	old, err := m.Store.ReadKeys()
 	if errors.Is(err, os.ErrNotExist) {
-		return out, provider.BadInput("run `clusterctl up` first", "cluster %q has no gossip key", m.Cluster)
+		return out, usererr.BadInput("run `clusterctl up` first", "cluster %q has no gossip key", m.Cluster)
 	}
 	if err != nil {
 		return out, err
@@ -110,7 +110,7 @@ func (m *Manager) RotateKey(ctx context.Context, evict bool) (KeyRotation, error
 		}
 	}
 	if reached == 0 {
-		return out, provider.WithHint(fmt.Errorf("key rotate: %w", nodeapi.ErrUnreachable), "nothing was changed; run `clusterctl key rotate` again when a node answers (see `clusterctl status`)")
+		return out, usererr.WithHint(fmt.Errorf("key rotate: %w", nodeapi.ErrUnreachable), "nothing was changed; run `clusterctl key rotate` again when a node answers (see `clusterctl status`)")
 	}
 	for _, u := range unknown {
 		out.Unknown = append(out.Unknown, u)
@@ -121,7 +121,7 @@ func (m *Manager) RotateKey(ctx context.Context, evict bool) (KeyRotation, error
 		for _, u := range out.Unknown {
 			fmt.Fprintf(&b, "; %s at %s (%s)", u.Name, u.Addr, u.Status)
 		}
-		return out, provider.WithHint(fmt.Errorf("key rotate: %d gossip members are not nodes of this cluster's state%s; nothing was changed", len(out.Unknown), b.String()),
+		return out, usererr.WithHint(fmt.Errorf("key rotate: %d gossip members are not nodes of this cluster's state%s; nothing was changed", len(out.Unknown), b.String()),
 			"if they are not yours (a stolen key or identity), run `clusterctl key rotate --evict`: they get no new key and are cut off once the old key is removed")
 	}
 	var targets []string
@@ -212,6 +212,6 @@ func (m *Manager) rotateFailed(out KeyRotation, step string, err error) error {
 	for _, n := range names {
 		fmt.Fprintf(&b, "; %s: %s", n, out.Unreached[n])
 	}
-	return provider.WithHint(fmt.Errorf("key rotate: %s: %w%s", step, err, b.String()),
+	return usererr.WithHint(fmt.Errorf("key rotate: %s: %w%s", step, err, b.String()),
 		"the state keeps every key a node may hold; when those nodes are back, run `clusterctl key rotate` again, or remove them with `clusterctl down NAME`")
 }

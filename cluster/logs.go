@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -19,10 +20,10 @@ func (m *Manager) ConsoleLog(ctx context.Context, name string) ([]byte, error) {
 	}
 	n := st.Node(name)
 	if n == nil {
-		return nil, provider.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster)
+		return nil, usererr.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster)
 	}
 	if n.InstanceID == "" {
-		return nil, provider.BadInput("see `clusterctl status`; remove it with `clusterctl down "+name+"`",
+		return nil, usererr.BadInput("see `clusterctl status`; remove it with `clusterctl down "+name+"`",
 			"node %q has no machine at its provider yet (phase %s), so it has no console", name, n.Phase)
 	}
 	p, err := m.provider(n.Provider)
@@ -31,7 +32,7 @@ func (m *Manager) ConsoleLog(ctx context.Context, name string) ([]byte, error) {
 	}
 	cl, ok := p.(provider.ConsoleLogger)
 	if !ok {
-		return nil, provider.BadInput("use `clusterctl logs --agent "+name+"` for the agent's journal over ssh", "provider %s cannot show a console log", n.Provider)
+		return nil, usererr.BadInput("use `clusterctl logs --agent "+name+"` for the agent's journal over ssh", "provider %s cannot show a console log", n.Provider)
 	}
 	out, err := cl.ConsoleLog(ctx, n.InstanceID)
 	if err != nil {

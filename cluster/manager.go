@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -53,7 +54,7 @@ func NewManager(cfg *Config, home, cluster string, r Reporter, log *slog.Logger)
 		cluster = cfg.Cluster
 	}
 	if !dnslabel.Valid(cluster) {
-		return nil, provider.BadInput("use lower-case letters, digits and '-', at most 63 characters", "cluster name %q is not a valid DNS label", cluster)
+		return nil, usererr.BadInput("use lower-case letters, digits and '-', at most 63 characters", "cluster name %q is not a valid DNS label", cluster)
 	}
 	if r == nil {
 		r = nopReporter{}
@@ -93,13 +94,13 @@ func (m *Manager) agentBinary() (string, error) {
 	fix := "build it with `make build` (it lands in bin/clusterctl-agent next to clusterctl), or set agent.binary in the config or CLUSTERCTL_AGENT"
 	if p := m.Cfg.Agent.Binary; p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", provider.BadInput(fix, "agent binary: %w", err)
+			return "", usererr.BadInput(fix, "agent binary: %w", err)
 		}
 		return p, nil
 	}
 	if p := os.Getenv("CLUSTERCTL_AGENT"); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", provider.BadInput(fix, "agent binary from CLUSTERCTL_AGENT: %w", err)
+			return "", usererr.BadInput(fix, "agent binary from CLUSTERCTL_AGENT: %w", err)
 		}
 		return p, nil
 	}
@@ -112,7 +113,7 @@ func (m *Manager) agentBinary() (string, error) {
 	if p, err := exec.LookPath("clusterctl-agent"); err == nil {
 		return p, nil
 	}
-	return "", provider.BadInput(fix, "the agent binary clusterctl-agent was not found")
+	return "", usererr.BadInput(fix, "the agent binary clusterctl-agent was not found")
 }
 
 // gossipAddr is the host:port an agent at addr gossips on (IPv6 in brackets).

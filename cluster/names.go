@@ -8,7 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // colors are the names up picks when the user gives none.
@@ -46,11 +46,11 @@ func checkNames(names []string, used map[string]bool) error {
 	for _, n := range names {
 		switch {
 		case !dnslabel.Valid(n):
-			errs = append(errs, provider.BadInput("node names are DNS labels: lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-'", "invalid node name %q", n))
+			errs = append(errs, usererr.BadInput("node names are DNS labels: lower-case letters, digits and '-', 1 to 63 characters, not starting or ending with '-'", "invalid node name %q", n))
 		case seen[n]:
-			errs = append(errs, provider.BadInput("give each node once", "node name %q is given twice", n))
+			errs = append(errs, usererr.BadInput("give each node once", "node name %q is given twice", n))
 		case used[n]:
-			errs = append(errs, provider.BadInput("choose another name, or remove the node first with `clusterctl down "+n+"`", "node %q already exists in this cluster", n))
+			errs = append(errs, usererr.BadInput("choose another name, or remove the node first with `clusterctl down "+n+"`", "node %q already exists in this cluster", n))
 		}
 		seen[n] = true
 	}
@@ -72,7 +72,7 @@ func allocate(prefix netip.Prefix, host netip.Addr, used map[netip.Addr]bool, n 
 		out = append(out, a)
 	}
 	if len(out) < n {
-		return nil, provider.BadInput("use a larger network (cidr) or remove nodes", "network %s has no room for %d more node(s)", prefix, n)
+		return nil, usererr.BadInput("use a larger network (cidr) or remove nodes", "network %s has no room for %d more node(s)", prefix, n)
 	}
 	return out, nil
 }

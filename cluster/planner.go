@@ -17,6 +17,7 @@ import (
 	"github.com/clusterctl/clusterctl/cloudinit"
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -204,11 +205,11 @@ func nodeNames(st *State, req UpRequest) ([]string, error) {
 			count = 1
 		}
 		if count < 0 || count > 250 {
-			return nil, provider.BadInput("use --count between 1 and 250", "--count %d is out of range", count)
+			return nil, usererr.BadInput("use --count between 1 and 250", "--count %d is out of range", count)
 		}
 		names = pickNames(count, used)
 	} else if req.Count != 0 && req.Count != len(names) {
-		return nil, provider.BadInput("give either names or --count", "--count %d does not match the %d name(s) given", req.Count, len(names))
+		return nil, usererr.BadInput("give either names or --count", "--count %d does not match the %d name(s) given", req.Count, len(names))
 	}
 	if err := checkNames(names, used); err != nil {
 		return nil, err
@@ -275,7 +276,7 @@ func (pl *planner) agentURL(ctx context.Context) error {
 	}
 	sum, err := fileSHA256(a.binary)
 	if err != nil {
-		return provider.BadInput("build the agent with `make build`, or set agent.binary", "agent binary: %w", err)
+		return usererr.BadInput("build the agent with `make build`, or set agent.binary", "agent binary: %w", err)
 	}
 	a.src.SHA256 = sum
 	if pl.dry {
@@ -345,7 +346,7 @@ func (pl *planner) renderFrom(st *State, from int) error {
 		}
 		r, err := cloudinit.Render(in)
 		if err != nil {
-			errs = append(errs, provider.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", n.node.Name, err))
+			errs = append(errs, usererr.BadInput("check node names, cloudinit.extra and cloudinit.template", "render cloud-init for %q: %w", n.node.Name, err))
 			continue
 		}
 		n.spec.Seed = provider.Seed(r)
@@ -370,11 +371,11 @@ func (m *Manager) agentSource(p provider.Provider) (agentPlan, error) {
 	case a.src.Kind == "":
 		a.src.Kind = cloudinit.AgentSeed
 	case a.src.Kind == cloudinit.AgentSeed && publishes:
-		return a, provider.BadInput(`use agent.source "url" (or leave it unset) for provider `+p.Name(),
+		return a, usererr.BadInput(`use agent.source "url" (or leave it unset) for provider `+p.Name(),
 			"agent.source \"seed\" needs a provider that boots from a seed ISO; %q does not", p.Name())
 	}
 	if a.src.Kind == cloudinit.AgentURL && a.src.URL == "" && !publishes {
-		return a, provider.BadInput("set agent.url and agent.sha256", "provider %q does not host the agent binary", p.Name())
+		return a, usererr.BadInput("set agent.url and agent.sha256", "provider %q does not host the agent binary", p.Name())
 	}
 	a.pub = pub
 	if a.src.Kind == cloudinit.AgentSeed || (a.src.Kind == cloudinit.AgentURL && a.src.URL == "") {
@@ -394,7 +395,7 @@ func (m *Manager) userCloudInit() (extra, tmpl []byte, err error) {
 	}
 	if m.Cfg.CloudInit.Template != "" {
 		if tmpl, err = os.ReadFile(m.Cfg.CloudInit.Template); err != nil {
-			return nil, nil, provider.BadInput("point cloudinit.template at a readable file", "cloudinit.template: %w", err)
+			return nil, nil, usererr.BadInput("point cloudinit.template at a readable file", "cloudinit.template: %w", err)
 		}
 	}
 	return extra, tmpl, nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -107,7 +108,7 @@ func TestOversizedSeedUploadsNothing(t *testing.T) {
 	c.UserDataLimit = 1500
 	m, _ := newManagerIn(t, t.TempDir(), c, bigExtra)
 	_, err := m.Up(context.Background(), cluster.UpRequest{Names: []string{"red"}})
-	var in *provider.InputError
+	var in *usererr.InputError
 	if !errors.As(err, &in) || !strings.Contains(err.Error(), `node "red": fake: user-data of`) {
 		t.Fatalf("error %v: want an input error naming the node and the size", err)
 	}
@@ -127,7 +128,7 @@ func TestOversizedSeedUploadsNothing(t *testing.T) {
 // lookup: NodeCIDR and AgentURL are not called.
 func TestPreflightBeforeCloudLookups(t *testing.T) {
 	c, _ := newCloud(t)
-	c.PreflightErr = provider.BadInput("set credentials", "fake: no credentials")
+	c.PreflightErr = usererr.BadInput("set credentials", "fake: no credentials")
 	m, _ := newManagerIn(t, t.TempDir(), c, "")
 	_, err := m.Up(context.Background(), cluster.UpRequest{Names: []string{"red"}})
 	if !errors.Is(err, c.PreflightErr) {

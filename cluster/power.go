@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
@@ -51,7 +52,7 @@ func (m *Manager) Start(ctx context.Context, req PowerRequest) ([]Result, error)
 // under one hold of the command lock.
 func (m *Manager) Restart(ctx context.Context, names []string) ([]Result, error) {
 	if len(names) == 0 {
-		return nil, provider.BadInput("name the nodes to restart", "no node named")
+		return nil, usererr.BadInput("name the nodes to restart", "no node named")
 	}
 	unlock, err := m.lockCommand(ctx, "restart")
 	if err != nil {
@@ -86,7 +87,7 @@ func (m *Manager) powerTargets(req PowerRequest, verb string) (*State, []Node, m
 			return nil, nil, nil, err
 		}
 		if _, ok := p.(provider.PowerManager); !ok {
-			return nil, nil, nil, provider.BadInput(
+			return nil, nil, nil, usererr.BadInput(
 				"remove the node with `clusterctl down NAME` and make it again with `clusterctl up NAME` instead",
 				"provider %q cannot stop and start machines", n.Provider)
 		}
@@ -129,7 +130,7 @@ func (m *Manager) stop(ctx context.Context, req PowerRequest) ([]Result, error) 
 		return m.stopOne(ctx, provs[n.Provider].(provider.PowerManager), n)
 	})
 	if err != nil {
-		return results, provider.WithHint(err, "see `clusterctl status`; run `clusterctl stop` again once the cause is fixed")
+		return results, usererr.WithHint(err, "see `clusterctl status`; run `clusterctl stop` again once the cause is fixed")
 	}
 	return results, nil
 }
@@ -195,7 +196,7 @@ func (m *Manager) start(ctx context.Context, req PowerRequest) ([]Result, error)
 		return m.startOne(ctx, provs[n.Provider], client, w, n)
 	})
 	if err != nil {
-		return results, provider.WithHint(err, "see `clusterctl status` and `clusterctl logs NAME`; run `clusterctl start` again, or replace the node with `clusterctl repair NAME`")
+		return results, usererr.WithHint(err, "see `clusterctl status` and `clusterctl logs NAME`; run `clusterctl start` again, or replace the node with `clusterctl repair NAME`")
 	}
 	return results, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/internal/testkit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -221,7 +222,7 @@ func TestStopWithoutPowerManagerIsBadInput(t *testing.T) {
 		func() error { _, err := m.Start(ctx, cluster.PowerRequest{All: true}); return err },
 		func() error { _, err := m.Restart(ctx, []string{"red"}); return err },
 	} {
-		var in *provider.InputError
+		var in *usererr.InputError
 		if err := op(); !errors.As(err, &in) || !strings.Contains(err.Error(), "cannot stop and start") || !strings.Contains(in.Fix, "clusterctl down") {
 			t.Errorf("error %v: want bad input with a fix", err)
 		}
@@ -361,7 +362,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	_, err = m.Scale(ctx, cluster.ScaleRequest{Size: 2})
-	var in *provider.InputError
+	var in *usererr.InputError
 	if !errors.As(err, &in) || !strings.Contains(in.Fix, "--shrink") || !strings.Contains(in.Fix, newest.Name) {
 		t.Fatalf("scale 2 without --shrink: %v; want bad input naming %s", err, newest.Name)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -49,7 +50,7 @@ type RepairReport struct {
 func (m *Manager) Repair(ctx context.Context, req RepairRequest) (RepairReport, error) {
 	var rep RepairReport
 	if req.FailedFor < 0 {
-		return rep, provider.BadInput("give --failed-for a duration of 0 or more, like 5m", "--failed-for %s is negative", req.FailedFor)
+		return rep, usererr.BadInput("give --failed-for a duration of 0 or more, like 5m", "--failed-for %s is negative", req.FailedFor)
 	}
 	if !req.DryRun {
 		unlock, err := m.lockCommand(ctx, "repair")
@@ -102,7 +103,7 @@ func (m *Manager) Repair(ctx context.Context, req RepairRequest) (RepairReport, 
 	for _, n := range replace {
 		m.Report.Note(n.Name, "replacing it: deleting what is left of its machine")
 		if err := m.forget(ctx, provs[n.Provider], n); err != nil {
-			return rep, provider.WithHint(fmt.Errorf("node %q: %w", n.Name, err), "run `clusterctl repair` again once the cause is fixed")
+			return rep, usererr.WithHint(fmt.Errorf("node %q: %w", n.Name, err), "run `clusterctl repair` again once the cause is fixed")
 		}
 		names = append(names, n.Name)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -34,7 +35,7 @@ func resumable(st *State, names []string) ([]Node, error) {
 		for _, n := range resume {
 			r = append(r, n.Name)
 		}
-		return nil, provider.BadInput("run `clusterctl up "+strings.Join(r, " ")+"` and `clusterctl up "+strings.Join(others, " ")+"` apart",
+		return nil, usererr.BadInput("run `clusterctl up "+strings.Join(r, " ")+"` and `clusterctl up "+strings.Join(others, " ")+"` apart",
 			"up resumes the enrolment of %s, made before; it cannot make %s in the same run", strings.Join(r, ", "), strings.Join(others, ", "))
 	}
 	return resume, nil
@@ -84,7 +85,7 @@ func (m *Manager) resume(ctx context.Context, p provider.Provider, nodes []Node)
 		}
 	}
 	if len(failed) > 0 {
-		return results, provider.WithHint(errors.Join(failed...), "the nodes stay in state: run `clusterctl up NAME` again to resume, or remove them with `clusterctl down NAME`")
+		return results, usererr.WithHint(errors.Join(failed...), "the nodes stay in state: run `clusterctl up NAME` again to resume, or remove them with `clusterctl down NAME`")
 	}
 	return results, nil
 }

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // ScaleRequest is what `clusterctl scale` asks for.
@@ -33,7 +33,7 @@ const maxNodes = 250
 // nodes that --shrink would remove.
 func (m *Manager) Scale(ctx context.Context, req ScaleRequest) ([]Result, error) {
 	if req.Size < 0 || req.Size > maxNodes {
-		return nil, provider.BadInput(fmt.Sprintf("give a size between 0 and %d", maxNodes), "size %d is out of range", req.Size)
+		return nil, usererr.BadInput(fmt.Sprintf("give a size between 0 and %d", maxNodes), "size %d is out of range", req.Size)
 	}
 	unlock, err := m.lockCommand(ctx, "scale")
 	if err != nil {
@@ -52,7 +52,7 @@ func (m *Manager) Scale(ctx context.Context, req ScaleRequest) ([]Result, error)
 	case have > req.Size:
 		surplus := newestNodes(st, have-req.Size)
 		if !req.Shrink {
-			return nil, provider.BadInput(fmt.Sprintf("pass --shrink to remove the newest: %s", strings.Join(surplus, ", ")),
+			return nil, usererr.BadInput(fmt.Sprintf("pass --shrink to remove the newest: %s", strings.Join(surplus, ", ")),
 				"cluster %q has %d node(s), more than %d", m.Cluster, have, req.Size)
 		}
 		m.Report.Note("", fmt.Sprintf("cluster %q has %d node(s); removing the newest %d", m.Cluster, have, len(surplus)))

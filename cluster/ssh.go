@@ -16,7 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/sshclient"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // SSHConfig is the config's ssh: key. `ssh: false` turns clusterctl's SSH
@@ -109,7 +109,7 @@ func (m *Manager) sshUserKey() (*sshUserKey, error) {
 	}
 	p, err := sshkeys.FromPrivate(data)
 	if err != nil {
-		return nil, provider.BadInput("restore the file clusterctl made, or remove it (nodes made with it then refuse the new key)",
+		return nil, usererr.BadInput("restore the file clusterctl made, or remove it (nodes made with it then refuse the new key)",
 			"the cluster's SSH key %s: %w", path, err)
 	}
 	return &sshUserKey{Pair: p}, nil
@@ -177,14 +177,14 @@ func (m *Manager) writeKnownHosts(st *State) error {
 func SSHClient() (sshclient.Client, error) {
 	c, err := sshclient.Find()
 	if err != nil {
-		return c, provider.BadInput("install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client) and make sure ssh and scp are in PATH", "%w", err)
+		return c, usererr.BadInput("install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client) and make sure ssh and scp are in PATH", "%w", err)
 	}
 	return c, nil
 }
 
 // ErrSSHOff is the bad input of ssh, cp and logs --agent when the config
 // says ssh: false.
-var ErrSSHOff = provider.BadInput("remove `ssh: false` from the config (or set `ssh: {enabled: true}`); nodes made while it was off have no key and must be made again (`clusterctl down NAME`, then `clusterctl up NAME`)",
+var ErrSSHOff = usererr.BadInput("remove `ssh: false` from the config (or set `ssh: {enabled: true}`); nodes made while it was off have no key and must be made again (`clusterctl down NAME`, then `clusterctl up NAME`)",
 	"ssh is turned off in the config (ssh: false)")
 
 // SSHTargets returns how to reach each named node over SSH, or every node
@@ -203,7 +203,7 @@ func (m *Manager) SSHTargets(ctx context.Context, names []string, all bool) ([]s
 		return nil, err
 	}
 	if _, err := os.Stat(m.Store.SSHKeyPath()); err != nil {
-		return nil, provider.BadInput("the key is made by `clusterctl up` and cannot be made again for running nodes: make the nodes again (`clusterctl down NAME`, `clusterctl up NAME`)",
+		return nil, usererr.BadInput("the key is made by `clusterctl up` and cannot be made again for running nodes: make the nodes again (`clusterctl down NAME`, `clusterctl up NAME`)",
 			"the cluster's SSH key %s is missing", m.Store.SSHKeyPath())
 	}
 	if err := m.writeKnownHosts(st); err != nil {
@@ -238,7 +238,7 @@ func sshNodes(st *State, names []string, all bool) ([]Node, error) {
 			}
 		}
 		if len(out) == 0 {
-			return nil, provider.BadInput("bring nodes up with `clusterctl up`; `clusterctl status` shows where they are", "no node of cluster %q has joined", st.Cluster)
+			return nil, usererr.BadInput("bring nodes up with `clusterctl up`; `clusterctl status` shows where they are", "no node of cluster %q has joined", st.Cluster)
 		}
 	}
 	var errs []error
@@ -246,10 +246,10 @@ func sshNodes(st *State, names []string, all bool) ([]Node, error) {
 		n := st.Node(name)
 		switch {
 		case n == nil:
-			errs = append(errs, provider.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster))
+			errs = append(errs, usererr.BadInput("known nodes: "+knownNames(st), "no node %q in cluster %q", name, st.Cluster))
 			continue
 		case n.JoinedAt.IsZero():
-			errs = append(errs, provider.BadInput("wait until `clusterctl up` reports it joined; `clusterctl status` and `clusterctl logs "+name+"` show why it has not",
+			errs = append(errs, usererr.BadInput("wait until `clusterctl up` reports it joined; `clusterctl status` and `clusterctl logs "+name+"` show why it has not",
 				"node %q has never joined the cluster (phase %s), so it may not run sshd with its key yet", name, n.Phase))
 			continue
 		}
@@ -257,10 +257,10 @@ func sshNodes(st *State, names []string, all bool) ([]Node, error) {
 	}
 	for _, n := range out {
 		if n.HostKey == "" && n.SSHUser != "" && n.EnrolledAt.IsZero() {
-			errs = append(errs, provider.BadInput("wait for `clusterctl up "+n.Name+"` to finish (or run it again: it resumes the enrolment)",
+			errs = append(errs, usererr.BadInput("wait for `clusterctl up "+n.Name+"` to finish (or run it again: it resumes the enrolment)",
 				"node %q has not enrolled yet: its SSH host key, which the node makes itself, is not known and pinned", n.Name))
 		} else if n.HostKey == "" {
-			errs = append(errs, provider.BadInput("make the node again with ssh on: `clusterctl down "+n.Name+"`, then `clusterctl up "+n.Name+"`",
+			errs = append(errs, usererr.BadInput("make the node again with ssh on: `clusterctl down "+n.Name+"`, then `clusterctl up "+n.Name+"`",
 				"node %q has no host key pinned by clusterctl (it was made with ssh: false or by an older clusterctl)", n.Name))
 		}
 	}
@@ -288,7 +288,7 @@ func (m *Manager) sshAddress(ctx context.Context, n Node) (string, error) {
 		}
 	}
 	if _, err := netip.ParseAddr(n.Address); err != nil {
-		return "", provider.BadInput("see `clusterctl status`: the provider reports no address for it; `clusterctl logs "+n.Name+"` shows its console",
+		return "", usererr.BadInput("see `clusterctl status`: the provider reports no address for it; `clusterctl logs "+n.Name+"` shows its console",
 			"node %q has no address clusterctl can reach", n.Name)
 	}
 	return n.Address, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
 	"github.com/clusterctl/clusterctl/internal/testkit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
@@ -184,7 +185,7 @@ func TestSSHBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := m.SSHTargets(ctx, c.names, c.all)
-		var in *provider.InputError
+		var in *usererr.InputError
 		if !errors.As(err, &in) || !strings.Contains(err.Error(), c.want) || in.Fix == "" {
 			t.Errorf("SSHTargets(%v): %v, want bad input saying %q", c.names, err, c.want)
 		}
@@ -198,7 +199,7 @@ func TestSSHBadInput(t *testing.T) {
 	if err := m.Store.Update(func(st *cluster.State) error { st.Node("red").Address = ""; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	var in *provider.InputError
+	var in *usererr.InputError
 	if _, err := m.SSHTargets(ctx, []string{"red"}, false); !errors.As(err, &in) || !strings.Contains(err.Error(), `node "red" has no address clusterctl can reach`) {
 		t.Errorf("node without address: %v", err)
 	}
@@ -239,7 +240,7 @@ func TestSSHConfigValues(t *testing.T) {
 	} {
 		var cfg cluster.Config
 		err := cluster.ParseConfig("cluster.yaml", []byte(text), &cfg)
-		var in *provider.InputError
+		var in *usererr.InputError
 		if !errors.As(err, &in) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want bad input saying %q", text, err, want)
 		}

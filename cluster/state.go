@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // StateVersion is the version of the state file format.
@@ -216,13 +216,13 @@ func (s *Store) ReadKeys() ([][]byte, error) {
 		}
 		key, err := base64.StdEncoding.DecodeString(line)
 		if err != nil || len(key) != 32 {
-			return nil, provider.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
+			return nil, usererr.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
 				"gossip key file %q is malformed (want one base64 32-byte key per line)", s.keyPath())
 		}
 		keys = append(keys, key)
 	}
 	if len(keys) == 0 {
-		return nil, provider.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
+		return nil, usererr.BadInput("restore the file from a backup (the nodes hold the key), or remove the cluster with `clusterctl down --all`",
 			"gossip key file %q holds no key", s.keyPath())
 	}
 	return keys, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/pki"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -92,7 +93,7 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 			for i, pl := range plans {
 				names[i] = pl.node.Name
 			}
-			return nil, provider.WithHint(err, "the nodes stay in state as failed: remove them with `clusterctl down "+strings.Join(names, " ")+"`, then run up again")
+			return nil, usererr.WithHint(err, "the nodes stay in state as failed: remove them with `clusterctl down "+strings.Join(names, " ")+"`, then run up again")
 		}
 	}
 
@@ -142,7 +143,7 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) ([]Result, error) {
 		}
 	}
 	if len(failed) > 0 {
-		return results, provider.WithHint(errors.Join(failed...),
+		return results, usererr.WithHint(errors.Join(failed...),
 			"the failed nodes stay in state: see `clusterctl status`, and remove them with `clusterctl down NAME`")
 	}
 	return results, nil
@@ -161,13 +162,13 @@ func (m *Manager) chooseProvider(st *State, asked string) (string, error) {
 		name = m.Cfg.Provider
 	}
 	if name == "" {
-		return "", provider.BadInput("pass --provider (one of: "+fmt.Sprint(provider.Names())+") or set provider: in the config", "no provider given")
+		return "", usererr.BadInput("pass --provider (one of: "+fmt.Sprint(provider.Names())+") or set provider: in the config", "no provider given")
 	}
 	if _, ok := provider.Lookup(name); !ok && m.NewProvider == nil {
-		return "", provider.BadInput(fmt.Sprintf("use one of: %v", provider.Names()), "unknown provider %q", name)
+		return "", usererr.BadInput(fmt.Sprintf("use one of: %v", provider.Names()), "unknown provider %q", name)
 	}
 	if bound != "" && name != bound {
-		return "", provider.BadInput(
+		return "", usererr.BadInput(
 			fmt.Sprintf("use --provider %s for this cluster, or another cluster with --cluster NAME", bound),
 			"cluster %q is bound to provider %q, not %q", m.Cluster, bound, name)
 	}
@@ -184,7 +185,7 @@ func (m *Manager) record(provName string, pl *planner) error {
 	return m.Store.Update(func(st *State) error {
 		for _, n := range pl.nodes {
 			if st.Node(n.node.Name) != nil {
-				return provider.BadInput("choose another name", "node %q was just created by another clusterctl", n.node.Name)
+				return usererr.BadInput("choose another name", "node %q was just created by another clusterctl", n.node.Name)
 			}
 		}
 		again := false
@@ -218,7 +219,7 @@ func (m *Manager) record(provName string, pl *planner) error {
 			// The cluster's first up: its CA is made with its key, under
 			// the lock, so two first ups share both.
 			if m.hasCAFile() {
-				return provider.BadInput(fmt.Sprintf("restore gossip.key in %s from a backup; if the cluster has no nodes, remove %s and %s there instead", m.Store.Dir, pki.CACertFile, pki.CAKeyFile),
+				return usererr.BadInput(fmt.Sprintf("restore gossip.key in %s from a backup; if the cluster has no nodes, remove %s and %s there instead", m.Store.Dir, pki.CACertFile, pki.CAKeyFile),
 					"cluster %q has a CA but no gossip key", m.Cluster)
 			}
 			ca, err := pki.Create(m.Store.Dir, m.Cluster)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +14,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/sshkeys"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 
 	"gopkg.in/yaml.v3"
 
@@ -346,7 +348,7 @@ func newManagerIn(t *testing.T, dir string, p provider.Provider, cfgText string)
 	}
 	m.NewProvider = func(name string, env provider.Env) (provider.Provider, error) {
 		if name != "fake" {
-			return nil, provider.BadInput("use fake", "unknown provider %q", name)
+			return nil, usererr.BadInput("use fake", "unknown provider %q", name)
 		}
 		return p, nil
 	}
@@ -529,7 +531,7 @@ func TestBadInputCreatesNothing(t *testing.T) {
 			p := fake.New()
 			m, _ := newManager(t, p, tc.cfg)
 			_, err := m.Up(context.Background(), tc.req)
-			var in *provider.InputError
+			var in *usererr.InputError
 			if !errors.As(err, &in) {
 				t.Fatalf("error %v: want an input error", err)
 			}
@@ -580,7 +582,7 @@ type limited struct{ *fake.Provider }
 
 func (l limited) CheckSeed(spec provider.NodeSpec) error {
 	if len(spec.Seed.UserData) > 1000 {
-		return provider.BadInput("make cloudinit.extra smaller", "user-data of %d bytes is over the limit", len(spec.Seed.UserData))
+		return usererr.BadInput("make cloudinit.extra smaller", "user-data of %d bytes is over the limit", len(spec.Seed.UserData))
 	}
 	return nil
 }
@@ -590,7 +592,7 @@ func TestSeedLimitIsBadInput(t *testing.T) {
 	m, _ := newManager(t, p, "")
 	m.NewProvider = func(string, provider.Env) (provider.Provider, error) { return limited{p}, nil }
 	_, err := m.Up(context.Background(), cluster.UpRequest{Names: []string{"red"}})
-	var in *provider.InputError
+	var in *usererr.InputError
 	if !errors.As(err, &in) || !strings.Contains(err.Error(), `node "red": user-data of`) {
 		t.Fatalf("error %v: want an input error naming the node and the size", err)
 	}

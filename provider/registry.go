@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Env is what a provider factory receives.
@@ -102,7 +103,7 @@ func Names() []string {
 func New(name string, env Env) (Provider, error) {
 	f, ok := Lookup(name)
 	if !ok {
-		return nil, BadInput(fmt.Sprintf("use one of: %v", Names()), "unknown provider %q", name)
+		return nil, usererr.BadInput(fmt.Sprintf("use one of: %v", Names()), "unknown provider %q", name)
 	}
 	return f(env)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/sshclient"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 func newCp(g *globals) *cobra.Command {
@@ -77,9 +77,9 @@ func cpSides(a, b string) (node string, src, dst cpSide, err error) {
 	fix := "name the node on exactly one side: `clusterctl cp FILE NAME:PATH` or `clusterctl cp NAME:PATH FILE`"
 	switch {
 	case src.remote && dst.remote:
-		return "", src, dst, provider.BadInput(fix, "both %q and %q name a node; cp copies between this machine and one node", a, b)
+		return "", src, dst, usererr.BadInput(fix, "both %q and %q name a node; cp copies between this machine and one node", a, b)
 	case !src.remote && !dst.remote:
-		return "", src, dst, provider.BadInput(fix, "neither %q nor %q names a node (NAME:PATH)", a, b)
+		return "", src, dst, usererr.BadInput(fix, "neither %q nor %q names a node (NAME:PATH)", a, b)
 	case src.remote:
 		return src.node, src, dst, nil
 	}

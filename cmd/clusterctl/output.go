@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/cluster"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // SchemaVersion tags every machine-readable document clusterctl prints.
@@ -29,7 +29,7 @@ func checkFormat(f string) (format, error) {
 	case "table", "json", "yaml":
 		return format(f), nil
 	}
-	return "", provider.BadInput("use -o table, -o json or -o yaml", "unknown output format %q", f)
+	return "", usererr.BadInput("use -o table, -o json or -o yaml", "unknown output format %q", f)
 }
 
 // emit writes doc as JSON or YAML. The YAML has the same keys as the JSON.

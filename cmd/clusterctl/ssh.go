@@ -10,7 +10,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cluster"
 	"github.com/clusterctl/clusterctl/internal/sshclient"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // sshParallel bounds how many nodes `ssh --all` reaches at once.
@@ -102,15 +102,15 @@ func sshArgs(cmd *cobra.Command, args []string, all bool) (string, []string, err
 	usage := "see `clusterctl ssh --help`"
 	if all {
 		if dash := cmd.ArgsLenAtDash(); dash > 0 || (dash < 0 && len(args) > 0) {
-			return "", nil, provider.BadInput("use `clusterctl ssh --all -- COMMAND`", "--all was given with a node name")
+			return "", nil, usererr.BadInput("use `clusterctl ssh --all -- COMMAND`", "--all was given with a node name")
 		}
 		if len(args) == 0 {
-			return "", nil, provider.BadInput("use `clusterctl ssh --all -- COMMAND`", "--all needs a command to run")
+			return "", nil, usererr.BadInput("use `clusterctl ssh --all -- COMMAND`", "--all needs a command to run")
 		}
 		return "", args, nil
 	}
 	if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
-		return "", nil, provider.BadInput(usage, "name the node to log in to")
+		return "", nil, usererr.BadInput(usage, "name the node to log in to")
 	}
 	command := args[1:]
 	// Flag parsing stops at NAME, so a "--" after it is still here.
@@ -124,7 +124,7 @@ func sshArgs(cmd *cobra.Command, args []string, all bool) (string, []string, err
 func explainSSH(err error) error {
 	var hk *sshclient.HostKeyError
 	if errors.As(err, &hk) {
-		return provider.WithHint(err, hostKeyHint)
+		return usererr.WithHint(err, hostKeyHint)
 	}
 	return err
 }

@@ -19,7 +19,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // resourcesFile, in the cluster's state directory, records the cluster-wide
@@ -122,7 +122,7 @@ func (p *Provider) UploadAgent(ctx context.Context, cluster, binary, sum string)
 	}
 	got, size, err := hashFile(binary)
 	if err != nil {
-		return provider.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
+		return usererr.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
 	}
 	if got != sum {
 		return fmt.Errorf("ec2: agent binary %q has SHA-256 %s, not %s: it changed after up planned; run up again", binary, got, sum)

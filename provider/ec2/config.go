@@ -14,7 +14,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Defaults of the configuration keys.
@@ -83,7 +83,7 @@ var (
 
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Every problem is reported at once, each
-// as a *provider.InputError. It needs no network.
+// as a *usererr.InputError. It needs no network.
 func ParseConfig(node *yaml.Node) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
@@ -91,7 +91,7 @@ func ParseConfig(node *yaml.Node) (Config, error) {
 		if hasKey(node, "observer_cidrs") {
 			fix = "remove ec2.observer_cidrs: the nodes no longer reach clusterctl (it dials them); ec2.api_from lists who may reach the nodes' API and SSH ports, and defaults to this machine's public address"
 		}
-		return Config{}, &provider.InputError{Err: fmt.Errorf("ec2 config: %w", err), Fix: fix}
+		return Config{}, &usererr.InputError{Err: fmt.Errorf("ec2 config: %w", err), Fix: fix}
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -124,7 +124,7 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(fix, format string, args ...any) {
-		errs = append(errs, provider.BadInput(fix, "ec2 config: "+format, args...))
+		errs = append(errs, usererr.BadInput(fix, "ec2 config: "+format, args...))
 	}
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
 		bad("use a region name such as eu-west-1 or us-east-1", "region %q is not a region name", c.Region)

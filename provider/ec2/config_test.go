@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -41,7 +42,7 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := ec2.ParseConfig(&doc)
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %T %v, want *InputError", err, err)
 			}
@@ -85,7 +86,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		cfg, err := ec2.ParseConfig(&doc)
 		if err != nil {
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %T is not an *InputError: %v", err, err)
 			}
@@ -116,7 +117,7 @@ func TestFlagsOverrideConfig(t *testing.T) {
 		t.Errorf("config %+v: want region eu-west-1, profile home, port 8301", c)
 	}
 	_, err = ec2.New(provider.Env{Cluster: "c", Dir: t.TempDir(), Region: "Mars"})
-	var in *provider.InputError
+	var in *usererr.InputError
 	if !errors.As(err, &in) || !strings.Contains(err.Error(), `--region "Mars"`) {
 		t.Errorf("bad --region: %v", err)
 	}
@@ -131,7 +132,7 @@ func TestObserverCIDRsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := ec2.ParseConfig(&doc)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "observer_cidrs") || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("error %v, want the unknown key observer_cidrs at line 2", err)
 	}

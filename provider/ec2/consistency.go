@@ -9,6 +9,7 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -90,7 +91,7 @@ func (p *Provider) terminate(ctx context.Context, id string) (gone bool, err err
 		}
 		if !more {
 			if found {
-				return false, provider.WithHint(fmt.Errorf("ec2: terminate instance %q: EC2 lists it (%s) but still answers InvalidInstanceID.NotFound", id, inst.Detail),
+				return false, usererr.WithHint(fmt.Errorf("ec2: terminate instance %q: EC2 lists it (%s) but still answers InvalidInstanceID.NotFound", id, inst.Detail),
 					"EC2 takes a while to make a new instance known to all its API calls: run `clusterctl down` again in a minute")
 			}
 			return true, nil
@@ -136,7 +137,7 @@ func (p *Provider) waitTerminated(ctx context.Context, id string) error {
 			last = inst.Detail
 		}
 		if time.Now().Add(delay).After(deadline) {
-			return provider.WithHint(fmt.Errorf("ec2: instance %q was asked to terminate but is not terminated within %s (last state: %s)", id, p.cfg.DeleteTimeout, last),
+			return usererr.WithHint(fmt.Errorf("ec2: instance %q was asked to terminate but is not terminated within %s (last state: %s)", id, p.cfg.DeleteTimeout, last),
 				"see the instance in the EC2 console; run `clusterctl down` again to wait once more (ec2.delete_timeout)")
 		}
 		t := time.NewTimer(delay)
@@ -154,7 +155,7 @@ func (p *Provider) waitTerminated(ctx context.Context, id string) error {
 // EC2 still does not know after the consistency window: not bad input (the
 // user configured no group), but EC2's eventual consistency.
 func groupNotVisible(what, group string, err error) error {
-	return provider.WithHint(fmt.Errorf("ec2: %s: security group %q, which clusterctl made for the cluster, is still unknown to EC2: %w", what, group, err),
+	return usererr.WithHint(fmt.Errorf("ec2: %s: security group %q, which clusterctl made for the cluster, is still unknown to EC2: %w", what, group, err),
 		"EC2 makes a new security group known to all its API calls eventually, usually within seconds: run `clusterctl up` again; it reuses the group")
 }
 

@@ -13,7 +13,7 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
 
@@ -113,8 +113,8 @@ func TestNewGroupNeverVisible(t *testing.T) {
 		fp.inject("AuthorizeSecurityGroupIngress", notFoundGroup())
 	}
 	_, err := f.p.Create(context.Background(), spec(t, "grp", "one"))
-	var ie *provider.InputError
-	var he *provider.HintError
+	var ie *usererr.InputError
+	var he *usererr.HintError
 	if err == nil || errors.As(err, &ie) || !errors.As(err, &he) {
 		t.Fatalf("error %T %v: want a *HintError, not bad input", err, err)
 	}

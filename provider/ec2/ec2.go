@@ -24,6 +24,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -138,7 +139,7 @@ func New(env provider.Env, opts ...Option) (*Provider, error) {
 	}
 	if env.Region != "" {
 		if !regionRE.MatchString(env.Region) {
-			return nil, provider.BadInput("use a region name such as eu-west-1 or us-east-1", "--region %q is not a region name", env.Region)
+			return nil, usererr.BadInput("use a region name such as eu-west-1 or us-east-1", "--region %q is not a region name", env.Region)
 		}
 		cfg.Region = env.Region
 	}
@@ -180,12 +181,12 @@ func (p *Provider) clients(ctx context.Context) error {
 		opts = append(opts, p.extraOpts...)
 		awscfg, err := config.LoadDefaultConfig(ctx, opts...)
 		if err != nil {
-			p.initErr = provider.BadInput("check ec2.profile / AWS_PROFILE and the files ~/.aws/config and ~/.aws/credentials",
+			p.initErr = usererr.BadInput("check ec2.profile / AWS_PROFILE and the files ~/.aws/config and ~/.aws/credentials",
 				"ec2: load the AWS configuration: %w", err)
 			return
 		}
 		if awscfg.Region == "" {
-			p.initErr = provider.BadInput("set ec2.region in the config, or AWS_REGION, or region in your AWS profile",
+			p.initErr = usererr.BadInput("set ec2.region in the config, or AWS_REGION, or region in your AWS profile",
 				"ec2: no AWS region is configured")
 			return
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // policyDoc is where the IAM policy clusterctl needs is written down.
@@ -17,8 +17,8 @@ const policyDoc = "docs/ec2.md lists the IAM policy clusterctl needs"
 
 // mapErr turns an AWS error into what the user should do about it. what
 // names the thing that was being done ("run instance for node \"red\"").
-// Bad input becomes a *provider.InputError (exit status 2); operational
-// failures a *provider.HintError. The original error stays wrapped.
+// Bad input becomes a *usererr.InputError (exit status 2); operational
+// failures a *usererr.HintError. The original error stays wrapped.
 func mapErr(what string, err error) error {
 	if err == nil {
 		return nil
@@ -28,12 +28,12 @@ func mapErr(what string, err error) error {
 	}
 	wrapped := fmt.Errorf("ec2: %s: %w", what, err)
 	if noCredentials(err) {
-		return &provider.InputError{Err: fmt.Errorf("ec2: %s: no AWS credentials found", what),
+		return &usererr.InputError{Err: fmt.Errorf("ec2: %s: no AWS credentials found", what),
 			Fix: "configure credentials for the SDK's default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, `aws configure`, `aws sso login --profile NAME` with ec2.profile or AWS_PROFILE, or an instance role"}
 	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) && strings.Contains(dns.Name, "amazonaws.com") {
-		return provider.WithHint(wrapped, fmt.Sprintf("%q does not resolve: check ec2.region (or AWS_REGION) and this machine's DNS", dns.Name))
+		return usererr.WithHint(wrapped, fmt.Sprintf("%q does not resolve: check ec2.region (or AWS_REGION) and this machine's DNS", dns.Name))
 	}
 	var api smithy.APIError
 	if !errors.As(err, &api) {
@@ -54,35 +54,35 @@ func mapErr(what string, err error) error {
 		if perm == "" {
 			perm = "the permission for this call"
 		}
-		return provider.WithHint(wrapped, fmt.Sprintf("your AWS identity is not allowed %s; grant it (%s)", perm, policyDoc))
+		return usererr.WithHint(wrapped, fmt.Sprintf("your AWS identity is not allowed %s; grant it (%s)", perm, policyDoc))
 	case code == "AuthFailure" || code == "InvalidClientTokenId" || code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" || code == "ExpiredToken" || code == "RequestExpired":
-		return provider.WithHint(wrapped, "AWS rejected the credentials: check they are current (`aws sts get-caller-identity`; `aws sso login` renews SSO sessions) and that this machine's clock is right")
+		return usererr.WithHint(wrapped, "AWS rejected the credentials: check they are current (`aws sts get-caller-identity`; `aws sso login` renews SSO sessions) and that this machine's clock is right")
 	case code == "OptInRequired":
-		return provider.WithHint(wrapped, "the account is not subscribed to this service, region or AMI: enable the region in the account settings or accept the AMI's terms in AWS Marketplace, then retry")
+		return usererr.WithHint(wrapped, "the account is not subscribed to this service, region or AMI: enable the region in the account settings or accept the AMI's terms in AWS Marketplace, then retry")
 	case strings.HasPrefix(code, "InvalidAMIID."):
-		return provider.BadInput("set ec2.ami to an AMI that exists in this region (or remove it to use the latest Debian 12)", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.ami to an AMI that exists in this region (or remove it to use the latest Debian 12)", "ec2: %s: %w", what, err)
 	case code == "InvalidInstanceType" || (code == "InvalidParameterValue" && strings.Contains(api.ErrorMessage(), "instance type")):
-		return provider.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro", "ec2: %s: %w", what, err)
 	case strings.HasPrefix(code, "InvalidSubnetID.") || strings.HasPrefix(code, "InvalidSubnet"):
-		return provider.BadInput("set ec2.subnet_id to a subnet of this region, or remove it to use the default VPC", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.subnet_id to a subnet of this region, or remove it to use the default VPC", "ec2: %s: %w", what, err)
 	case strings.HasPrefix(code, "InvalidGroup.") || strings.HasPrefix(code, "InvalidGroupId."):
-		return provider.BadInput("set ec2.security_group_id to a group of this region, or remove it to let clusterctl make one", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.security_group_id to a group of this region, or remove it to let clusterctl make one", "ec2: %s: %w", what, err)
 	case strings.HasPrefix(code, "InvalidKeyPair."):
-		return provider.BadInput("set ec2.key_name to a key pair of this region, or remove it", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.key_name to a key pair of this region, or remove it", "ec2: %s: %w", what, err)
 	case code == "InsufficientInstanceCapacity" || code == "Unsupported":
-		return provider.WithHint(wrapped, "AWS has no capacity for this instance type here right now: try another ec2.instance_type, or a subnet in another availability zone (ec2.subnet_id)")
+		return usererr.WithHint(wrapped, "AWS has no capacity for this instance type here right now: try another ec2.instance_type, or a subnet in another availability zone (ec2.subnet_id)")
 	case code == "InstanceLimitExceeded" || code == "VcpuLimitExceeded" || code == "MaxSpotInstanceCountExceeded":
-		return provider.WithHint(wrapped, "the account's instance or vCPU quota for this region is used up: terminate instances you do not need, or ask for more in Service Quotas (EC2 \"Running On-Demand Standard instances\")")
+		return usererr.WithHint(wrapped, "the account's instance or vCPU quota for this region is used up: terminate instances you do not need, or ask for more in Service Quotas (EC2 \"Running On-Demand Standard instances\")")
 	case code == "RulesPerSecurityGroupLimitExceeded" || code == "SecurityGroupLimitExceeded":
-		return provider.WithHint(wrapped, "the account's security group quota for this region is used up (rules per group, or groups per VPC): delete rules or groups you do not need, list fewer networks in ec2.api_from, or ask for more in Service Quotas (VPC \"Inbound or outbound rules per security group\", \"VPC security groups per Region\")")
+		return usererr.WithHint(wrapped, "the account's security group quota for this region is used up (rules per group, or groups per VPC): delete rules or groups you do not need, list fewer networks in ec2.api_from, or ask for more in Service Quotas (VPC \"Inbound or outbound rules per security group\", \"VPC security groups per Region\")")
 	case code == "ParameterNotFound":
-		return provider.BadInput("set ec2.ami to an AMI id, or ec2.image to debian-12 or ubuntu-24.04", "ec2: %s: %w", what, err)
+		return usererr.BadInput("set ec2.ami to an AMI id, or ec2.image to debian-12 or ubuntu-24.04", "ec2: %s: %w", what, err)
 	case code == "UnsupportedOperation" && (strings.Contains(op, "StopInstances") || strings.Contains(op, "StartInstances")):
-		return provider.WithHint(wrapped, "EC2 cannot stop this instance (an instance-store root volume, or a Spot instance that does not allow stopping): `clusterctl down NAME` and `up` instead")
+		return usererr.WithHint(wrapped, "EC2 cannot stop this instance (an instance-store root volume, or a Spot instance that does not allow stopping): `clusterctl down NAME` and `up` instead")
 	case code == "OperationNotPermitted" && strings.Contains(op, "StopInstances"):
-		return provider.WithHint(wrapped, "the instance has stop protection (its disableApiStop attribute): turn it off in the EC2 console, or with `aws ec2 modify-instance-attribute --no-disable-api-stop`, then retry")
+		return usererr.WithHint(wrapped, "the instance has stop protection (its disableApiStop attribute): turn it off in the EC2 console, or with `aws ec2 modify-instance-attribute --no-disable-api-stop`, then retry")
 	case code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException" || code == "SlowDown":
-		return provider.WithHint(wrapped, "AWS throttled the requests even after retries: wait a minute, or create fewer nodes at once")
+		return usererr.WithHint(wrapped, "AWS throttled the requests even after retries: wait a minute, or create fewer nodes at once")
 	}
 	return wrapped
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -298,7 +299,7 @@ func TestErrorMapping(t *testing.T) {
 	f := newProvider(t, fp.URL, "errs", "")
 	tests := []struct {
 		code, msg string
-		input     bool   // *provider.InputError rather than *provider.HintError
+		input     bool   // *usererr.InputError rather than *usererr.HintError
 		want      string // in the hint or fix
 	}{
 		{"UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: abc", false, "ec2:RunInstances"},
@@ -316,8 +317,8 @@ func TestErrorMapping(t *testing.T) {
 			if err == nil {
 				t.Fatal("Create succeeded")
 			}
-			var ie *provider.InputError
-			var he *provider.HintError
+			var ie *usererr.InputError
+			var he *usererr.HintError
 			switch {
 			case tt.input && errors.As(err, &ie):
 				if !strings.Contains(ie.Fix, tt.want) {
@@ -421,7 +422,7 @@ func TestPreflightBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("Preflight accepted it")
 			}
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %T %v is not an *InputError (exit 2)", err, err)
 			}
@@ -461,7 +462,7 @@ func TestNoDefaultVPC(t *testing.T) {
 	}
 	f := newProvider(t, srv.URL, "novpc", "")
 	err = f.p.Preflight(ctx, nil)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "has no default VPC") || !strings.Contains(ie.Fix, "subnet_id") {
 		t.Fatalf("Preflight without a default VPC: %v", err)
 	}
@@ -481,7 +482,7 @@ func TestNoCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Preflight(context.Background(), nil)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no AWS credentials found") || !strings.Contains(ie.Fix, "aws configure") {
 		t.Fatalf("Preflight without credentials: %T %v", err, err)
 	}
@@ -500,7 +501,7 @@ func TestNoRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p.Preflight(context.Background(), nil)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no AWS region") {
 		t.Fatalf("%T %v", err, err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // SetConsistency shortens how long p asks again after EC2 says a resource
@@ -22,7 +22,7 @@ func SetPoll(p *Provider, first time.Duration) { p.pollFirst = first }
 func (p *Provider) PublishAgent(ctx context.Context, cluster, binary string) (string, string, error) {
 	sum, _, err := hashFile(binary)
 	if err != nil {
-		return "", "", provider.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
+		return "", "", usererr.BadInput("build the agent with `make build`, or set agent.binary", "ec2: agent binary: %w", err)
 	}
 	url, err := p.AgentURL(ctx, cluster, sum)
 	if err != nil {

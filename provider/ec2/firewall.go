@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Descriptions of the rules clusterctl adds (shown in the console).
@@ -98,7 +98,7 @@ func (p *Provider) findGroup(ctx context.Context) (*types.SecurityGroup, error) 
 	}
 	g := out.SecurityGroups[0]
 	if tagValue(g.Tags, TagCluster) != p.env.Cluster || tagValue(g.Tags, TagManagedBy) != ManagedBy {
-		return nil, provider.BadInput("delete or rename that group, or set ec2.security_group_id to use it as it is",
+		return nil, usererr.BadInput("delete or rename that group, or set ec2.security_group_id to use it as it is",
 			"ec2: a security group named %q exists in VPC %q but clusterctl did not make it", p.groupName(), p.vpc)
 	}
 	return &g, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/clusterctl/clusterctl/internal/testkit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -229,7 +230,7 @@ func TestFirewallRuleRaceAndQuota(t *testing.T) {
 	quota := newProviderEnv(t, fp.URL, provider.Env{Cluster: "quota", SSH: true}, "")
 	fp.inject("AuthorizeSecurityGroupIngress", fault{status: 400, code: "RulesPerSecurityGroupLimitExceeded", message: "The maximum number of rules per security group has been reached."})
 	_, err := quota.p.Create(ctx, spec(t, "quota", "a"))
-	var he *provider.HintError
+	var he *usererr.HintError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "RulesPerSecurityGroupLimitExceeded") || !strings.Contains(he.Hint, "quota") {
 		t.Fatalf("Create over the rule quota: %v; want a quota error with a hint", err)
 	}
@@ -250,7 +251,7 @@ func TestBadAPIFrom(t *testing.T) {
 	} {
 		text := fmt.Sprintf("region: %s\nendpoint_url: %s\napi_from: %s\n", testRegion, srv.URL, tc.list)
 		_, err := ec2.New(provider.Env{Cluster: "bad", Dir: t.TempDir(), Config: yamlNode(t, text)}, staticCreds())
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(ie.Fix, "ec2.api_from") {
 			t.Errorf("api_from: %s: %v, want bad input saying %q", tc.list, err, tc.want)
 		}
@@ -276,7 +277,7 @@ func TestDetectionFailure(t *testing.T) {
 			asked := testkit.WhatIsMyIP(t, tc.status, tc.body)
 			f := newProviderEnv(t, srv.URL, provider.Env{Cluster: "nodetect", SSH: true}, "")
 			err := f.p.Preflight(ctx, nil)
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) || !strings.Contains(err.Error(), "public address could not be detected") || !strings.Contains(ie.Fix, "ec2.api_from") {
 				t.Fatalf("Preflight: %T %v; want bad input with a fix naming ec2.api_from", err, err)
 			}

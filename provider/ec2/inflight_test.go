@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -226,7 +227,7 @@ func TestDownInFlightUnsettled(t *testing.T) {
 		return &fault{status: 403, code: "UnauthorizedOperation", message: "You are not authorized to perform this operation."}
 	}
 	_, err := m.Down(context.Background(), cluster.DownRequest{All: true})
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if err == nil || errors.As(err, &ie) {
 		t.Fatalf("down --all: %v, want a failure (exit 1)", err)
 	}

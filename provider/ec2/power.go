@@ -8,6 +8,7 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -64,7 +65,7 @@ func (p *Provider) power(ctx context.Context, id, verb string, want types.Instan
 		case want == types.InstanceStateNameRunning && state == types.InstanceStateNamePending:
 			return nil // already on its way up: nothing to start
 		case state == types.InstanceStateNameTerminated || state == types.InstanceStateNameShuttingDown:
-			return provider.WithHint(fmt.Errorf("ec2: %s: the instance is %s: %w", what, state, provider.ErrNotFound),
+			return usererr.WithHint(fmt.Errorf("ec2: %s: the instance is %s: %w", what, state, provider.ErrNotFound),
 				"a terminated instance cannot be stopped or started; `clusterctl down NAME` forgets it")
 		case want == types.InstanceStateNameStopped && state == types.InstanceStateNameRunning,
 			want == types.InstanceStateNameRunning && state == types.InstanceStateNameStopped:

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -222,7 +223,7 @@ func TestStopStartStates(t *testing.T) {
 	if !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("Stop of a terminated instance: %v, want ErrNotFound", err)
 	}
-	var hint *provider.HintError
+	var hint *usererr.HintError
 	if !errors.As(err, &hint) {
 		t.Errorf("Stop of a terminated instance: %v, want a hint", err)
 	}
@@ -255,7 +256,7 @@ func TestStopErrors(t *testing.T) {
 	} {
 		fp.inject(c.action, c.fault)
 		err := f.p.Stop(ctx, inst.ID)
-		var hint *provider.HintError
+		var hint *usererr.HintError
 		if !errors.As(err, &hint) || !strings.Contains(hint.Hint, c.hint) {
 			t.Errorf("%s answers %s: Stop says %v, want a hint naming %q", c.action, c.fault.code, err, c.hint)
 		}
@@ -265,7 +266,7 @@ func TestStopErrors(t *testing.T) {
 	}
 	fp.inject("StartInstances", fault{status: 400, code: "InsufficientInstanceCapacity", message: "We currently do not have sufficient capacity in the Availability Zone you requested."})
 	err = f.p.Start(ctx, inst.ID)
-	var hint *provider.HintError
+	var hint *usererr.HintError
 	if !errors.As(err, &hint) || !strings.Contains(hint.Hint, "capacity") {
 		t.Errorf("StartInstances answers InsufficientInstanceCapacity: Start says %v, want the capacity hint", err)
 	}

@@ -13,6 +13,7 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -50,7 +51,7 @@ func (p *Provider) ready(ctx context.Context) error {
 	if err == nil {
 		err = p.checkRegion(ctx)
 	}
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if err == nil || errors.As(err, &ie) {
 		p.accessChecked, p.accessErr = true, err
 	}
@@ -77,7 +78,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	}
 	if _, err := p.ec2.DescribeInstanceTypes(ctx, &awsec2.DescribeInstanceTypesInput{InstanceTypes: []types.InstanceType{types.InstanceType(p.cfg.InstanceType)}}); err != nil {
 		if isCode(err, "InvalidInstanceType") || isCode(err, "InvalidParameterValue") {
-			errs = append(errs, provider.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro",
+			errs = append(errs, usererr.BadInput("set ec2.instance_type to a type offered in this region, such as t3.micro",
 				"ec2: instance type %q does not exist in region %q", p.cfg.InstanceType, p.region))
 		} else {
 			errs = append(errs, mapErr("describe instance types", err))
@@ -86,7 +87,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	if p.cfg.KeyName != "" {
 		if _, err := p.ec2.DescribeKeyPairs(ctx, &awsec2.DescribeKeyPairsInput{KeyNames: []string{p.cfg.KeyName}}); err != nil {
 			if isCode(err, "InvalidKeyPair.NotFound") {
-				errs = append(errs, provider.BadInput("set ec2.key_name to a key pair of this region (`aws ec2 describe-key-pairs`), or remove it",
+				errs = append(errs, usererr.BadInput("set ec2.key_name to a key pair of this region (`aws ec2 describe-key-pairs`), or remove it",
 					"ec2: key pair %q does not exist in region %q", p.cfg.KeyName, p.region))
 			} else {
 				errs = append(errs, mapErr("describe key pairs", err))
@@ -105,7 +106,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 func (p *Provider) checkCredentials(ctx context.Context) error {
 	creds := p.ec2.Options().Credentials
 	if creds == nil {
-		return provider.BadInput(fixCredentials, "ec2: no AWS credentials found")
+		return usererr.BadInput(fixCredentials, "ec2: no AWS credentials found")
 	}
 	cctx, cancel := context.WithTimeout(ctx, credentialTimeout)
 	defer cancel()
@@ -117,10 +118,10 @@ func (p *Provider) checkCredentials(ctx context.Context) error {
 		return fmt.Errorf("ec2: look for AWS credentials: %w", ctx.Err())
 	}
 	if cctx.Err() != nil {
-		return provider.BadInput(fixCredentials+"; off EC2, set AWS_EC2_METADATA_DISABLED=true so the chain does not wait for the instance metadata service",
+		return usererr.BadInput(fixCredentials+"; off EC2, set AWS_EC2_METADATA_DISABLED=true so the chain does not wait for the instance metadata service",
 			"ec2: no AWS credentials found within %s (the SDK's chain ends with the EC2 instance metadata service, which did not answer in time)", credentialTimeout)
 	}
-	return provider.BadInput(fixCredentials, "ec2: no AWS credentials found (%s)", credErrSummary(err))
+	return usererr.BadInput(fixCredentials, "ec2: no AWS credentials found (%s)", credErrSummary(err))
 }
 
 // credErrSummary keeps the SDK's explanation of why the chain failed but
@@ -148,12 +149,12 @@ func (p *Provider) checkRegion(ctx context.Context) error {
 	switch {
 	case err == nil:
 	case errors.As(err, &dns) && dns.IsNotFound:
-		return provider.BadInput("set ec2.region (or AWS_REGION, or --region) to a region that exists, such as eu-west-1 (`aws ec2 describe-regions`)",
+		return usererr.BadInput("set ec2.region (or AWS_REGION, or --region) to a region that exists, such as eu-west-1 (`aws ec2 describe-regions`)",
 			"ec2: region %q does not exist: its endpoint %s does not resolve", p.region, dns.Name)
 	case ctx.Err() != nil:
 		return fmt.Errorf("ec2: check region %q: %w", p.region, ctx.Err())
 	case rctx.Err() != nil:
-		return provider.WithHint(fmt.Errorf("ec2: check region %q: no answer from its endpoint within %s: %w", p.region, regionTimeout, err),
+		return usererr.WithHint(fmt.Errorf("ec2: check region %q: no answer from its endpoint within %s: %w", p.region, regionTimeout, err),
 			"check this machine's connection to AWS (proxy, firewall, DNS) and ec2.region")
 	default:
 		return mapErr(fmt.Sprintf("check region %q", p.region), err)
@@ -162,7 +163,7 @@ func (p *Provider) checkRegion(ctx context.Context) error {
 	for _, r := range out.Regions {
 		if aws.ToString(r.RegionName) == p.region {
 			if aws.ToString(r.OptInStatus) == "not-opted-in" {
-				return provider.BadInput("enable the region in the AWS account settings (Regions), or use another region",
+				return usererr.BadInput("enable the region in the AWS account settings (Regions), or use another region",
 					"ec2: region %q is not enabled for this account", p.region)
 			}
 			return nil
@@ -170,5 +171,5 @@ func (p *Provider) checkRegion(ctx context.Context) error {
 		names = append(names, aws.ToString(r.RegionName))
 	}
 	sort.Strings(names)
-	return provider.BadInput("set ec2.region (or AWS_REGION) to one of: "+strings.Join(names, ", "), "ec2: region %q does not exist", p.region)
+	return usererr.BadInput("set ec2.region (or AWS_REGION) to one of: "+strings.Join(names, ", "), "ec2: region %q does not exist", p.region)
 }

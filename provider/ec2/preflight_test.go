@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -82,7 +83,7 @@ func TestRegionThatDoesNotExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.NodeCIDR(context.Background())
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), `region "eu-nowhere-9" does not exist`) || !strings.Contains(err.Error(), "ec2.eu-nowhere-9.amazonaws.com") {
 		t.Fatalf("NodeCIDR in a region that does not exist: %T %v", err, err)
 	}
@@ -167,7 +168,7 @@ func TestNoCredentialsBlackholedIMDS(t *testing.T) {
 		t.Fatal("Preflight still waits for the metadata service after 2 minutes")
 	}
 	t.Logf("Preflight answered after %s, %d connections to the metadata service", r.d.Round(time.Millisecond), conns.Load())
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(r.err, &ie) || strings.Count(r.err.Error(), "no AWS credentials found") != 1 || !strings.Contains(ie.Fix, "aws configure") {
 		t.Fatalf("Preflight: %T %v, want one bad-input error about credentials", r.err, r.err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // resolve finds, once, the AMI, the subnet and its VPC, and checks a
@@ -56,7 +56,7 @@ func (p *Provider) resolveAMI(ctx context.Context) (string, error) {
 	if param := p.cfg.amiParameter(); param != "" {
 		out, err := p.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(param)})
 		if isCode(err, "ParameterNotFound") {
-			return "", provider.BadInput("set ec2.ami to an AMI id of this region",
+			return "", usererr.BadInput("set ec2.ami to an AMI id of this region",
 				"ec2: SSM parameter %q (the latest AMI of the image) does not exist in region %q", param, p.region)
 		}
 		if err != nil {
@@ -66,7 +66,7 @@ func (p *Provider) resolveAMI(ctx context.Context) (string, error) {
 	}
 	out, err := p.ec2.DescribeImages(ctx, &awsec2.DescribeImagesInput{ImageIds: []string{ami}})
 	if isCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable") || (err == nil && len(out.Images) == 0) {
-		return "", provider.BadInput("set ec2.ami to an AMI that exists in this region (AMI ids differ per region), or remove it to use the latest Debian 12",
+		return "", usererr.BadInput("set ec2.ami to an AMI that exists in this region (AMI ids differ per region), or remove it to use the latest Debian 12",
 			"ec2: AMI %q does not exist in region %q", ami, p.region)
 	}
 	if err != nil {
@@ -86,7 +86,7 @@ func (p *Provider) resolveSubnet(ctx context.Context) (subnet, vpc string, cidr 
 	}
 	out, err := p.ec2.DescribeSubnets(ctx, in)
 	if isCode(err, "InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed") {
-		return "", "", cidr, provider.BadInput("set ec2.subnet_id to a subnet of this region, or remove it to use the default VPC",
+		return "", "", cidr, usererr.BadInput("set ec2.subnet_id to a subnet of this region, or remove it to use the default VPC",
 			"ec2: subnet %q does not exist in region %q", p.cfg.SubnetID, p.region)
 	}
 	if err != nil {
@@ -95,9 +95,9 @@ func (p *Provider) resolveSubnet(ctx context.Context) (subnet, vpc string, cidr 
 	subs := out.Subnets
 	if len(subs) == 0 {
 		if p.cfg.SubnetID != "" {
-			return "", "", cidr, provider.BadInput("set ec2.subnet_id to a subnet of this region", "ec2: subnet %q does not exist in region %q", p.cfg.SubnetID, p.region)
+			return "", "", cidr, usererr.BadInput("set ec2.subnet_id to a subnet of this region", "ec2: subnet %q does not exist in region %q", p.cfg.SubnetID, p.region)
 		}
-		return "", "", cidr, provider.BadInput("set ec2.subnet_id to a subnet to run the nodes in, or create a default VPC (`aws ec2 create-default-vpc`)",
+		return "", "", cidr, usererr.BadInput("set ec2.subnet_id to a subnet to run the nodes in, or create a default VPC (`aws ec2 create-default-vpc`)",
 			"ec2: region %q has no default VPC (or it has no default subnet), and ec2.subnet_id is not set", p.region)
 	}
 	sort.Slice(subs, func(i, j int) bool {
@@ -115,7 +115,7 @@ func (p *Provider) checkGroup(ctx context.Context, vpc string) error {
 	id := p.cfg.SecurityGroupID
 	out, err := p.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{GroupIds: []string{id}})
 	if isCode(err, "InvalidGroup.NotFound", "InvalidGroupId.Malformed") || (err == nil && len(out.SecurityGroups) == 0) {
-		return provider.BadInput("set ec2.security_group_id to a group of this region, or remove it to let clusterctl make one",
+		return usererr.BadInput("set ec2.security_group_id to a group of this region, or remove it to let clusterctl make one",
 			"ec2: security group %q does not exist in region %q", id, p.region)
 	}
 	if err != nil {
@@ -126,7 +126,7 @@ func (p *Provider) checkGroup(ctx context.Context, vpc string) error {
 		if sub == "" {
 			sub = "the default subnet"
 		}
-		return provider.BadInput("use a subnet and a security group of the same VPC (set ec2.subnet_id, or remove ec2.security_group_id)",
+		return usererr.BadInput("use a subnet and a security group of the same VPC (set ec2.subnet_id, or remove ec2.security_group_id)",
 			"ec2: security group %q is in VPC %q, but subnet %s is in VPC %q", id, gv, sub, vpc)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -15,7 +16,7 @@ const MaxUserData = 16384
 // EncodeUserData gzips the user-data (cloud-init recognises gzip by its
 // magic bytes), checks EC2's 16 KB limit and returns the base64 text
 // RunInstances wants (the SDK does not encode it). Over the limit is an
-// *provider.InputError that names the sizes.
+// *usererr.InputError that names the sizes.
 func EncodeUserData(userData []byte) (string, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
@@ -26,7 +27,7 @@ func EncodeUserData(userData []byte) (string, error) {
 		return "", err
 	}
 	if buf.Len() > MaxUserData {
-		return "", provider.BadInput("make cloudinit.extra (or the cloudinit.template) smaller: large files belong in S3 or the image, not in user-data",
+		return "", usererr.BadInput("make cloudinit.extra (or the cloudinit.template) smaller: large files belong in S3 or the image, not in user-data",
 			"ec2: user-data is %d bytes gzipped (%d bytes before gzip), over EC2's limit of %d bytes", buf.Len(), len(userData), MaxUserData)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -26,7 +27,7 @@ func TestEncodeUserData(t *testing.T) {
 	big := make([]byte, 17000)
 	_, _ = rand.Read(big)
 	_, err = ec2.EncodeUserData(big)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "(17000 bytes before gzip)") || !strings.Contains(err.Error(), "16384") {
 		t.Fatalf("oversized user-data: %v", err)
 	}
@@ -44,7 +45,7 @@ func TestCheckSeed(t *testing.T) {
 	big := make([]byte, 24000)
 	_, _ = rand.Read(big)
 	err = p.CheckSeed(provider.NodeSpec{Cluster: "seed", Name: "one", Seed: provider.Seed{UserData: big}})
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "over EC2's limit of 16384 bytes") || !strings.Contains(err.Error(), "(24000 bytes before gzip)") || ie.Fix == "" {
 		t.Fatalf("CheckSeed of 24000 random bytes: %T %v", err, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -101,7 +102,7 @@ func (c *Cloud) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 // CheckSeed implements provider.SeedChecker.
 func (c *Cloud) CheckSeed(spec provider.NodeSpec) error {
 	if c.UserDataLimit > 0 && len(spec.Seed.UserData) > c.UserDataLimit {
-		return provider.BadInput("make cloudinit.extra smaller",
+		return usererr.BadInput("make cloudinit.extra smaller",
 			"fake: user-data of %d bytes is over the limit of %d bytes", len(spec.Seed.UserData), c.UserDataLimit)
 	}
 	return nil

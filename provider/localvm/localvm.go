@@ -18,6 +18,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -51,7 +52,7 @@ func CheckName(prov, name string) error {
 	if ValidName(name) {
 		return nil
 	}
-	return provider.BadInput(fmt.Sprintf("use a node name of lower-case letters, digits and dashes (at most %d characters, starting and ending with a letter or digit)", dnslabel.MaxLen),
+	return usererr.BadInput(fmt.Sprintf("use a node name of lower-case letters, digits and dashes (at most %d characters, starting and ending with a letter or digit)", dnslabel.MaxLen),
 		"%s: bad node name %q", prov, name)
 }
 

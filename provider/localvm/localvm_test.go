@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -36,7 +37,7 @@ func TestValidName(t *testing.T) {
 		if ValidName(name) != ok {
 			t.Errorf("ValidName(%q) = %v, want %v", name, !ok, ok)
 		}
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if err := CheckName("qemu", name); (err == nil) != ok || (err != nil && (!errors.As(err, &ie) || !strings.Contains(err.Error(), "qemu: bad node name"))) {
 			t.Errorf("CheckName(%q) = %v", name, err)
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider/openstack"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -194,7 +194,7 @@ func TestAgentWithoutTempURLIsBadInput(t *testing.T) {
 	p := agentIn(t, c, t.TempDir(), "")
 	_, sum := agentFile(t, "agent")
 	_, err := p.AgentURL(ctx(t), testCluster, sum)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no temporary URLs") || !strings.Contains(ie.Fix, "agent.source") {
 		t.Fatalf("AgentURL: %v; want an input error about temporary URLs", err)
 	}
@@ -216,7 +216,7 @@ func TestAgentPrivateCAIsBadInput(t *testing.T) {
 	}
 	_, sum := agentFile(t, "agent")
 	_, err := p.AgentURL(ctx(t), testCluster, sum)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "private CA") || !strings.Contains(ie.Fix, "agent.source: url") {
 		t.Fatalf("AgentURL with a private CA: %v; want an input error", err)
 	}

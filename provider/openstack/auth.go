@@ -18,7 +18,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"gopkg.in/yaml.v3"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Auth methods, as named in messages.
@@ -129,7 +129,7 @@ func (c credentials) check() error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return provider.BadInput("add them to "+c.Source,
+	return usererr.BadInput("add them to "+c.Source,
 		"openstack: %s auth from %s is missing: %s", c.Method(), c.Source, strings.Join(missing, "; "))
 }
 
@@ -258,7 +258,7 @@ func chooseRegion(c credentials, entry cloudEntry, want string) (credentials, er
 	if want != "" {
 		i := slices.Index(names, want)
 		if i < 0 {
-			return c, provider.BadInput("set region (openstack.region, --region or region_name) to one of: "+strings.Join(names, ", "),
+			return c, usererr.BadInput("set region (openstack.region, --region or region_name) to one of: "+strings.Join(names, ", "),
 				"openstack: region %q is not one of the regions of %s", want, c.Source)
 		}
 		pick = entry.Regions[i]
@@ -366,7 +366,7 @@ func loadCredentials(cfg Config, getenv func(string) string) (credentials, error
 	var c credentials
 	if name == "" {
 		if getenv("OS_AUTH_URL") == "" {
-			return c, provider.BadInput(
+			return c, usererr.BadInput(
 				`set openstack.cloud (or OS_CLOUD) to a cloud in clouds.yaml, or source your project's openrc file (OS_AUTH_URL, OS_USERNAME, ...)`,
 				"openstack: no credentials: no cloud named and OS_AUTH_URL is not set")
 		}
@@ -378,12 +378,12 @@ func loadCredentials(cfg Config, getenv func(string) string) (credentials, error
 		}
 		path, tried := findFile(explicit, "clouds")
 		if path == "" {
-			return c, provider.BadInput("create clouds.yaml (your cloud's dashboard offers one for download) in one of those places, or set openstack.clouds_file",
+			return c, usererr.BadInput("create clouds.yaml (your cloud's dashboard offers one for download) in one of those places, or set openstack.clouds_file",
 				"openstack: cloud %q: no clouds.yaml found (looked at %s)", name, strings.Join(tried, ", "))
 		}
 		f, err := readClouds(path)
 		if err != nil {
-			return c, provider.BadInput("fix or replace the file", "openstack: read clouds.yaml: %w", err)
+			return c, usererr.BadInput("fix or replace the file", "openstack: read clouds.yaml: %w", err)
 		}
 		entry, ok := f.Clouds[name]
 		if !ok {
@@ -400,7 +400,7 @@ func loadCredentials(cfg Config, getenv func(string) string) (credentials, error
 			if len(names) == 0 {
 				fix = "that file defines no clouds; add one under clouds:"
 			}
-			return c, provider.BadInput(fix, "%s", msg)
+			return c, usererr.BadInput(fix, "%s", msg)
 		}
 		c = entry.credentials()
 		c.Source = fmt.Sprintf("cloud %q in %s", name, path)
@@ -418,7 +418,7 @@ func loadCredentials(cfg Config, getenv func(string) string) (credentials, error
 		if securePath != "" {
 			sf, err := readClouds(securePath)
 			if err != nil {
-				return c, provider.BadInput("fix or replace the file", "openstack: read secure.yaml: %w", err)
+				return c, usererr.BadInput("fix or replace the file", "openstack: read secure.yaml: %w", err)
 			}
 			if se, ok := sf.Clouds[name]; ok {
 				src := c.Source
@@ -481,21 +481,21 @@ func (c credentials) httpClient() (*http.Client, error) {
 	if c.CACert != "" {
 		pem, err := os.ReadFile(c.CACert)
 		if err != nil {
-			return nil, provider.BadInput("point cacert at the PEM file of the cloud's CA", "openstack: cacert: %w", err)
+			return nil, usererr.BadInput("point cacert at the PEM file of the cloud's CA", "openstack: cacert: %w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, provider.BadInput("point cacert at a PEM file with BEGIN CERTIFICATE blocks", "openstack: cacert %q holds no PEM certificate", c.CACert)
+			return nil, usererr.BadInput("point cacert at a PEM file with BEGIN CERTIFICATE blocks", "openstack: cacert %q holds no PEM certificate", c.CACert)
 		}
 		tcfg.RootCAs = pool
 	}
 	if c.Cert != "" || c.Key != "" {
 		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
-			return nil, provider.BadInput("set both cert and key to the PEM files of your client certificate", "openstack: client certificate: %w", err)
+			return nil, usererr.BadInput("set both cert and key to the PEM files of your client certificate", "openstack: client certificate: %w", err)
 		}
 		tcfg.Certificates = []tls.Certificate{cert}
 	}
@@ -521,24 +521,24 @@ func authError(c credentials, err error) error {
 		case methodToken:
 			fix = "the token has expired: get a new one, or use a password or application credential"
 		}
-		return provider.BadInput(fix, "%s: the credentials were refused (HTTP 401)", base)
+		return usererr.BadInput(fix, "%s: the credentials were refused (HTTP 401)", base)
 	case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
-		return provider.BadInput("set auth_url to the Keystone endpoint, e.g. https://keystone.example.org:5000/v3", "%s: no identity API there (HTTP 404)", base)
+		return usererr.BadInput("set auth_url to the Keystone endpoint, e.g. https://keystone.example.org:5000/v3", "%s: no identity API there (HTTP 404)", base)
 	case gophercloud.ResponseCodeIs(err, http.StatusBadRequest):
-		return provider.BadInput("check the domain and project settings", "%s: the request was rejected (HTTP 400): %s", base, responseMessage(err))
+		return usererr.BadInput("check the domain and project settings", "%s: the request was rejected (HTTP 400): %s", base, responseMessage(err))
 	}
 	var x509Err x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &x509Err) || errors.As(err, &hostErr) || errors.As(err, &certErr) {
-		return provider.BadInput("set cacert (clouds.yaml, OS_CACERT or openstack.cacert) to the cloud's CA bundle; insecure: true only for tests",
+		return usererr.BadInput("set cacert (clouds.yaml, OS_CACERT or openstack.cacert) to the cloud's CA bundle; insecure: true only for tests",
 			"%s: the server's TLS certificate is not trusted: %v", base, err)
 	}
 	var gpErr gophercloud.ErrEndpointNotFound
 	if errors.As(err, &gpErr) {
-		return provider.BadInput("check region (region_name / OS_REGION_NAME) and interface", "%s: %v", base, err)
+		return usererr.BadInput("check region (region_name / OS_REGION_NAME) and interface", "%s: %v", base, err)
 	}
-	return provider.WithHint(fmt.Errorf("%s: %w", base, err), "check auth_url and that this machine can reach the cloud")
+	return usererr.WithHint(fmt.Errorf("%s: %w", base, err), "check auth_url and that this machine can reach the cloud")
 }
 
 // responseMessage extracts the service's own message from an HTTP error.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -122,7 +123,7 @@ func TestTLS(t *testing.T) {
 	t.Run("untrusted certificate is bad input naming cacert", func(t *testing.T) {
 		p := newProvider(t, "cloud: fake\nclouds_file: "+writeClouds(t, base, "")+"\n"+resources, nil)
 		err := p.Preflight(ctx(t), nil)
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(err, &ie) || !strings.Contains(ie.Fix, "cacert") || !strings.Contains(err.Error(), "not trusted") {
 			t.Fatalf("Preflight against an unknown CA: %v (want an input error about cacert)", err)
 		}
@@ -160,7 +161,7 @@ func TestTLS(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.pem")
 		must(t, os.WriteFile(bad, []byte("not a certificate"), 0o600))
 		p := newProvider(t, "cloud: fake\ncacert: "+bad+"\nclouds_file: "+writeClouds(t, base, "")+"\n"+resources, nil)
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if err := p.Preflight(ctx(t), nil); !errors.As(err, &ie) {
 			t.Fatalf("Preflight: %v, want an input error", err)
 		}
@@ -226,9 +227,9 @@ func TestBadInput(t *testing.T) {
 			p := newProvider(t, section, e)
 			before := len(c.Requests())
 			err := p.Preflight(ctx(t), []provider.NodeSpec{spec(t, "red")})
-			var ie *provider.InputError
+			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
-				t.Fatalf("Preflight: %v (%T), want *provider.InputError", err, err)
+				t.Fatalf("Preflight: %v (%T), want *usererr.InputError", err, err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -257,7 +258,7 @@ func allFixes(err error) string {
 	var out []string
 	var walk func(error)
 	walk = func(e error) {
-		if ie, ok := e.(*provider.InputError); ok {
+		if ie, ok := e.(*usererr.InputError); ok {
 			out = append(out, ie.Fix)
 		}
 		switch u := e.(type) {
@@ -290,7 +291,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := makeProvider(t, tt.section, nil)
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(err, &ie) {
 			t.Errorf("config %q: %v, want an input error", tt.section, err)
 			continue

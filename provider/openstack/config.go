@@ -13,7 +13,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/internal/publicip"
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Defaults of the configuration keys.
@@ -77,7 +77,7 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 		if hasKey(node, "gossip_from") {
 			fix = "remove openstack.gossip_from: the nodes no longer reach clusterctl (it dials them); openstack.api_from lists who may reach the nodes' API and SSH ports, and defaults to this machine's public address"
 		}
-		return Config{}, &provider.InputError{Err: fmt.Errorf("openstack config: %w", err), Fix: fix}
+		return Config{}, &usererr.InputError{Err: fmt.Errorf("openstack config: %w", err), Fix: fix}
 	}
 	if cfg.SecurityGroup == "" {
 		cfg.SecurityGroup = "clusterctl-" + cluster
@@ -108,7 +108,7 @@ func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
 
 	var errs []error
 	bad := func(fix, format string, args ...any) {
-		errs = append(errs, provider.BadInput(fix, "openstack config: "+format, args...))
+		errs = append(errs, usererr.BadInput(fix, "openstack config: "+format, args...))
 	}
 	for key, v := range map[string]string{"flavor": cfg.Flavor, "image": cfg.Image, "network": cfg.Network} {
 		if strings.TrimSpace(v) == "" {

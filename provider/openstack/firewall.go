@@ -9,7 +9,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Descriptions of the rules clusterctl adds.
@@ -92,7 +92,7 @@ func (p *Provider) ensureGroup(ctx context.Context, c *conn) (string, error) {
 	var g *groups.SecGroup
 	switch {
 	case len(found) > 1:
-		return "", provider.BadInput("delete the extra groups, or set security_group: to another name",
+		return "", usererr.BadInput("delete the extra groups, or set security_group: to another name",
 			"openstack: %d security groups are named %q", len(found), p.cfg.SecurityGroup)
 	case len(found) == 1:
 		g = &found[0]

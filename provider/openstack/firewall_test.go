@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/clusterctl/clusterctl/internal/testkit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -184,7 +185,7 @@ func TestBadAPIFrom(t *testing.T) {
 		{"['2001:db8::1']", `openstack.api_from entry 1 "2001:db8::1" is an address, not a network: write 2001:db8::1/128`},
 	} {
 		_, err := makeProvider(t, fmt.Sprintf("cloud: fake\nclouds_file: %s\nflavor: m1.small\nimage: debian-12-genericcloud-amd64\nnetwork: private\napi_from: %s\n", path, tc.list), nil)
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(ie.Fix, "openstack.api_from") {
 			t.Errorf("api_from: %s: %v, want bad input saying %q", tc.list, err, tc.want)
 		}
@@ -202,7 +203,7 @@ func TestDetectionFailure(t *testing.T) {
 	asked := testkit.WhatIsMyIP(t, 502, "bad gateway")
 	p := standardEnv(t, c, provider.Env{Cluster: testCluster, SSH: true}, "floating_ip_pool: public\n")
 	err := p.Preflight(ctx(t), []provider.NodeSpec{spec(t, "a")})
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "public address could not be detected") || !strings.Contains(ie.Fix, "openstack.api_from") {
 		t.Fatalf("Preflight: %T %v; want bad input with a fix naming openstack.api_from", err, err)
 	}
@@ -230,7 +231,7 @@ func TestDetectionFailure(t *testing.T) {
 // points to openstack.api_from.
 func TestGossipFromRemoved(t *testing.T) {
 	_, err := makeProvider(t, "flavor: a\nimage: b\nnetwork: c\ngossip_from: [10.0.0.5/32]\n", nil)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "gossip_from") || !strings.Contains(err.Error(), "line 4") {
 		t.Fatalf("error %v, want the unknown key gossip_from at line 4", err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/internal/dnslabel"
 	"github.com/clusterctl/clusterctl/internal/publicip"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -143,7 +144,7 @@ func (p *Provider) connect(ctx context.Context) (*conn, error) {
 	}
 	pc, err := gcos.NewClient(creds.AuthURL)
 	if err != nil {
-		return nil, provider.BadInput("set auth_url to the Keystone URL, e.g. https://keystone.example.org:5000/v3", "openstack: auth_url %q: %v", creds.AuthURL, err)
+		return nil, usererr.BadInput("set auth_url to the Keystone URL, e.g. https://keystone.example.org:5000/v3", "openstack: auth_url %q: %v", creds.AuthURL, err)
 	}
 	pc.HTTPClient = *hc
 	pc.UserAgent.Prepend("clusterctl")
@@ -172,12 +173,12 @@ func (p *Provider) connect(ctx context.Context) (*conn, error) {
 		if region == "" {
 			region = "(any)"
 		}
-		return nil, provider.BadInput("check region_name / OS_REGION_NAME and interface; clusterctl needs compute (Nova), network (Neutron) and image (Glance)",
+		return nil, usererr.BadInput("check region_name / OS_REGION_NAME and interface; clusterctl needs compute (Nova), network (Neutron) and image (Glance)",
 			"openstack: %s: the service catalog lacks a service in region %s: %v", creds.Source, region, err)
 	}
 	compute, err := utils.RequireMicroversion(ctx, *c.compute, ComputeMicroversion)
 	if err != nil {
-		return nil, provider.WithHint(fmt.Errorf("openstack: compute API at %s: %w", c.compute.Endpoint, err),
+		return nil, usererr.WithHint(fmt.Errorf("openstack: compute API at %s: %w", c.compute.Endpoint, err),
 			"clusterctl needs compute microversion "+ComputeMicroversion+" (OpenStack Pike or later)")
 	}
 	c.compute = &compute
@@ -224,7 +225,7 @@ func oneRegion(pc *gophercloud.ProviderClient, creds credentials) error {
 		regions = append(regions, r)
 	}
 	sort.Strings(regions)
-	return provider.BadInput("choose one: set region_name in clouds.yaml, OS_REGION_NAME, openstack.region or --region",
+	return usererr.BadInput("choose one: set region_name in clouds.yaml, OS_REGION_NAME, openstack.region or --region",
 		"openstack: the service catalog of %s has several regions (%s) and none is chosen", creds.Source, strings.Join(regions, ", "))
 }
 
@@ -255,14 +256,14 @@ func apiError(doing string, err error) error {
 		e := fmt.Errorf("openstack: %s: %s (HTTP %d)", doing, msg, ue.Actual)
 		switch {
 		case ue.Actual == http.StatusForbidden && strings.Contains(strings.ToLower(msg), "quota"):
-			return provider.WithHint(e, "the project's quota is used up: remove nodes or ask the cloud's operators for more (`openstack quota show`)")
+			return usererr.WithHint(e, "the project's quota is used up: remove nodes or ask the cloud's operators for more (`openstack quota show`)")
 		case ue.Actual == http.StatusConflict && neutronErrorType(err) == "OverQuota":
-			return provider.WithHint(fmt.Errorf("openstack: %s: quota exceeded: %s (HTTP %d)", doing, msg, ue.Actual),
+			return usererr.WithHint(fmt.Errorf("openstack: %s: quota exceeded: %s (HTTP %d)", doing, msg, ue.Actual),
 				"the project's Neutron quota is used up: delete unused security groups or rules, or ask the cloud's operators for more (`openstack quota show`)")
 		case ue.Actual == http.StatusUnauthorized:
-			return provider.WithHint(e, "the token was refused; check the credentials")
+			return usererr.WithHint(e, "the token was refused; check the credentials")
 		case ue.Actual == http.StatusNotAcceptable:
-			return provider.WithHint(e, "this cloud's compute API is older than microversion "+ComputeMicroversion+" (OpenStack Pike)")
+			return usererr.WithHint(e, "this cloud's compute API is older than microversion "+ComputeMicroversion+" (OpenStack Pike)")
 		}
 		return e
 	}
@@ -289,10 +290,10 @@ func checkTags(node string, tags map[string]string) []error {
 	for _, k := range keys {
 		switch {
 		case !metadataKeyRE.MatchString(k):
-			errs = append(errs, provider.BadInput("use only letters, digits, space and - _ : . in tag keys (at most 255), e.g. team.owner instead of team/owner",
+			errs = append(errs, usererr.BadInput("use only letters, digits, space and - _ : . in tag keys (at most 255), e.g. team.owner instead of team/owner",
 				"openstack: node %q: tag key %q is not a valid Nova metadata key (^[a-zA-Z0-9-_:. ]{1,255}$)", node, k))
 		case len(tags[k]) > maxMetadataValue:
-			errs = append(errs, provider.BadInput("shorten the tag's value to 255 characters",
+			errs = append(errs, usererr.BadInput("shorten the tag's value to 255 characters",
 				"openstack: node %q: tag %q has a value of %d characters; Nova allows %d", node, k, len(tags[k]), maxMetadataValue))
 		}
 	}
@@ -303,7 +304,7 @@ func checkTags(node string, tags map[string]string) []error {
 // user_data: 65535 bytes once base64-encoded.
 func (p *Provider) CheckSeed(spec provider.NodeSpec) error {
 	if n := base64.StdEncoding.EncodedLen(len(spec.Seed.UserData)); n > maxUserData {
-		return provider.BadInput("shorten cloudinit.extra or the user-data template (the agent is downloaded, not embedded)",
+		return usererr.BadInput("shorten cloudinit.extra or the user-data template (the agent is downloaded, not embedded)",
 			"openstack: node %q: user-data is %d bytes base64-encoded; Nova allows %d", spec.Name, n, maxUserData)
 	}
 	return nil
@@ -322,7 +323,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	}
 	for _, s := range specs {
 		if !dnslabel.Valid(s.Name) {
-			errs = append(errs, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
+			errs = append(errs, usererr.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", s.Name))
 		}
 		errs = append(errs, checkTags(s.Name, s.Tags)...)
 	}
@@ -357,7 +358,7 @@ func (p *Provider) NodeCIDR(ctx context.Context) (netip.Prefix, error) {
 // server its id is returned with the error, so Delete can clean up.
 func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider.Instance, error) {
 	if !dnslabel.Valid(spec.Name) {
-		return provider.Instance{}, provider.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", spec.Name)
+		return provider.Instance{}, usererr.BadInput("use lower-case letters, digits and '-'", "openstack: bad node name %q", spec.Name)
 	}
 	select {
 	case p.sem <- struct{}{}:
@@ -517,7 +518,7 @@ func stillBuilding(name, id, last string, answered bool, waited time.Duration, c
 	if !answered {
 		return fmt.Errorf("openstack: server %q (%s): Nova did not answer while it was being built: %w", name, id, ctxErr)
 	}
-	return provider.WithHint(
+	return usererr.WithHint(
 		fmt.Errorf("openstack: server %q (%s) was still %s after %s: Nova answered, but the build did not finish", name, id, last, waited.Round(time.Second)),
 		"the cloud is slow to build servers now: raise timeouts.create, or look at `openstack server show "+id+"`; `clusterctl down "+name+"` removes it")
 }
@@ -532,9 +533,9 @@ func faultError(s *servers.Server, name string) error {
 		err = fmt.Errorf("%w (fault code %d)", err, s.Fault.Code)
 	}
 	if strings.Contains(msg, "No valid host") {
-		return provider.WithHint(err, "no compute host can take this flavor now: try a smaller flavor, or another time; `clusterctl down "+name+"` removes the failed server")
+		return usererr.WithHint(err, "no compute host can take this flavor now: try a smaller flavor, or another time; `clusterctl down "+name+"` removes the failed server")
 	}
-	return provider.WithHint(err, "`clusterctl down "+name+"` removes the failed server")
+	return usererr.WithHint(err, "`clusterctl down "+name+"` removes the failed server")
 }
 
 // clusterPort returns the server's port on the cluster network and its
@@ -802,7 +803,7 @@ func (p *Provider) CleanupCluster(ctx context.Context, cluster string) error {
 		if err := groups.Delete(ctx, c.network, g.ID).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
 			e := apiError(fmt.Sprintf("delete security group %q", g.Name), err)
 			if gophercloud.ResponseCodeIs(err, http.StatusConflict) {
-				e = provider.WithHint(e, "a server or port outside clusterctl's state still uses it: see `clusterctl status` for strays")
+				e = usererr.WithHint(e, "a server or port outside clusterctl's state still uses it: see `clusterctl status` for strays")
 			}
 			errs = append(errs, e)
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
@@ -178,7 +179,7 @@ func TestErrorStateFailsAtOnceWithFault(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("the wait ran into its deadline instead of stopping on ERROR: %v", err)
 	}
-	var he *provider.HintError
+	var he *usererr.HintError
 	if !errors.As(err, &he) || !strings.Contains(he.Hint, "smaller flavor") {
 		t.Errorf("error has no hint about the flavor: %#v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -91,7 +92,7 @@ func (p *Provider) Start(ctx context.Context, id string) error {
 			}
 			// The state moved since it was read: look again.
 		case s.TaskState == "":
-			return provider.WithHint(fmt.Errorf("openstack: start server %s: it is %s, which os-start cannot start", id, s.Status),
+			return usererr.WithHint(fmt.Errorf("openstack: start server %s: it is %s, which os-start cannot start", id, s.Status),
 				"resume, unpause or unshelve it with the openstack client (`openstack server resume|unpause|unshelve "+id+"`)")
 		}
 		if err := p.powerWait(ctx, "start", s); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -23,7 +24,7 @@ func TestCheckSeedNovaLimit(t *testing.T) {
 	}
 	s.Seed.UserData = make([]byte, 49152) // 65536 bytes of base64
 	err := p.CheckSeed(s)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "65536") || !strings.Contains(err.Error(), "65535") {
 		t.Fatalf("CheckSeed over the limit: %v; want an input error with both sizes", err)
 	}
@@ -40,7 +41,7 @@ func TestMetadataKeysCheckedAtPreflight(t *testing.T) {
 	s := spec(t, "red")
 	s.Tags = map[string]string{"team/owner": "ops", "ok.key": "v", "long": strings.Repeat("x", 256)}
 	err := p.Preflight(ctx(t), []provider.NodeSpec{s})
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), `"team/owner"`) || !strings.Contains(err.Error(), `"long"`) {
 		t.Fatalf("Preflight: %v; want input errors naming team/owner and long", err)
 	}
@@ -60,7 +61,7 @@ func TestRuleOverQuotaIsAQuotaError(t *testing.T) {
 	c.SecurityGroupRuleQuota = 1
 	p := standard(t, c, "")
 	_, err := p.Create(ctx(t), spec(t, "red"))
-	var he *provider.HintError
+	var he *usererr.HintError
 	if err == nil || !strings.Contains(err.Error(), "quota exceeded") || !errors.As(err, &he) || !strings.Contains(he.Hint, "quota") {
 		t.Fatalf("Create over the rule quota: %v; want a quota error with a hint", err)
 	}
@@ -95,7 +96,7 @@ func TestRegions(t *testing.T) {
 		return p.Preflight(ctx(t), nil)
 	}
 	err := try("")
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "RegionOne, RegionTwo") || !strings.Contains(ie.Fix, "region_name") {
 		t.Fatalf("no region chosen: %v; want an input error listing both", err)
 	}
@@ -175,7 +176,7 @@ func TestImageByIDCommunityOrHidden(t *testing.T) {
 		}
 	}
 	p := newProvider(t, strings.Replace(configOf(t, c), "image: debian-12-genericcloud-amd64", "image: not-an-image", 1), nil)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if err := p.Preflight(ctx(t), nil); !errors.As(err, &ie) || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("unknown image: %v; want not found", err)
 	}

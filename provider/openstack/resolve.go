@@ -18,7 +18,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/clusterctl/clusterctl/internal/textdist"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // netWithExt is a network with its router:external flag.
@@ -63,7 +63,7 @@ func pick(kind, key, want string, items []named) (named, error) {
 		for _, s := range same {
 			ids = append(ids, s.ID)
 		}
-		return named{}, provider.BadInput(fmt.Sprintf("set %s: to one of the ids: %s", key, strings.Join(ids, ", ")),
+		return named{}, usererr.BadInput(fmt.Sprintf("set %s: to one of the ids: %s", key, strings.Join(ids, ", ")),
 			"openstack: %d %ss are named %q", len(same), kind, want)
 	}
 	var names []string
@@ -81,7 +81,7 @@ func pick(kind, key, want string, items []named) (named, error) {
 	if len(names) == 0 {
 		fix = fmt.Sprintf("this project sees no %s; check the project and region", kind)
 	}
-	return named{}, provider.BadInput(fix, "%s", msg)
+	return named{}, usererr.BadInput(fix, "%s", msg)
 }
 
 func shortList(s []string, n int) string {
@@ -170,7 +170,7 @@ func (p *Provider) resolve(ctx context.Context, c *conn) (*resolved, error) {
 	if p.cfg.KeyName != "" {
 		if _, err := keypairs.Get(ctx, c.compute, p.cfg.KeyName, nil).Extract(); err != nil {
 			if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-				errs = append(errs, provider.BadInput("create it with `openstack keypair create --public-key ~/.ssh/id_ed25519.pub "+p.cfg.KeyName+"`, or remove key_name:",
+				errs = append(errs, usererr.BadInput("create it with `openstack keypair create --public-key ~/.ssh/id_ed25519.pub "+p.cfg.KeyName+"`, or remove key_name:",
 					"openstack: key pair %q not found", p.cfg.KeyName))
 			} else {
 				errs = append(errs, apiError("look up key pair "+p.cfg.KeyName, err))
@@ -228,7 +228,7 @@ func (p *Provider) lookupImage(ctx context.Context, c *conn) (named, error) {
 	case gerr == nil && im.Status == images.ImageStatusActive:
 		return named{im.ID, im.Name}, nil
 	case gerr == nil:
-		return named{}, provider.BadInput("choose an active image (`openstack image list`)",
+		return named{}, usererr.BadInput("choose an active image (`openstack image list`)",
 			"openstack: image %q (%s) is %s, not active", p.cfg.Image, im.Name, im.Status)
 	case gophercloud.ResponseCodeIs(gerr, http.StatusNotFound), gophercloud.ResponseCodeIs(gerr, http.StatusBadRequest):
 		return named{}, err
@@ -256,7 +256,7 @@ func (p *Provider) lookupNetwork(ctx context.Context, c *conn, r *resolved) erro
 		return err
 	}
 	if external[n.ID] {
-		return provider.BadInput("use a tenant network for network:, and the external network as floating_ip_pool:",
+		return usererr.BadInput("use a tenant network for network:, and the external network as floating_ip_pool:",
 			"openstack: network %q is an external network; servers cannot be plugged into it", p.cfg.Network)
 	}
 	r.NetworkID, r.NetworkName = n.ID, n.Name
@@ -276,14 +276,14 @@ func (p *Provider) lookupNetwork(ctx context.Context, c *conn, r *resolved) erro
 	}
 	switch len(v4) {
 	case 0:
-		return provider.BadInput("add an IPv4 subnet to it, or choose another network", "openstack: network %q has no IPv4 subnet", p.cfg.Network)
+		return usererr.BadInput("add an IPv4 subnet to it, or choose another network", "openstack: network %q has no IPv4 subnet", p.cfg.Network)
 	case 1:
 	default:
 		var cidrs []string
 		for _, s := range v4 {
 			cidrs = append(cidrs, s.CIDR)
 		}
-		return provider.BadInput("use a network with a single IPv4 subnet for the cluster",
+		return usererr.BadInput("use a network with a single IPv4 subnet for the cluster",
 			"openstack: network %q has %d IPv4 subnets (%s); the nodes' gossip addresses must come from one", p.cfg.Network, len(v4), strings.Join(cidrs, ", "))
 	}
 	cidr, err := netip.ParsePrefix(v4[0].CIDR)
@@ -311,7 +311,7 @@ func (p *Provider) lookupPool(ctx context.Context, c *conn) (named, error) {
 	}
 	n, err := pick("floating IP pool (external network)", "floating_ip_pool", p.cfg.FloatingIPPool, items)
 	if err != nil {
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if errors.As(err, &ie) && len(items) == 0 {
 			ie.Fix = "this project sees no external network; remove floating_ip_pool:"
 		}

@@ -26,7 +26,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // agentFile is the provider's file in the cluster's state directory: how
@@ -85,12 +85,12 @@ func tempURLSupportOf(info *swiftInfo, endpoint string) (tempURLSupport, error) 
 		return tempURLSupport{Scope: scopeAccount, Digest: "sha1"}, nil
 	}
 	if info.TempURL == nil {
-		return tempURLSupport{}, provider.BadInput(
+		return tempURLSupport{}, usererr.BadInput(
 			"set agent.source: url with agent.url and agent.sha256 (a URL the nodes can download the agent from), or agent.source: preinstalled",
 			"openstack: the object store at %s offers no temporary URLs (its /info has no tempurl section), so the nodes could not download the agent", endpoint)
 	}
 	if len(info.TempURL.Methods) > 0 && !slices.Contains(info.TempURL.Methods, http.MethodGet) {
-		return tempURLSupport{}, provider.BadInput("set agent.source: url or preinstalled",
+		return tempURLSupport{}, usererr.BadInput("set agent.source: url or preinstalled",
 			"openstack: the object store at %s does not allow GET by temporary URL (methods %v)", endpoint, info.TempURL.Methods)
 	}
 	s := tempURLSupport{Scope: scopeAccount, Digest: "sha1"}
@@ -103,7 +103,7 @@ func tempURLSupportOf(info *swiftInfo, endpoint string) (tempURLSupport, error) 
 			}
 		}
 		if s.Digest == "" {
-			return tempURLSupport{}, provider.BadInput("set agent.source: url or preinstalled",
+			return tempURLSupport{}, usererr.BadInput("set agent.source: url or preinstalled",
 				"openstack: the object store at %s allows only temp-URL digests clusterctl cannot sign with (%v)", endpoint, d)
 		}
 	}
@@ -170,7 +170,7 @@ func (p *Provider) checkNodeTrust(ctx context.Context, c *conn) error {
 	if !errors.As(err, &certErr) {
 		return nil // not a trust problem; the upload will say what it is
 	}
-	return provider.BadInput(
+	return usererr.BadInput(
 		"host the agent where the nodes trust the certificate (agent.source: url with agent.url and agent.sha256), use an image that has it (agent.source: preinstalled), or an image whose CA store has the cloud's CA",
 		"openstack: the object store %s has a certificate from the private CA in cacert (%s); the nodes download the agent with their system CAs and would not trust it", u.Host, filepath.Base(c.creds.CACert))
 }
@@ -192,7 +192,7 @@ func (p *Provider) AgentURL(ctx context.Context, cluster, sum string) (string, e
 		return "", err
 	}
 	if c.object == nil {
-		return "", provider.BadInput(
+		return "", usererr.BadInput(
 			"set agent.source: url with agent.url and agent.sha256 (a URL the nodes can download the agent from), or agent.source: preinstalled with an image that has it",
 			"openstack: this cloud has no object store (Swift) in its catalog to publish the agent binary")
 	}

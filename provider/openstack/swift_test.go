@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 func agentFile(t *testing.T, content string) (path, sum string) {
@@ -90,7 +90,7 @@ func TestPublishAgentWithoutObjectStore(t *testing.T) {
 	p := standard(t, c, "")
 	bin, _ := agentFile(t, "agent")
 	_, _, err := p.PublishAgent(ctx(t), testCluster, bin)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no object store") || !strings.Contains(ie.Fix, "agent.url") {
 		t.Fatalf("PublishAgent on a cloud without Swift: %v; want an input error pointing at agent.url", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -52,14 +53,14 @@ const fixConfig = `edit the "qemu:" section of the cluster config`
 
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Every problem is reported at once, each
-// as a *provider.InputError.
+// as a *usererr.InputError.
 //
 // Relative paths (image, kernel, initrd) are taken relative to baseDir, the
 // config file's directory, or to the working directory when it is "".
 func ParseConfig(node *yaml.Node, baseDir string) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
-		return Config{}, &provider.InputError{Err: fmt.Errorf("qemu config: %w", err), Fix: fixConfig}
+		return Config{}, &usererr.InputError{Err: fmt.Errorf("qemu config: %w", err), Fix: fixConfig}
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(baseDir); err != nil {
@@ -92,7 +93,7 @@ func (c *Config) setDefaults() {
 func (c *Config) validate(baseDir string) error {
 	var errs []error
 	bad := func(fix, format string, args ...any) {
-		errs = append(errs, provider.BadInput(fix, "qemu config: "+format, args...))
+		errs = append(errs, usererr.BadInput(fix, "qemu config: "+format, args...))
 	}
 	abs := func(key string, p *string) {
 		a, err := provider.ResolvePath(baseDir, *p)

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -24,7 +25,7 @@ func parse(t *testing.T, text string) (Config, error) {
 }
 
 // inputErrors unjoins err and checks every part is an *InputError with a Fix.
-func inputErrors(t *testing.T, err error) []*provider.InputError {
+func inputErrors(t *testing.T, err error) []*usererr.InputError {
 	t.Helper()
 	if err == nil {
 		t.Fatal("got nil error, want input errors")
@@ -33,11 +34,11 @@ func inputErrors(t *testing.T, err error) []*provider.InputError {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		parts = j.Unwrap()
 	}
-	var out []*provider.InputError
+	var out []*usererr.InputError
 	for _, e := range parts {
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(e, &ie) {
-			t.Errorf("error %q is %T, want *provider.InputError", e, e)
+			t.Errorf("error %q is %T, want *usererr.InputError", e, e)
 			continue
 		}
 		if ie.Fix == "" {
@@ -192,7 +193,7 @@ func FuzzParseConfig(f *testing.F) {
 		cfg, err := ParseConfig(&doc, "")
 		if err != nil {
 			for _, e := range unjoin(err) {
-				var ie *provider.InputError
+				var ie *usererr.InputError
 				if !errors.As(e, &ie) || ie.Fix == "" {
 					t.Fatalf("error %q is not an input error with a fix", e)
 				}

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // run runs a helper command and includes its output in the error.
@@ -61,7 +61,7 @@ func bridgeAddr(bridge string, prefix netip.Prefix) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	if !ok {
-		return netip.Addr{}, provider.BadInput(bridgeFix(bridge, prefix), "qemu: bridge %q does not exist", bridge)
+		return netip.Addr{}, usererr.BadInput(bridgeFix(bridge, prefix), "qemu: bridge %q does not exist", bridge)
 	}
 	addrs, err := ifc.Addrs()
 	if err != nil {
@@ -84,7 +84,7 @@ func bridgeAddr(bridge string, prefix netip.Prefix) (netip.Addr, error) {
 		}
 	}
 	host := netip.PrefixFrom(prefix.Addr().Next(), prefix.Bits())
-	return netip.Addr{}, provider.BadInput(
+	return netip.Addr{}, usererr.BadInput(
 		fmt.Sprintf("give it one (as root): ip addr add %s dev %s, or set cidr: to the bridge's network", host, bridge),
 		"qemu: bridge %q has no IPv4 address in %s (it has: %s)", bridge, prefix, strings.Join(seenOrNone(seen), ", "))
 }
@@ -101,7 +101,7 @@ func createTap(ctx context.Context, tap, bridge string) error {
 	if _, ok, err := interfaceByName(bridge); err != nil {
 		return err
 	} else if !ok {
-		return provider.BadInput("create the bridge first (see qemu provider preflight)", "bridge %q does not exist", bridge)
+		return usererr.BadInput("create the bridge first (see qemu provider preflight)", "bridge %q does not exist", bridge)
 	}
 	if err := deleteTap(ctx, tap); err != nil {
 		return err

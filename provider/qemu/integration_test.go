@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/testkit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 	"github.com/clusterctl/clusterctl/provider/providertest"
@@ -153,7 +154,7 @@ func integration(t *testing.T) {
 			t.Errorf("ClusterNetwork = %s, %s, %v; want 192.168.56.0/24, 192.168.56.1", prefix, host, err)
 		}
 		_, _, err = newP("cidr: 10.1.0.0/16\n").ClusterNetwork(ctx)
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no IPv4 address in 10.1.0.0/16") {
 			t.Errorf("ClusterNetwork with a cidr the bridge lacks: %v", err)
 		}

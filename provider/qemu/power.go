@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 )
@@ -46,12 +47,12 @@ func (p *Provider) Start(ctx context.Context, id string) error {
 	}
 	meta, err := localvm.ReadMeta(np.Dir)
 	if err != nil {
-		return provider.WithHint(fmt.Errorf("qemu: start %q: %w", id, err),
+		return usererr.WithHint(fmt.Errorf("qemu: start %q: %w", id, err),
 			"the node's files are incomplete (a create that stopped half-way): `clusterctl down "+id+"` removes them")
 	}
 	for _, f := range []string{np.Overlay, np.Seed} {
 		if _, err := os.Stat(f); err != nil {
-			return provider.WithHint(fmt.Errorf("qemu: start %q: %w", id, err),
+			return usererr.WithHint(fmt.Errorf("qemu: start %q: %w", id, err),
 				"the node's disk or seed is missing: `clusterctl down "+id+"` removes the node, `up` makes it again")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 )
@@ -18,7 +19,7 @@ const fixInstall = "install QEMU: apt-get install qemu-system-x86 qemu-utils"
 // the QEMU binaries and ip, the image files, the bridge and its address,
 // each requested address and MAC, KVM when asked for, and the right to
 // create tap devices. All problems are returned at once, each an
-// *provider.InputError that says how to fix it.
+// *usererr.InputError that says how to fix it.
 func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) error {
 	var errs []error
 	add := func(err error) {
@@ -29,13 +30,13 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	c := p.cfg
 
 	if _, err := exec.LookPath(c.Binary); err != nil {
-		add(provider.BadInput(fixInstall+", or set binary: to its path", "qemu: QEMU binary %q not found: %v", c.Binary, err))
+		add(usererr.BadInput(fixInstall+", or set binary: to its path", "qemu: QEMU binary %q not found: %v", c.Binary, err))
 	}
 	if _, err := exec.LookPath(c.QemuImg); err != nil {
-		add(provider.BadInput(fixInstall+", or set qemu_img: to its path", "qemu: %q not found: %v", c.QemuImg, err))
+		add(usererr.BadInput(fixInstall+", or set qemu_img: to its path", "qemu: %q not found: %v", c.QemuImg, err))
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		add(provider.BadInput("install iproute2: apt-get install iproute2", "qemu: the ip command is not found: %v", err))
+		add(usererr.BadInput("install iproute2: apt-get install iproute2", "qemu: the ip command is not found: %v", err))
 	}
 
 	add(readable("image", c.Image, `set "image:" to an existing base disk image`))
@@ -50,7 +51,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 		add(kvmError())
 	}
 	if !hasNetAdmin() {
-		add(provider.BadInput("run clusterctl as root (tap devices need CAP_NET_ADMIN)", "qemu: this process may not create tap devices"))
+		add(usererr.BadInput("run clusterctl as root (tap devices need CAP_NET_ADMIN)", "qemu: this process may not create tap devices"))
 	}
 
 	host, err := bridgeAddr(c.Bridge, c.Prefix())
@@ -79,16 +80,16 @@ func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error
 		if a := s.Address; a.IsValid() {
 			switch {
 			case !prefix.Contains(a):
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose an address in %s (the qemu cidr:)", prefix),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose an address in %s (the qemu cidr:)", prefix),
 					"qemu: node %q: address %s is outside the cluster network %s", s.Name, a, prefix))
 			case a == host:
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose another address in %s; %s belongs to the host's bridge %q", prefix, host, p.cfg.Bridge),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose another address in %s; %s belongs to the host's bridge %q", prefix, host, p.cfg.Bridge),
 					"qemu: node %q: address %s is the bridge's own address", s.Name, a))
 			case a == prefix.Addr() || a == broadcast:
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose a host address in %s, not its network or broadcast address", prefix),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose a host address in %s, not its network or broadcast address", prefix),
 					"qemu: node %q: address %s cannot be a host's", s.Name, a))
 			case addrs[a] != "":
-				errs = append(errs, provider.BadInput("give each node its own address",
+				errs = append(errs, usererr.BadInput("give each node its own address",
 					"qemu: nodes %q and %q both ask for address %s", addrs[a], s.Name, a))
 			default:
 				addrs[a] = s.Name
@@ -96,10 +97,10 @@ func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error
 		}
 		if s.MAC != "" {
 			if err := checkMAC(s.MAC); err != nil {
-				errs = append(errs, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56",
+				errs = append(errs, usererr.BadInput("use a unicast MAC address like 52:54:00:12:34:56",
 					"qemu: node %q: %v", s.Name, err))
 			} else if other := macs[s.MAC]; other != "" {
-				errs = append(errs, provider.BadInput("give each node its own MAC address",
+				errs = append(errs, usererr.BadInput("give each node its own MAC address",
 					"qemu: nodes %q and %q both ask for MAC %s", other, s.Name, s.MAC))
 			} else {
 				macs[s.MAC] = s.Name
@@ -112,15 +113,15 @@ func checkSpecs(p *Provider, specs []provider.NodeSpec, host netip.Addr) []error
 func readable(key, path, fix string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return provider.BadInput(fix, "qemu: %s %q cannot be read: %v", key, path, err)
+		return usererr.BadInput(fix, "qemu: %s %q cannot be read: %v", key, path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return provider.BadInput(fix, "qemu: %s %q cannot be read: %v", key, path, err)
+		return usererr.BadInput(fix, "qemu: %s %q cannot be read: %v", key, path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return provider.BadInput(fix, "qemu: %s %q is not a regular file", key, path)
+		return usererr.BadInput(fix, "qemu: %s %q is not a regular file", key, path)
 	}
 	return nil
 }

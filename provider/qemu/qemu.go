@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 )
@@ -123,7 +124,7 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, dir strin
 		mac = localvm.DefaultMAC(p.env.Cluster, spec.Name)
 	}
 	if err := checkMAC(mac); err != nil {
-		return provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "%v", err)
+		return usererr.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "%v", err)
 	}
 	meta := localvm.Meta{Cluster: p.env.Cluster, Name: spec.Name, MAC: mac, Tap: tapName(p.env.Cluster, spec.Name),
 		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Created: time.Now().UTC()}
@@ -194,11 +195,11 @@ func (p *Provider) boot(ctx context.Context, np nodePaths, meta localvm.Meta) er
 // a comma in the -qmp and -serial paths.
 func checkPaths(np nodePaths) error {
 	if len(np.QMP) > maxSocketPath {
-		return provider.BadInput("use a shorter cluster state directory",
+		return usererr.BadInput("use a shorter cluster state directory",
 			"the QMP socket path %q is %d bytes, longer than a unix socket allows (%d)", np.QMP, len(np.QMP), maxSocketPath)
 	}
 	if strings.Contains(np.Dir, ",") {
-		return provider.BadInput("use a cluster state directory without commas", "the node directory %q contains a comma", np.Dir)
+		return usererr.BadInput("use a cluster state directory without commas", "the node directory %q contains a comma", np.Dir)
 	}
 	return nil
 }
@@ -246,7 +247,7 @@ func kvmOpens() bool {
 }
 
 func kvmError() error {
-	return provider.BadInput("use accel: tcg (or auto), or enable KVM on this host (load kvm_intel/kvm_amd, give the user access to /dev/kvm)",
+	return usererr.BadInput("use accel: tcg (or auto), or enable KVM on this host (load kvm_intel/kvm_amd, give the user access to /dev/kvm)",
 		"qemu config: accel is kvm but /dev/kvm cannot be opened")
 }
 

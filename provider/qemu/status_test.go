@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
@@ -209,7 +210,7 @@ func TestCheckPaths(t *testing.T) {
 		t.Errorf("short path: %v", err)
 	}
 	long := "/" + strings.Repeat("d", 100) + "/nodes/n1"
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if err := checkPaths(pathsIn(long)); !errors.As(err, &ie) || !strings.Contains(err.Error(), "unix socket") {
 		t.Errorf("long path: %v, want an InputError about the socket path", err)
 	}

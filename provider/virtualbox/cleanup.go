@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // CleanupCluster implements provider.ClusterCleaner: `down --all` calls it
@@ -65,7 +65,7 @@ func (p *Provider) Remains(ctx context.Context, cluster string) ([]string, error
 	// A network whose address is not the config's is not this cluster's:
 	// findHostOnly reports it as bad input, and it is left unnamed here.
 	h, ok, err := p.findHostOnly(ctx, r, kind)
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if err != nil && !errors.As(err, &ie) {
 		return nil, err
 	}

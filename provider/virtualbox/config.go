@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 )
@@ -75,11 +76,11 @@ const fixConfig = `edit the "virtualbox:" section of the cluster config`
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Relative paths are taken relative to
 // configDir ("" = the working directory). Every problem is reported at once,
-// each as a *provider.InputError.
+// each as a *usererr.InputError.
 func ParseConfig(node *yaml.Node, configDir string) (Config, error) {
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
-		return Config{}, &provider.InputError{Err: fmt.Errorf("virtualbox config: %w", err), Fix: fixConfig}
+		return Config{}, &usererr.InputError{Err: fmt.Errorf("virtualbox config: %w", err), Fix: fixConfig}
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(configDir); err != nil {
@@ -111,7 +112,7 @@ func (c *Config) setDefaults() {
 func (c *Config) validate(configDir string) error {
 	var errs []error
 	bad := func(fix, format string, args ...any) {
-		errs = append(errs, provider.BadInput(fix, "virtualbox config: "+format, args...))
+		errs = append(errs, usererr.BadInput(fix, "virtualbox config: "+format, args...))
 	}
 	abs := func(key string, p *string) {
 		a, err := provider.ResolvePath(configDir, *p)
@@ -193,11 +194,11 @@ func checkSize(who string, memory, cpus int) []error {
 		where = fmt.Sprintf("virtualbox: node %q: ", who)
 	}
 	if memory < MinMemoryMiB || memory > MaxMemoryMiB {
-		errs = append(errs, provider.BadInput(fmt.Sprintf("set the memory (MiB) between %d and %d; 1024 is a good start", MinMemoryMiB, MaxMemoryMiB),
+		errs = append(errs, usererr.BadInput(fmt.Sprintf("set the memory (MiB) between %d and %d; 1024 is a good start", MinMemoryMiB, MaxMemoryMiB),
 			"%smemory %d MiB is out of range", where, memory))
 	}
 	if cpus < 1 || cpus > MaxCPUs {
-		errs = append(errs, provider.BadInput(fmt.Sprintf("set cpus between 1 and %d (VirtualBox's maximum)", MaxCPUs),
+		errs = append(errs, usererr.BadInput(fmt.Sprintf("set cpus between 1 and %d (VirtualBox's maximum)", MaxCPUs),
 			"%scpus %d is out of range", where, cpus))
 	}
 	return errs

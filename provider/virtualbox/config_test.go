@@ -7,7 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 type yamlNode struct{ Node *yaml.Node }
@@ -63,7 +63,7 @@ func TestConfigErrors(t *testing.T) {
 			continue
 		}
 		for _, e := range flatten(err) {
-			if _, ok := e.(*provider.InputError); !ok {
+			if _, ok := e.(*usererr.InputError); !ok {
 				t.Errorf("%q: %T is not an *InputError: %v", tc.text, e, e)
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Fixes the user reads for known VirtualBox failures.
@@ -60,19 +60,19 @@ func classify(err error) error {
 	}
 	switch {
 	case has("vboxdrv kernel module is not loaded", "/dev/vboxdrv does not exist", "VERR_VM_DRIVER_NOT_INSTALLED", "VERR_VM_DRIVER_NOT_ACCESSIBLE", "VERR_VM_DRIVER_OPEN_ERROR", "Kernel driver not installed", "/dev/vboxdrv"):
-		return provider.WithHint(fmt.Errorf("virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %w", err), fixDriver)
+		return usererr.WithHint(fmt.Errorf("virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %w", err), fixDriver)
 	case has("vboxnetctl", "VERR_SUPDRV_COMPONENT_NOT_FOUND"):
-		return provider.WithHint(fmt.Errorf("virtualbox: the host-only network driver is not loaded (/dev/vboxnetctl): %w", err), fixNetDriver)
+		return usererr.WithHint(fmt.Errorf("virtualbox: the host-only network driver is not loaded (/dev/vboxnetctl): %w", err), fixNetDriver)
 	case has("VERR_VMX_NO_VMX", "VERR_SVM_NO_SVM", "VERR_VMX_MSR_ALL_VMX_DISABLED", "VERR_VMX_MSR_VMX_DISABLED", "VERR_SVM_DISABLED",
 		"VERR_VMX_IN_VMX_ROOT_MODE", "VERR_SVM_IN_USE", "VT-x is not available", "VT-x is disabled", "AMD-V is disabled", "AMD-V is not available"):
-		return provider.WithHint(fmt.Errorf("virtualbox: hardware virtualization (VT-x/AMD-V) is not available: %w", err), fixVTx)
+		return usererr.WithHint(fmt.Errorf("virtualbox: hardware virtualization (VT-x/AMD-V) is not available: %w", err), fixVTx)
 	case (verb == "hostonlyif" || verb == "hostonlynet") && has("E_ACCESSDENIED"):
-		return provider.BadInput(fixNetworksConf, "virtualbox: VirtualBox refused the host-only address (outside the allowed ranges): %w", err)
+		return usererr.BadInput(fixNetworksConf, "virtualbox: VirtualBox refused the host-only address (outside the allowed ranges): %w", err)
 	case verb == "createvm" && has("already exists"):
-		return provider.BadInput("remove the leftover with `clusterctl down NAME` (or delete the directory named in the message), then try again",
+		return usererr.BadInput("remove the leftover with `clusterctl down NAME` (or delete the directory named in the message), then try again",
 			"virtualbox: a VM settings file is already there: %w", err)
 	case (verb == "clonemedium" || verb == "createmedium") && has("storage format", "VERR_VD_IMAGE_", "VERR_NOT_SUPPORTED"):
-		return provider.BadInput("use a VDI (or VMDK/VHD) base image: convert a qcow2 or raw cloud image with qemu-img convert -O vdi (see docs/virtualbox.md)",
+		return usererr.BadInput("use a VDI (or VMDK/VHD) base image: convert a qcow2 or raw cloud image with qemu-img convert -O vdi (see docs/virtualbox.md)",
 			"virtualbox: VirtualBox cannot read the base image: %w", err)
 	}
 	return err

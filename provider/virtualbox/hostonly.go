@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // hostOnly is the host-only network the nodes' second NIC is attached to.
@@ -87,7 +87,7 @@ func (p *Provider) findHostOnly(ctx context.Context, r *runner, kind string) (h 
 			name, lower := rec["Name"], rec["LowerIP"]
 			if (want != "" && name == want) || (want == "" && (name == defaultNetName || lower == c.Host().String())) {
 				if lower != c.Host().String() || rec["NetworkMask"] != mask {
-					return h, false, provider.BadInput(
+					return h, false, usererr.BadInput(
 						fmt.Sprintf("set cidr: and host_address: to the network's (%s, mask %s), or change it: VBoxManage hostonlynet modify --name=%s --lower-ip=%s --netmask=%s",
 							lower, rec["NetworkMask"], name, c.Host(), mask),
 						"virtualbox: host-only network %q has host address %s mask %s, the config wants %s mask %s", name, lower, rec["NetworkMask"], c.Host(), mask)
@@ -111,7 +111,7 @@ func (p *Provider) findHostOnly(ctx context.Context, r *runner, kind string) (h 
 			continue
 		}
 		if ip != c.Host().String() || rec["NetworkMask"] != mask {
-			return h, false, provider.BadInput(
+			return h, false, usererr.BadInput(
 				fmt.Sprintf("set cidr: and host_address: to the interface's, or change it: VBoxManage hostonlyif ipconfig %s --ip %s --netmask %s", name, c.Host(), mask),
 				"virtualbox: host-only interface %q has address %s mask %s, the config wants %s mask %s", name, ip, rec["NetworkMask"], c.Host(), mask)
 		}
@@ -147,7 +147,7 @@ func (p *Provider) hostOnlyNetAdd(name string) []string {
 // errNoInterface is the error for a configured host-only interface that
 // does not exist: clusterctl only creates interfaces VirtualBox names.
 func errNoInterface(name string) error {
-	return provider.BadInput(
+	return usererr.BadInput(
 		"remove hostonly_name: to let clusterctl create an interface, or create one (VBoxManage hostonlyif create) and name it here",
 		"virtualbox: host-only interface %q does not exist", name)
 }
@@ -261,7 +261,7 @@ func (p *Provider) checkAllowedRange() error {
 	for _, r := range ranges {
 		names = append(names, r.String())
 	}
-	return provider.BadInput(fixNetworksConf,
+	return usererr.BadInput(fixNetworksConf,
 		"virtualbox: cidr %s is outside the ranges VirtualBox allows for host-only networks (%s, from %s or VirtualBox's default)",
 		cidr, strings.Join(names, ", "), p.networksConf)
 }
@@ -339,7 +339,7 @@ func (p *Provider) checkRoutes(hostIf string, found bool) error {
 		if r.Dev == hostIf || r.Prefix.Bits() == 0 || !r.Prefix.Overlaps(cidr) || (found && r.Prefix == cidr) {
 			continue
 		}
-		return provider.BadInput(
+		return usererr.BadInput(
 			"choose another cidr: for the host-only network, one no interface of this machine uses (e.g. 192.168.57.0/24 or 192.168.58.0/24, inside VirtualBox's default 192.168.56.0/21)",
 			"virtualbox: cidr %s collides with the host's network %s on %s", cidr, r.Prefix, r.Dev)
 	}

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // Disk image formats sniffImage tells apart.
@@ -61,26 +61,26 @@ func sniffImage(path string) (string, error) {
 func checkImage(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return provider.BadInput(`set "image:" to an existing VDI base image (see docs/virtualbox.md: base image)`,
+		return usererr.BadInput(`set "image:" to an existing VDI base image (see docs/virtualbox.md: base image)`,
 			"virtualbox: base image %q cannot be read: %v", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return provider.BadInput(`set "image:" to a VDI file`, "virtualbox: base image %q is not a regular file", path)
+		return usererr.BadInput(`set "image:" to a VDI file`, "virtualbox: base image %q is not a regular file", path)
 	}
 	format, err := sniffImage(path)
 	if err != nil {
-		return provider.BadInput(`set "image:" to a readable VDI file`, "virtualbox: base image %q cannot be read: %v", path, err)
+		return usererr.BadInput(`set "image:" to a readable VDI file`, "virtualbox: base image %q cannot be read: %v", path, err)
 	}
 	switch format {
 	case fmtVDI, fmtVMDK, fmtVHD:
 		return nil
 	case fmtQCOW2:
-		return provider.BadInput(imageFix(path, "qcow2"),
+		return usererr.BadInput(imageFix(path, "qcow2"),
 			"virtualbox: base image %q is qcow2, which VirtualBox cannot use as a base disk (cloud images are compressed qcow2)", path)
 	case fmtVHDX:
-		return provider.BadInput(imageFix(path, "vhdx"), "virtualbox: base image %q is VHDX, which VirtualBox only reads, not clones", path)
+		return usererr.BadInput(imageFix(path, "vhdx"), "virtualbox: base image %q is VHDX, which VirtualBox only reads, not clones", path)
 	default:
-		return provider.BadInput(imageFix(path, "raw"),
+		return usererr.BadInput(imageFix(path, "raw"),
 			"virtualbox: base image %q has no VDI, VMDK or VHD header (a raw image?)", path)
 	}
 }

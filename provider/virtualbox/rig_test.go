@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/virtualbox/internal/vboxtest"
 )
@@ -193,13 +194,13 @@ func ctx(t *testing.T) context.Context {
 
 // inputError asserts err is (or joins) an *InputError whose message
 // contains msg, and whose fix contains fix; it returns that error.
-func inputError(t *testing.T, err error, msg, fix string) *provider.InputError {
+func inputError(t *testing.T, err error, msg, fix string) *usererr.InputError {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want an input error containing %q", msg)
 	}
 	for _, e := range flatten(err) {
-		var ie *provider.InputError
+		var ie *usererr.InputError
 		if errors.As(e, &ie) && strings.Contains(ie.Error(), msg) {
 			if !strings.Contains(ie.Fix, fix) {
 				t.Errorf("error %q: fix %q does not contain %q", ie.Error(), ie.Fix, fix)
@@ -215,9 +216,9 @@ func inputError(t *testing.T, err error, msg, fix string) *provider.InputError {
 // and whose hint contains hint.
 func hintError(t *testing.T, err error, msg, hint string) {
 	t.Helper()
-	var he *provider.HintError
+	var he *usererr.HintError
 	if !errors.As(err, &he) {
-		t.Fatalf("error %v: not a *provider.HintError", err)
+		t.Fatalf("error %v: not a *usererr.HintError", err)
 	}
 	if !strings.Contains(err.Error(), msg) || !strings.Contains(he.Hint, hint) {
 		t.Fatalf("error %q with hint %q: want message containing %q and hint containing %q", err, he.Hint, msg, hint)

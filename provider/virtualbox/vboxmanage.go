@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clusterctl/clusterctl/provider"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 )
 
 // installPaths are where VirtualBox's installers put VBoxManage, tried
@@ -41,7 +41,7 @@ func installPaths() []string {
 
 // errNotInstalled is an *InputError: VBoxManage was not found.
 func errNotInstalled(tried []string) error {
-	return provider.BadInput(
+	return usererr.BadInput(
 		"install VirtualBox (6.1.28 or later; https://www.virtualbox.org/wiki/Downloads), or point the vboxmanage: key or "+EnvVBoxManage+" at VBoxManage",
 		"virtualbox: VirtualBox is not installed: VBoxManage not found (looked in PATH and %s)", strings.Join(tried, ", "))
 }
@@ -51,7 +51,7 @@ func errNotInstalled(tried []string) error {
 func findVBoxManage(configured string) (string, error) {
 	if p := os.Getenv(EnvVBoxManage); p != "" {
 		if _, err := exec.LookPath(p); err != nil {
-			return "", provider.BadInput("point "+EnvVBoxManage+" at the VBoxManage executable, or unset it",
+			return "", usererr.BadInput("point "+EnvVBoxManage+" at the VBoxManage executable, or unset it",
 				"virtualbox: %s=%q is not an executable: %v", EnvVBoxManage, p, err)
 		}
 		return p, nil
@@ -59,7 +59,7 @@ func findVBoxManage(configured string) (string, error) {
 	if configured != "" {
 		p, err := exec.LookPath(configured)
 		if err != nil {
-			return "", provider.BadInput(`point the vboxmanage: key at the VBoxManage executable, or remove it to search PATH`,
+			return "", usererr.BadInput(`point the vboxmanage: key at the VBoxManage executable, or remove it to search PATH`,
 				"virtualbox: vboxmanage %q is not an executable: %v", configured, err)
 		}
 		return p, nil

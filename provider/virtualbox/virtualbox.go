@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/localvm"
 )
@@ -206,12 +207,12 @@ func (p *Provider) plan(spec provider.NodeSpec, net hostOnly) (createPlan, error
 	}
 	vm, err := vboxMAC(mac)
 	if err != nil {
-		return createPlan{}, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: %v", spec.Name, err)
+		return createPlan{}, usererr.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: %v", spec.Name, err)
 	}
 	var outbound string
 	if spec.OutboundMAC != "" {
 		if outbound, err = vboxMAC(spec.OutboundMAC); err != nil {
-			return createPlan{}, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: outbound NIC: %v", spec.Name, err)
+			return createPlan{}, usererr.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: outbound NIC: %v", spec.Name, err)
 		}
 	}
 	cpus, mem := spec.CPUs, spec.MemoryMiB
@@ -261,7 +262,7 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, np nodePa
 		return err
 	} else if info != nil {
 		if p.ours(info, spec.Name) {
-			return provider.BadInput("remove it first with `clusterctl down "+spec.Name+"`", "a VM %q of this node is already registered (%s)", vm, info["VMState"])
+			return usererr.BadInput("remove it first with `clusterctl down "+spec.Name+"`", "a VM %q of this node is already registered (%s)", vm, info["VMState"])
 		}
 		return errForeignVM(vm, info)
 	}
@@ -300,7 +301,7 @@ func (p *Provider) create(ctx context.Context, spec provider.NodeSpec, np nodePa
 // errForeignVM is the error for a VM that has a node's name but was not
 // made by clusterctl for this cluster.
 func errForeignVM(vm string, info map[string]string) error {
-	return provider.BadInput("choose another node name, or rename that VM (VBoxManage modifyvm OLD --name NEW)",
+	return usererr.BadInput("choose another node name, or rename that VM (VBoxManage modifyvm OLD --name NEW)",
 		"virtualbox: a VirtualBox VM named %q already exists and was not made by clusterctl for this cluster (settings file %s)", vm, info["CfgFile"])
 }
 
@@ -620,7 +621,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 	if out, err := r.run(ctx, "--version"); err != nil {
 		add(asInput(err))
 	} else if w := driverWarning(out); w != "" {
-		add(provider.BadInput(fixDriver, "virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %s", w))
+		add(usererr.BadInput(fixDriver, "virtualbox: the VirtualBox kernel driver is not loaded (/dev/vboxdrv): %s", w))
 	}
 
 	if vms, err := r.run(ctx, "list", "vms"); err != nil {
@@ -641,7 +642,7 @@ func (p *Provider) Preflight(ctx context.Context, specs []provider.NodeSpec) err
 				add(asInput(err))
 			case info == nil:
 			case p.ours(info, s.Name):
-				add(provider.BadInput("remove it first with `clusterctl down "+s.Name+"` (clusterctl's state lost it)", "virtualbox: node %q: its VM %q is still registered", s.Name, vm))
+				add(usererr.BadInput("remove it first with `clusterctl down "+s.Name+"` (clusterctl's state lost it)", "virtualbox: node %q: its VM %q is still registered", s.Name, vm))
 			default:
 				add(errForeignVM(vm, info))
 			}
@@ -687,13 +688,13 @@ func (p *Provider) PrepareNetwork(ctx context.Context) error {
 // asInput makes a classified VirtualBox failure found during preflight an
 // *InputError (exit status 2: nothing was created), keeping its fix.
 func asInput(err error) error {
-	var ie *provider.InputError
+	var ie *usererr.InputError
 	if errors.As(err, &ie) {
 		return err
 	}
-	var he *provider.HintError
+	var he *usererr.HintError
 	if errors.As(err, &he) {
-		return &provider.InputError{Err: he.Err, Fix: he.Hint}
+		return &usererr.InputError{Err: he.Err, Fix: he.Hint}
 	}
 	return err
 }
@@ -717,7 +718,7 @@ func (p *Provider) checkSpecs(specs []provider.NodeSpec) error {
 	macs := map[string]string{}
 	for _, s := range specs {
 		if !localvm.ValidName(s.Name) {
-			errs = append(errs, provider.BadInput("use a node name of lower-case letters, digits and dashes", "virtualbox: bad node name %q", s.Name))
+			errs = append(errs, usererr.BadInput("use a node name of lower-case letters, digits and dashes", "virtualbox: bad node name %q", s.Name))
 			continue
 		}
 		mem, cpus := s.MemoryMiB, s.CPUs
@@ -729,31 +730,31 @@ func (p *Provider) checkSpecs(specs []provider.NodeSpec) error {
 		}
 		errs = append(errs, checkSize(s.Name, mem, cpus)...)
 		if n := runtime.NumCPU(); cpus > n && cpus <= MaxCPUs {
-			errs = append(errs, provider.BadInput(fmt.Sprintf("set cpus to at most %d, the number of CPUs of this machine", n),
+			errs = append(errs, usererr.BadInput(fmt.Sprintf("set cpus to at most %d, the number of CPUs of this machine", n),
 				"virtualbox: node %q: cpus %d is more than this machine has (%d); VirtualBox will not start the VM", s.Name, cpus, n))
 		}
 		if a := s.Address; a.IsValid() {
 			switch {
 			case !prefix.Contains(a):
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose an address in %s (the virtualbox cidr:)", prefix),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose an address in %s (the virtualbox cidr:)", prefix),
 					"virtualbox: node %q: address %s is outside the host-only network %s", s.Name, a, prefix))
 			case a == host:
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose another address in %s; %s is the host's", prefix, host),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose another address in %s; %s is the host's", prefix, host),
 					"virtualbox: node %q: address %s is the host's own address", s.Name, a))
 			case a == prefix.Addr() || a == localvm.Broadcast(prefix):
-				errs = append(errs, provider.BadInput(fmt.Sprintf("choose a host address in %s", prefix),
+				errs = append(errs, usererr.BadInput(fmt.Sprintf("choose a host address in %s", prefix),
 					"virtualbox: node %q: address %s is the network's or broadcast address", s.Name, a))
 			case addrs[a] != "":
-				errs = append(errs, provider.BadInput("give each node its own address", "virtualbox: nodes %q and %q both ask for address %s", addrs[a], s.Name, a))
+				errs = append(errs, usererr.BadInput("give each node its own address", "virtualbox: nodes %q and %q both ask for address %s", addrs[a], s.Name, a))
 			default:
 				addrs[a] = s.Name
 			}
 		}
 		if s.MAC != "" {
 			if _, err := vboxMAC(s.MAC); err != nil {
-				errs = append(errs, provider.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: %v", s.Name, err))
+				errs = append(errs, usererr.BadInput("use a unicast MAC address like 52:54:00:12:34:56", "virtualbox: node %q: %v", s.Name, err))
 			} else if other := macs[s.MAC]; other != "" {
-				errs = append(errs, provider.BadInput("give each node its own MAC address", "virtualbox: nodes %q and %q both ask for MAC %s", other, s.Name, s.MAC))
+				errs = append(errs, usererr.BadInput("give each node its own MAC address", "virtualbox: nodes %q and %q both ask for MAC %s", other, s.Name, s.MAC))
 			} else {
 				macs[s.MAC] = s.Name
 			}
