@@ -21,6 +21,7 @@ import (
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 	"github.com/clusterctl/clusterctl/internal/identity"
 	"github.com/clusterctl/clusterctl/internal/ratelog"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // options are the in-process knobs tests use; the gossip timings are in
@@ -439,7 +440,7 @@ func (a *Agent) rememberLoop(ctx context.Context, table *memberTable, path strin
 		members, changed := table.snapshot(agentconfig.RoleNode)
 		var peers []string
 		for _, m := range members {
-			if m.Name != a.cfg.Name && m.State != StateLeft && m.Addr != "" {
+			if m.Name != a.cfg.Name && m.State != nodeapi.StatusLeft && m.Addr != "" {
 				peers = append(peers, net.JoinHostPort(m.Addr, strconv.Itoa(m.Port)))
 			}
 		}
@@ -506,7 +507,7 @@ func (a *Agent) hostsLoop(ctx context.Context, table *memberTable) {
 
 // InHostsFile reports whether a node in state has a line in /etc/hosts:
 // every state but left.
-func InHostsFile(state string) bool { return state != StateLeft }
+func InHostsFile(state nodeapi.MemberStatus) bool { return state != nodeapi.StatusLeft }
 
 func equalEntries(a, b []HostEntry) bool {
 	if len(a) != len(b) {

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +17,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
@@ -191,7 +192,7 @@ func states(tb *memberTable) string {
 	list, _ := tb.snapshot(agentconfig.RoleNode)
 	var out []string
 	for _, m := range list {
-		out = append(out, m.Name+"="+m.State)
+		out = append(out, m.Name+"="+string(m.State))
 	}
 	return strings.Join(out, " ")
 }
@@ -209,7 +210,7 @@ func TestAgentsJoinAndSeeEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	hostname, _ := os.Hostname()
-	want := Member{Name: "red", Addr: "127.0.0.1", Port: portOf(t, red.addr), State: StateAlive, Meta: agentconfig.Meta{
+	want := Member{Name: "red", Addr: "127.0.0.1", Port: portOf(t, red.addr), State: nodeapi.StatusAlive, Meta: agentconfig.Meta{
 		Cluster: "test", Name: "red", Nonce: "red-nonce-1", Provider: "fake", InstanceID: "i-red",
 		Hostname: hostname, Role: agentconfig.RoleNode, Tags: map[string]string{"role": "worker"},
 	}}
@@ -271,7 +272,7 @@ func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 		t.Fatalf("nonce new while only the old red exists: err = %v, want deadline exceeded", err)
 	}
 	old.stop(t)
-	waitMember(ctx, t, view, "red", func(m Member) bool { return m.State == StateFailed })
+	waitMember(ctx, t, view, "red", func(m Member) bool { return m.State == nodeapi.StatusFailed })
 
 	// ... and is re-created at another address (port) with a new nonce.
 	newCfg := testConfig("red")
@@ -282,11 +283,11 @@ func TestWaitNonceIgnoresStaleNodeWithSameName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Meta.Nonce != "new" || m.Port != portOf(t, fresh.addr) || m.State != StateAlive {
+	if m.Meta.Nonce != "new" || m.Port != portOf(t, fresh.addr) || m.State != nodeapi.StatusAlive {
 		t.Errorf("nonce new = %+v, want the new red at port %d", m, portOf(t, fresh.addr))
 	}
 	// The old nonce is still known, as it was last seen.
-	if m, err := nonceIn(ctx, view, "old"); err != nil || m.State != StateFailed || m.Port != portOf(t, old.addr) {
+	if m, err := nonceIn(ctx, view, "old"); err != nil || m.State != nodeapi.StatusFailed || m.Port != portOf(t, old.addr) {
 		t.Errorf("nonce old = %+v, %v; want the old red, dead", m, err)
 	}
 }
@@ -340,8 +341,8 @@ func TestLeaveShowsLeftAndStopShowsFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	others[1].stop(t) // SIGTERM: no leave; the node is expected back
-	waitMember(ctx, t, red.tbl(), "blue", func(m Member) bool { return m.State == StateLeft })
-	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == StateFailed })
+	waitMember(ctx, t, red.tbl(), "blue", func(m Member) bool { return m.State == nodeapi.StatusLeft })
+	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == nodeapi.StatusFailed })
 	if got := states(red.tbl()); got != "blue=left green=failed red=alive" {
 		t.Errorf("red's members: %s, want blue left, green failed, red alive", got)
 	}
@@ -373,7 +374,7 @@ func TestGossipQueryCannotMakeANodeLeave(t *testing.T) {
 		t.Fatal("red stopped after a gossip query")
 	case <-time.After(500 * time.Millisecond):
 	}
-	if m := waitMember(ctx, t, blue.tbl(), "red", func(Member) bool { return true }); m.State != StateAlive {
+	if m := waitMember(ctx, t, blue.tbl(), "red", func(Member) bool { return true }); m.State != nodeapi.StatusAlive {
 		t.Errorf("red is %s, want alive", m.State)
 	}
 }
@@ -415,7 +416,7 @@ func TestHostsFileFollowsMembers(t *testing.T) {
 	green := startAgent(t, greenCfg, testOptions())
 	waitHosts(ctx, t, redHosts, []HostEntry{{"127.0.0.2", "blue"}, {"127.0.0.3", "green"}, {"127.0.0.1", "red"}})
 	green.stop(t)
-	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == StateFailed })
+	waitMember(ctx, t, red.tbl(), "green", func(m Member) bool { return m.State == nodeapi.StatusFailed })
 	if err := blue.Leave(ctx, "blue-nonce-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +554,7 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	blueCfg.Seeds = []string{red.addr}
 	blue := startAgent(t, blueCfg, testOptions())
 	if _, err := blue.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-		return Member{}, tb.members["red"].State == StateAlive, nil
+		return Member{}, tb.members["red"].State == nodeapi.StatusAlive, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +562,7 @@ func TestLoneAgentRejoinsSeeds(t *testing.T) {
 	// red loses power; blue is alone and declares it dead.
 	red.stop(t)
 	if _, err := blue.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-		return Member{}, tb.members["red"].State == StateFailed, nil
+		return Member{}, tb.members["red"].State == nodeapi.StatusFailed, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -619,19 +620,19 @@ func TestRestartWithLostSnapshotRejoinsRememberedMembers(t *testing.T) {
 	}
 
 	blue.stop(t)
-	waitState(ctx, t, red.tbl(), "blue", StateFailed)
+	waitState(ctx, t, red.tbl(), "blue", nodeapi.StatusFailed)
 	// What kill -9 leaves when serf had not flushed its buffered lines.
 	if err := os.Truncate(filepath.Join(blueCfg.StateDir, snapshotFile), 0); err != nil {
 		t.Fatal(err)
 	}
 	blueCfg.Seeds = nil
 	blue = startAgent(t, blueCfg, noReconnect)
-	waitState(ctx, t, blue.tbl(), "red", StateAlive)
-	waitState(ctx, t, red.tbl(), "blue", StateAlive)
+	waitState(ctx, t, blue.tbl(), "red", nodeapi.StatusAlive)
+	waitState(ctx, t, red.tbl(), "blue", nodeapi.StatusAlive)
 
 	// A node that leaves for good forgets them: restarted, it stays alone.
 	blue.requestLeave()
-	waitState(ctx, t, red.tbl(), "blue", StateLeft)
+	waitState(ctx, t, red.tbl(), "blue", nodeapi.StatusLeft)
 	if _, err := os.Stat(peers); !os.IsNotExist(err) {
 		t.Fatalf("after a leave, %s: %v; want it removed", peers, err)
 	}
@@ -656,7 +657,7 @@ func waitFile(ctx context.Context, t *testing.T, path, want string) {
 	}
 }
 
-func waitState(ctx context.Context, t *testing.T, tb *memberTable, name, state string) {
+func waitState(ctx context.Context, t *testing.T, tb *memberTable, name string, state nodeapi.MemberStatus) {
 	t.Helper()
 	if _, err := tb.wait(ctx, func(tb *memberTable) (Member, bool, error) {
 		return Member{}, tb.members[name].State == state, nil
@@ -680,7 +681,7 @@ func TestSerfShutdownEndsRun(t *testing.T) {
 		cfg.Seeds = []string{red.addr}
 		yellows = append(yellows, startAgent(t, cfg, testOptions()))
 		if i == 0 {
-			waitMember(ctx, t, red.tbl(), "yellow", func(m Member) bool { return m.State == StateAlive && m.Addr == addr })
+			waitMember(ctx, t, red.tbl(), "yellow", func(m Member) bool { return m.State == nodeapi.StatusAlive && m.Addr == addr })
 		}
 	}
 	select {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // handlerStart is one handler run's start as the latency hook saw it.
@@ -130,7 +131,7 @@ func TestHandlersFireOnJoinLeaveAndKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms := v.Filter("master", StateAlive)
+		ms := v.Filter("master", string(nodeapi.StatusAlive))
 		if len(ms) == 2 && ms[0].Name == "boss" && ms[1].Name == "red" {
 			break
 		}

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/hostsblock"
 	"io/fs"
 	"net/netip"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/hostsblock"
 
 	"github.com/clusterctl/clusterctl/internal/atomicfile"
 )

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // TestKeyRotation rotates the gossip key across running agents, node by
@@ -95,7 +96,7 @@ func TestKeyRotation(t *testing.T) {
 	agents[2].stop(t)
 	cfg := agents[2].cfg
 	startAgent(t, cfg, testOptions())
-	waitMember(ctx, t, agents[0].tbl(), "green", func(m Member) bool { return m.State == StateAlive })
+	waitMember(ctx, t, agents[0].tbl(), "green", func(m Member) bool { return m.State == nodeapi.StatusAlive })
 }
 
 // TestGossipCannotChangeKeys: a sender that holds the gossip key runs
@@ -113,7 +114,7 @@ func TestGossipCannotChangeKeys(t *testing.T) {
 		}
 		agents = append(agents, startAgent(t, cfg, testOptions()))
 	}
-	waitMember(ctx, t, agents[0].tbl(), "blue", func(m Member) bool { return m.State == StateAlive })
+	waitMember(ctx, t, agents[0].tbl(), "blue", func(m Member) bool { return m.State == nodeapi.StatusAlive })
 	intruder := startIntruder(t, "mallory", "127.0.0.9", map[string]string{"cluster": "test", "name": "mallory", "role": "node", "nonce": "m"}, agents[0].addr)
 	if n := len(intruder.Members()); n < 3 {
 		t.Fatalf("the intruder learnt %d members; it needs the agents to address its queries", n)
@@ -179,13 +180,13 @@ func TestUnusableStateStartsFresh(t *testing.T) {
 			cfg.Seeds = []string{red.addr}
 			blue := startAgent(t, cfg, testOptions())
 			if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-				return Member{}, tb.members["blue"].State == StateAlive, nil
+				return Member{}, tb.members["blue"].State == nodeapi.StatusAlive, nil
 			}); err != nil {
 				t.Fatalf("blue did not join from its seeds: %v", err)
 			}
 			blue.stop(t)
 			if _, err := red.tbl().wait(ctx, func(tb *memberTable) (Member, bool, error) {
-				return Member{}, tb.members["blue"].State == StateFailed, nil
+				return Member{}, tb.members["blue"].State == nodeapi.StatusFailed, nil
 			}); err != nil {
 				t.Fatal(err)
 			}

@@ -14,15 +14,6 @@ import (
 	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
-// Member states as shown to users: nodeapi's vocabulary.
-const (
-	StateAlive   = string(nodeapi.StatusAlive)
-	StateSuspect = string(nodeapi.StatusSuspect)
-	StateLeaving = string(nodeapi.StatusLeaving)
-	StateLeft    = string(nodeapi.StatusLeft)
-	StateFailed  = string(nodeapi.StatusFailed)
-)
-
 // Member is one member of the cluster as an agent sees it.
 type Member struct {
 	Name string
@@ -32,7 +23,7 @@ type Member struct {
 	// left and failed are serf's member status; suspect is an alive member
 	// that this member's memberlist failure detector suspects (the line it
 	// logs, log.go; pings end it, gossip.go suspicionLoop).
-	State string
+	State nodeapi.MemberStatus
 	Meta  agentconfig.Meta
 }
 
@@ -87,15 +78,15 @@ func fromSerf(sm serf.Member) Member {
 	m := Member{Name: sm.Name, Addr: sm.Addr.String(), Port: int(sm.Port), Meta: agentconfig.MetaFromTags(sm.Tags)}
 	switch sm.Status {
 	case serf.StatusAlive:
-		m.State = StateAlive
+		m.State = nodeapi.StatusAlive
 	case serf.StatusLeaving:
-		m.State = StateLeaving
+		m.State = nodeapi.StatusLeaving
 	case serf.StatusLeft:
-		m.State = StateLeft
+		m.State = nodeapi.StatusLeft
 	case serf.StatusFailed:
-		m.State = StateFailed
+		m.State = nodeapi.StatusFailed
 	default:
-		m.State = StateAlive // StatusNone: only for a moment while joining
+		m.State = nodeapi.StatusAlive // StatusNone: only for a moment while joining
 	}
 	return m
 }
@@ -115,8 +106,8 @@ func (t *memberTable) refresh(list []serf.Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for name := range t.suspect {
-		if m, ok := next[name]; ok && m.State == StateAlive {
-			m.State = StateSuspect
+		if m, ok := next[name]; ok && m.State == nodeapi.StatusAlive {
+			m.State = nodeapi.StatusSuspect
 			next[name] = m
 		} else {
 			delete(t.suspect, name) // failed, left or gone: no longer a suspicion
@@ -143,7 +134,7 @@ func (t *memberTable) refresh(list []serf.Member) {
 		if m.Meta.Nonce == "" {
 			continue
 		}
-		if _, seen := t.byNonce[m.Meta.Nonce]; seen || m.State == StateAlive || m.State == StateSuspect {
+		if _, seen := t.byNonce[m.Meta.Nonce]; seen || m.State == nodeapi.StatusAlive || m.State == nodeapi.StatusSuspect {
 			t.byNonce[m.Meta.Nonce] = m
 		}
 	}
@@ -153,19 +144,19 @@ func (t *memberTable) refresh(list []serf.Member) {
 
 // eventFor says which event turns old (present when ok) into m.
 func eventFor(old Member, ok bool, m Member) (nodeapi.EventType, bool) {
-	gone := func(s string) bool { return s == StateFailed || s == StateLeft }
+	gone := func(s nodeapi.MemberStatus) bool { return s == nodeapi.StatusFailed || s == nodeapi.StatusLeft }
 	switch {
 	case !ok || (gone(old.State) && !gone(m.State)):
 		switch m.State {
-		case StateFailed:
+		case nodeapi.StatusFailed:
 			return nodeapi.EventFail, true
-		case StateLeft:
+		case nodeapi.StatusLeft:
 			return nodeapi.EventLeave, true
 		}
 		return nodeapi.EventJoin, true
-	case old.State != m.State && m.State == StateFailed:
+	case old.State != m.State && m.State == nodeapi.StatusFailed:
 		return nodeapi.EventFail, true
-	case old.State != m.State && m.State == StateLeft:
+	case old.State != m.State && m.State == nodeapi.StatusLeft:
 		return nodeapi.EventLeave, true
 	case old.State != m.State || old.Addr != m.Addr || old.Port != m.Port || !sameMeta(old.Meta, m.Meta):
 		return nodeapi.EventUpdate, true
@@ -185,13 +176,13 @@ func (t *memberTable) setSuspect(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m, ok := t.members[name]
-	if !ok || m.State != StateAlive {
+	if !ok || m.State != nodeapi.StatusAlive {
 		return
 	}
 	t.suspect[name] = true
-	m.State = StateSuspect
+	m.State = nodeapi.StatusSuspect
 	t.members[name] = m
-	t.logger.Info("member suspected", "member", name, "state", StateSuspect)
+	t.logger.Info("member suspected", "member", name, "state", nodeapi.StatusSuspect)
 	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
 }
 
@@ -204,12 +195,12 @@ func (t *memberTable) clearSuspect(name string) {
 	}
 	delete(t.suspect, name)
 	m, ok := t.members[name]
-	if !ok || m.State != StateSuspect {
+	if !ok || m.State != nodeapi.StatusSuspect {
 		return
 	}
-	m.State = StateAlive
+	m.State = nodeapi.StatusAlive
 	t.members[name] = m
-	t.logger.Info("member no longer suspected", "member", name, "state", StateAlive)
+	t.logger.Info("member no longer suspected", "member", name, "state", nodeapi.StatusAlive)
 	t.publishLocked([]nodeapi.Event{{Type: nodeapi.EventUpdate, Member: m.API(), Time: time.Now()}})
 }
 
@@ -317,7 +308,7 @@ func (t *memberTable) aliveOthers(self string) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.members {
-		if m.Name != self && m.Meta.Role == agentconfig.RoleNode && (m.State == StateAlive || m.State == StateSuspect) {
+		if m.Name != self && m.Meta.Role == agentconfig.RoleNode && (m.State == nodeapi.StatusAlive || m.State == nodeapi.StatusSuspect) {
 			n++
 		}
 	}

@@ -203,7 +203,7 @@ func prepareRunDir(dir string) error {
 // (any if ""), in the view's order, as host:port with port.
 func (v MembersView) Seeds(role string, count, port int) []string {
 	var out []string
-	for _, m := range v.Filter(role, StateAlive) {
+	for _, m := range v.Filter(role, string(nodeapi.StatusAlive)) {
 		if count > 0 && len(out) == count {
 			break
 		}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
+	"github.com/clusterctl/clusterctl/nodeapi"
+
 	"github.com/clusterctl/clusterctl/internal/netnstest"
 )
 
@@ -179,7 +180,7 @@ func (p *proc) lastStart(t *testing.T) time.Time {
 
 // waitViews waits until every agent in ps sees each of names in the state
 // want, and returns how long that took; it fails t after limit.
-func waitViews(t *testing.T, ps []*proc, names []string, want string, limit time.Duration) time.Duration {
+func waitViews(t *testing.T, ps []*proc, names []string, want nodeapi.MemberStatus, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -188,7 +189,7 @@ func waitViews(t *testing.T, ps []*proc, names []string, want string, limit time
 		for _, p := range ps {
 			v := p.view()
 			for _, n := range names {
-				if v[n] != want {
+				if v[n] != string(want) {
 					ok = false
 					bad = append(bad, fmt.Sprintf("%s sees %s %q", p.name, n, v[n]))
 				}
@@ -226,7 +227,7 @@ func startBatch(t *testing.T, net *netnstest.Net, n int) []*proc {
 		p.start(t)
 		ps = append(ps, p)
 	}
-	waitViews(t, ps, names(ps), agent.StateAlive, 60*time.Second)
+	waitViews(t, ps, names(ps), nodeapi.StatusAlive, 60*time.Second)
 	return ps
 }
 
@@ -241,19 +242,19 @@ func TestPartitionHealsByItself(t *testing.T) {
 	for _, p := range right {
 		p.node.Cut()
 	}
-	waitViews(t, left, names(right), agent.StateFailed, 60*time.Second)
-	waitViews(t, right, names(left), agent.StateFailed, 60*time.Second)
+	waitViews(t, left, names(right), nodeapi.StatusFailed, 60*time.Second)
+	waitViews(t, right, names(left), nodeapi.StatusFailed, 60*time.Second)
 	for _, p := range right {
 		p.node.Restore()
 	}
-	took := waitViews(t, ps, names(ps), agent.StateAlive, 60*time.Second)
+	took := waitViews(t, ps, names(ps), nodeapi.StatusAlive, 60*time.Second)
 	t.Logf("3/3 split healed %s after the links came back", took.Round(100*time.Millisecond))
 
 	// A single node cut off, then back.
 	ps[0].node.Cut()
-	waitViews(t, ps[1:], []string{"n1"}, agent.StateFailed, 60*time.Second)
+	waitViews(t, ps[1:], []string{"n1"}, nodeapi.StatusFailed, 60*time.Second)
 	ps[0].node.Restore()
-	took = waitViews(t, ps, names(ps), agent.StateAlive, 60*time.Second)
+	took = waitViews(t, ps, names(ps), nodeapi.StatusAlive, 60*time.Second)
 	t.Logf("a single node cut off rejoined %s after its link came back", took.Round(100*time.Millisecond))
 }
 
@@ -272,11 +273,11 @@ func TestRestartRejoinsFromSnapshot(t *testing.T) {
 				others = append(others, o)
 			}
 		}
-		waitViews(t, others, []string{p.name}, agent.StateFailed, 60*time.Second)
+		waitViews(t, others, []string{p.name}, nodeapi.StatusFailed, 60*time.Second)
 		p.cfg.Seeds = nil
 		launched := time.Now()
 		p.start(t)
-		waitViews(t, ps, names(ps), agent.StateAlive, 60*time.Second)
+		waitViews(t, ps, names(ps), nodeapi.StatusAlive, 60*time.Second)
 		all := time.Now()
 		// Split the figure: starting the process in its namespace (slow on
 		// a loaded machine) is not the rejoin.

@@ -16,6 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/usererr"
+	"github.com/clusterctl/clusterctl/nodeapi"
 )
 
 // appCommands are the subcommands for the node's applications: they read
@@ -72,7 +73,7 @@ func query(path string) (agent.LocalView, error) {
 	return agent.QueryLocal(ctx, path)
 }
 
-var statuses = []string{agent.StateAlive, agent.StateSuspect, agent.StateLeaving, agent.StateLeft, agent.StateFailed}
+var statuses = []string{string(nodeapi.StatusAlive), string(nodeapi.StatusSuspect), string(nodeapi.StatusLeaving), string(nodeapi.StatusLeft), string(nodeapi.StatusFailed)}
 
 // membersCmd: clusterctl-agent members [--role R] [--status S] [-o table|json]
 func membersCmd(args []string, stdout io.Writer) error {

@@ -62,7 +62,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/ports"
@@ -413,7 +412,7 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	for i, nd := range nodes {
 		names[i] = nd.name
 	}
-	allAlive := func(nd *node) bool { return nd.view.all(names, agent.StateAlive) }
+	allAlive := func(nd *node) bool { return nd.view.all(names, string(nodeapi.StatusAlive)) }
 
 	// Convergence: every agent sees all N alive.
 	if d, ok := waitUntil(p.phaseLimit, func() bool { return every(nodes, allAlive) }); ok {
@@ -477,8 +476,8 @@ func measure(bin, dir string, n int, p params, pl plan) (r result) {
 	leftNames, rightNames := names[:n/2], names[n/2:]
 	if d, ok := waitUntil(p.phaseLimit, func() bool {
 		return every(right, func(nd *node) bool { return cliSees(nd, nodeapi.StatusFailed) }) &&
-			every(left, func(nd *node) bool { return nd.view.all(rightNames, agent.StateFailed) }) &&
-			every(right, func(nd *node) bool { return nd.view.all(leftNames, agent.StateFailed) })
+			every(left, func(nd *node) bool { return nd.view.all(rightNames, string(nodeapi.StatusFailed)) }) &&
+			every(right, func(nd *node) bool { return nd.view.all(leftNames, string(nodeapi.StatusFailed)) })
 	}); !ok {
 		r.heal = "cut: > " + fmtDur(d)
 		r.problems = append(r.problems, "the two halves did not declare each other failed")
