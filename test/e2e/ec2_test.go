@@ -34,6 +34,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/testkit"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -71,7 +73,7 @@ func ec2Outer(t *testing.T) {
 		t.Fatal("the EC2 e2e test needs root (network namespaces)")
 	}
 	mototest.Require(t)
-	if _, err := exec.LookPath("cloud-init"); err != nil && os.Getenv("CLUSTERCTL_REQUIRE_TOOLS") != "" {
+	if _, err := exec.LookPath("cloud-init"); err != nil && testkit.ToolsRequired() {
 		t.Fatal("cloud-init is missing (its schema check validates the user-data): apt-get install cloud-init")
 	}
 	root, _ := filepath.Abs("../..")

@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/testkit"
 
 	"gopkg.in/yaml.v3"
 
@@ -51,25 +52,6 @@ type osEnv struct {
 	home   string
 	config string
 	cloud  *openstacktest.Cloud
-}
-
-// freePort finds a TCP and UDP port free on 127.0.0.1 for gossip.
-func freePort(t *testing.T) int {
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port for gossip")
-	return 0
 }
 
 func osSetup(t *testing.T) *osEnv {
@@ -132,7 +114,7 @@ openstack:
   floating_ip_pool: public
   poll_interval: 100ms
   api_from: [127.0.0.1/32]  # listed, so nothing asks a real "what is my IP" endpoint
-`, freePort(t), filepath.Join(cdir, "clouds.yaml")))
+`, testkit.FreePort(t, "127.0.0.1"), filepath.Join(cdir, "clouds.yaml")))
 	return e
 }
 
