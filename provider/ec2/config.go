@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterctl/clusterctl/provider"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
@@ -84,7 +86,8 @@ var (
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Every problem is reported at once, each
 // as a *usererr.InputError. It needs no network.
-func ParseConfig(node *yaml.Node) (Config, error) {
+func ParseConfig(env provider.Env) (Config, error) {
+	node := env.Config
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
 		fix := fixConfig

@@ -15,7 +15,7 @@ import (
 )
 
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, err := ec2.ParseConfig(nil)
+	cfg, err := ec2.ParseConfig(provider.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestParseConfigErrors(t *testing.T) {
 			if err := yaml.Unmarshal([]byte(tt.text), &doc); err != nil {
 				t.Fatal(err)
 			}
-			_, err := ec2.ParseConfig(&doc)
+			_, err := ec2.ParseConfig(provider.Env{Config: &doc})
 			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %T %v, want *InputError", err, err)
@@ -84,7 +84,7 @@ func FuzzParseConfig(f *testing.F) {
 		if yaml.Unmarshal([]byte(text), &doc) != nil {
 			return
 		}
-		cfg, err := ec2.ParseConfig(&doc)
+		cfg, err := ec2.ParseConfig(provider.Env{Config: &doc})
 		if err != nil {
 			var ie *usererr.InputError
 			if !errors.As(err, &ie) {
@@ -131,7 +131,7 @@ func TestObserverCIDRsRemoved(t *testing.T) {
 	if err := yaml.Unmarshal([]byte("region: eu-west-1\nobserver_cidrs: [10.8.0.0/24]\n"), &doc); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ec2.ParseConfig(&doc)
+	_, err := ec2.ParseConfig(provider.Env{Config: &doc})
 	var ie *usererr.InputError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "observer_cidrs") || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("error %v, want the unknown key observer_cidrs at line 2", err)

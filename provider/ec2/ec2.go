@@ -125,7 +125,7 @@ func WithPublicIP(opts publicip.Options) Option {
 // New makes the provider from its environment. It creates nothing and needs
 // no network; credentials are looked up on first use.
 func New(env provider.Env, opts ...Option) (*Provider, error) {
-	cfg, err := ParseConfig(env.Config)
+	cfg, err := ParseConfig(env)
 	if err != nil {
 		return nil, err
 	}

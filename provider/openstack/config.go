@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterctl/clusterctl/provider"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
@@ -68,9 +70,10 @@ const apiFromKey = "openstack.api_from"
 
 // ParseConfig decodes the provider's section strictly, fills in defaults
 // and validates it; every problem is reported at once. It reads no file
-// and uses no network. cluster is the cluster name (for default names);
-// configDir resolves relative paths.
-func ParseConfig(node *yaml.Node, cluster, configDir string) (Config, error) {
+// and uses no network. env.Cluster names the cluster (for default names);
+// env.ConfigDir resolves relative paths.
+func ParseConfig(env provider.Env) (Config, error) {
+	node, cluster, configDir := env.Config, env.Cluster, env.ConfigDir
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
 		fix := fixConfig

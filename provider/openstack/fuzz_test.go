@@ -3,6 +3,8 @@ package openstack_test
 import (
 	"testing"
 
+	"github.com/clusterctl/clusterctl/provider"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider/openstack"
@@ -21,7 +23,7 @@ func FuzzParseConfig(f *testing.F) {
 		if yaml.Unmarshal([]byte(section), &node) != nil {
 			return
 		}
-		cfg, err := openstack.ParseConfig(&node, "lab", "")
+		cfg, err := openstack.ParseConfig(provider.Env{Config: &node, Cluster: "lab"})
 		if err != nil {
 			return
 		}

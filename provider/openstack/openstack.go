@@ -90,7 +90,7 @@ var (
 // New makes the provider from its environment. It reads no file and uses
 // no network: credentials are found and checked on first use (Preflight).
 func New(env provider.Env) (*Provider, error) {
-	cfg, err := ParseConfig(env.Config, env.Cluster, env.ConfigDir)
+	cfg, err := ParseConfig(env)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
@@ -55,9 +53,10 @@ const fixConfig = `edit the "qemu:" section of the cluster config`
 // defaults and validates the values. Every problem is reported at once, each
 // as a *usererr.InputError.
 //
-// Relative paths (image, kernel, initrd) are taken relative to baseDir, the
+// Relative paths (image, kernel, initrd) are taken relative to env.ConfigDir, the
 // config file's directory, or to the working directory when it is "".
-func ParseConfig(node *yaml.Node, baseDir string) (Config, error) {
+func ParseConfig(env provider.Env) (Config, error) {
+	node, baseDir := env.Config, env.ConfigDir
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
 		return Config{}, &usererr.InputError{Err: fmt.Errorf("qemu config: %w", err), Fix: fixConfig}

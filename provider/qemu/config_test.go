@@ -19,9 +19,9 @@ func parse(t *testing.T, text string) (Config, error) {
 		t.Fatalf("test YAML: %v", err)
 	}
 	if doc.Kind == 0 {
-		return ParseConfig(nil, "")
+		return ParseConfig(provider.Env{})
 	}
-	return ParseConfig(&doc, "")
+	return ParseConfig(provider.Env{Config: &doc})
 }
 
 // inputErrors unjoins err and checks every part is an *InputError with a Fix.
@@ -190,7 +190,7 @@ func FuzzParseConfig(f *testing.F) {
 		if yaml.Unmarshal([]byte(text), &doc) != nil || doc.Kind == 0 {
 			return
 		}
-		cfg, err := ParseConfig(&doc, "")
+		cfg, err := ParseConfig(provider.Env{Config: &doc})
 		if err != nil {
 			for _, e := range unjoin(err) {
 				var ie *usererr.InputError
@@ -219,7 +219,7 @@ func TestRelativePathsFollowTheConfigFile(t *testing.T) {
 	if err := yaml.Unmarshal([]byte("image: img/disk.raw\nkernel: /abs/vmlinuz\n"), &doc); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig(&doc, "/etc/clusters")
+	cfg, err := ParseConfig(provider.Env{Config: &doc, ConfigDir: "/etc/clusters"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ var (
 
 // New makes the provider from its environment; it creates nothing.
 func New(env provider.Env) (*Provider, error) {
-	cfg, err := ParseConfig(env.Config, env.ConfigDir)
+	cfg, err := ParseConfig(env)
 	if err != nil {
 		return nil, err
 	}

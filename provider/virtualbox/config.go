@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/clusterctl/clusterctl/internal/strictyaml"
 	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
@@ -75,9 +73,10 @@ const fixConfig = `edit the "virtualbox:" section of the cluster config`
 
 // ParseConfig decodes the provider's config section strictly, fills in the
 // defaults and validates the values. Relative paths are taken relative to
-// configDir ("" = the working directory). Every problem is reported at once,
+// env.ConfigDir ("" = the working directory). Every problem is reported at once,
 // each as a *usererr.InputError.
-func ParseConfig(node *yaml.Node, configDir string) (Config, error) {
+func ParseConfig(env provider.Env) (Config, error) {
+	node, configDir := env.Config, env.ConfigDir
 	var cfg Config
 	if err := strictyaml.Decode(node, &cfg); err != nil {
 		return Config{}, &usererr.InputError{Err: fmt.Errorf("virtualbox config: %w", err), Fix: fixConfig}

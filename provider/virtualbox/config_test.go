@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/provider"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/usererr"
@@ -22,7 +24,7 @@ func parse(t *testing.T, text string) (Config, error) {
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatal(err)
 	}
-	return ParseConfig(&doc, "/cfg")
+	return ParseConfig(provider.Env{Config: &doc, ConfigDir: "/cfg"})
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -83,7 +85,7 @@ func FuzzParseConfig(f *testing.F) {
 		if yaml.Unmarshal([]byte(text), &doc) != nil {
 			return
 		}
-		cfg, err := ParseConfig(&doc, "/cfg")
+		cfg, err := ParseConfig(provider.Env{Config: &doc, ConfigDir: "/cfg"})
 		if err != nil {
 			return
 		}

@@ -65,7 +65,7 @@ var (
 // not need VirtualBox: VBoxManage is looked up on first use, so that render
 // works on a machine without it.
 func New(env provider.Env) (*Provider, error) {
-	cfg, err := ParseConfig(env.Config, env.ConfigDir)
+	cfg, err := ParseConfig(env)
 	if err != nil {
 		return nil, err
 	}

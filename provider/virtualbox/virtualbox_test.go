@@ -349,7 +349,7 @@ func TestExampleConfig(t *testing.T) {
 	if err := unmarshalYAML(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig(doc.VirtualBox.Node, "/home/me/cluster")
+	cfg, err := ParseConfig(provider.Env{Config: doc.VirtualBox.Node, ConfigDir: "/home/me/cluster"})
 	if err != nil {
 		t.Fatalf("the example's virtualbox: section: %v", err)
 	}
