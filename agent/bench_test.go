@@ -28,8 +28,10 @@ func percentile(sorted []time.Duration, p float64) float64 {
 }
 
 // BenchmarkJoinDetection measures how long after a new agent's Join returns
-// another member learns of it by gossip, with production memberlist timings
-// on loopback: the new agent joins a seed node; a watching agent, joined to
+// another member learns of it by gossip, on loopback with the agent tests'
+// fast timing (testTiming: gossip every 20 ms, push/pull every second; not
+// the shipped timing, which nodeapi's BenchmarkDetection uses): the new
+// agent joins a seed node; a watching agent, joined to
 // the seed, learns of it by gossip (what the node API of a node other than
 // the seed then streams to the CLI; nodeapi's BenchmarkDetection measures
 // that path end to end).

@@ -91,13 +91,6 @@ func startGossip(cfg gossipConfig) (*gossip, error) {
 		mc.SecretKey = nil
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
-		// No LZW: memberlist packs broadcasts into a packet by their
-		// uncompressed size, so compression only shrinks bytes on the wire,
-		// and it costs an LZW writer (tens of KB allocated) for every packet
-		// and push/pull, a sixth of the CPU of a batch start
-		// (docs/benchmarks.md). Compressed messages from other members are
-		// still read.
-		mc.EnableCompression = false
 		mc.Transport = tr
 		mc.BindAddr = cfg.bindAddr
 		mc.BindPort = port

@@ -8,12 +8,19 @@ import (
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
 )
 
-// ApplyTiming sets t (with defaults) on a serf config and its memberlist config:
-// the agent's gossip, and nodeapi's detection benchmark, which measures
-// what ships.
+// ApplyTiming sets t (with defaults) and the agent's wire settings on a
+// serf config and its memberlist config: the agent's gossip, and nodeapi's
+// detection benchmark, which measures what ships.
 func ApplyTiming(t agentconfig.Timing, sc *serf.Config) {
 	t = t.WithDefaults()
 	mc := sc.MemberlistConfig
+	// No LZW: memberlist packs broadcasts into a packet by their
+	// uncompressed size, so compression only shrinks bytes on the wire,
+	// and it costs an LZW writer (tens of KB allocated) for every packet
+	// and push/pull, a sixth of the CPU of a batch start
+	// (docs/benchmarks.md). Compressed messages from other members are
+	// still read.
+	mc.EnableCompression = false
 	mc.ProbeInterval = time.Duration(t.ProbeInterval)
 	mc.ProbeTimeout = time.Duration(t.ProbeTimeout)
 	mc.SuspicionMult = t.SuspicionMult

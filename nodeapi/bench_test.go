@@ -3,9 +3,11 @@ package nodeapi
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -145,7 +147,9 @@ func BenchmarkDetection(b *testing.B) {
 		}
 		return out
 	}
+	sched := readSched()
 	atFollowed := measure("f", followed, joins, false)
+	sched = readSched().since(sched)
 	atOther := measure("o", other, otherJoins, true)
 
 	// One connection's cost, and the poll model built on it.
@@ -212,6 +216,7 @@ func BenchmarkDetection(b *testing.B) {
 	fmt.Printf("| status: Members, 100 silent nodes (connect timeout %v) | 1 | %v | | |\n\n", DefaultConnectTimeout, round(unreach))
 	fmt.Printf("streams re-established during the joins: %d\n", resyncs)
 	printStages(stages)
+	sched.print()
 	slices.Sort(atFollowed)
 	b.ReportMetric(float64(atFollowed[len(atFollowed)*99/100].Microseconds())/1000, "p99-ms")
 }
@@ -327,5 +332,68 @@ func printStages(all []stageTimes) {
 		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", ms(s.client.Sub(s.t0)), ms(s.joined.Sub(s.t0)), ms(s.merge.Sub(s.t0)),
 			ms(s.event.Sub(s.merge)), ms(s.taken.Sub(s.event)), ms(s.client.Sub(s.taken)))
 	}
+	fmt.Println()
+}
+
+// schedHist is the Go runtime's own account of waiting, from
+// runtime/metrics: how long goroutines stayed runnable before a CPU took
+// them (the scheduler's latency), and how long the GC stopped the world.
+// Taken across the joins at the followed node, it says how much of a
+// stage's tail is waiting for a CPU rather than work of the stage.
+type schedHist struct {
+	lat, pause *metrics.Float64Histogram
+}
+
+var schedMetrics = []string{"/sched/latencies:seconds", "/sched/pauses/total/gc:seconds"}
+
+func readSched() schedHist {
+	s := make([]metrics.Sample, len(schedMetrics))
+	for i, n := range schedMetrics {
+		s[i].Name = n
+	}
+	metrics.Read(s)
+	return schedHist{lat: s[0].Value.Float64Histogram(), pause: s[1].Value.Float64Histogram()}
+}
+
+// since is the histogram of what happened after before was read.
+func (h schedHist) since(before schedHist) schedHist {
+	sub := func(a, b *metrics.Float64Histogram) *metrics.Float64Histogram {
+		out := &metrics.Float64Histogram{Buckets: a.Buckets, Counts: slices.Clone(a.Counts)}
+		for i := range out.Counts {
+			out.Counts[i] -= b.Counts[i]
+		}
+		return out
+	}
+	return schedHist{lat: sub(h.lat, before.lat), pause: sub(h.pause, before.pause)}
+}
+
+func (h schedHist) print() {
+	fmt.Printf("| the Go runtime during the joins at the followed node | n | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n")
+	row := func(what string, hist *metrics.Float64Histogram) {
+		var n uint64
+		for _, c := range hist.Counts {
+			n += c
+		}
+		if n == 0 {
+			return
+		}
+		// The upper bound of the bucket holding the q-th sample.
+		q := func(p float64) string {
+			want, seen := min(uint64(p*float64(n)), n-1), uint64(0)
+			for i, c := range hist.Counts {
+				seen += c
+				if seen > want {
+					if math.IsInf(hist.Buckets[i+1], 1) {
+						return ">" + round(time.Duration(hist.Buckets[i]*float64(time.Second))).String()
+					}
+					return "≤" + round(time.Duration(hist.Buckets[i+1]*float64(time.Second))).String()
+				}
+			}
+			return "?"
+		}
+		fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", what, n, q(0.5), q(0.99), q(0.999), q(1))
+	}
+	row("a runnable goroutine waited for a CPU (/sched/latencies)", h.lat)
+	row("the GC stopped the world (/sched/pauses/total/gc)", h.pause)
 	fmt.Println()
 }
