@@ -113,19 +113,16 @@ func ec2Outer(t *testing.T) {
 }
 
 type ec2World struct {
-	t        *testing.T
-	bin      string
-	prefix   string
-	home     string
-	config   string
-	moto     *mototest.Server
-	ec2      *awsec2.Client
-	s3       *s3.Client
-	dir      string
-	mu       sync.Mutex
-	booted   map[string]*exec.Cmd // instance id -> its agent
-	failures []string
-	n        int
+	player
+	bin    string
+	prefix string
+	home   string
+	config string
+	moto   *mototest.Server
+	ec2    *awsec2.Client
+	s3     *s3.Client
+	dir    string
+	n      int
 }
 
 func ec2Sh(t *testing.T, args ...string) {
@@ -136,7 +133,7 @@ func ec2Sh(t *testing.T, args ...string) {
 }
 
 func ec2Inner(t *testing.T) {
-	w := &ec2World{t: t, bin: os.Getenv("CCTL_EC2_BIN"), prefix: os.Getenv("CCTL_EC2_NS_PREFIX"), home: t.TempDir(), dir: t.TempDir(), booted: map[string]*exec.Cmd{}}
+	w := &ec2World{player: newPlayer(t, "instance"), bin: os.Getenv("CCTL_EC2_BIN"), prefix: os.Getenv("CCTL_EC2_NS_PREFIX"), home: t.TempDir(), dir: t.TempDir()}
 	ec2Sh(t, "ip", "link", "set", "lo", "up")
 	ec2Sh(t, "ip", "link", "add", ec2Bridge, "type", "bridge")
 	ec2Sh(t, "ip", "addr", "add", ec2Observer+"/16", "dev", ec2Bridge)
@@ -176,7 +173,7 @@ ec2:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); w.playInstances(ctx) }()
+	go func() { defer wg.Done(); w.playEC2(ctx, w.ec2, w.boot) }()
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
@@ -286,54 +283,6 @@ func (w *ec2World) cli(d time.Duration, args ...string) (string, error) {
 		return nil
 	})
 	return out.String(), nil
-}
-
-func (w *ec2World) fail(format string, args ...any) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.failures = append(w.failures, fmt.Sprintf(format, args...))
-}
-
-func (w *ec2World) checkFailures() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, f := range w.failures {
-		w.t.Error("instance harness: " + f)
-	}
-	w.failures = nil
-}
-
-// playInstances boots every new instance moto reports, and powers off the
-// agents of instances moto has terminated.
-func (w *ec2World) playInstances(ctx context.Context) {
-	tick := time.NewTicker(300 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
-		if err == nil {
-			for _, r := range out.Reservations {
-				for _, in := range r.Instances {
-					id := aws.ToString(in.InstanceId)
-					w.mu.Lock()
-					cmd, seen := w.booted[id]
-					w.mu.Unlock()
-					switch {
-					case !seen && in.State.Name == types.InstanceStateNameRunning:
-						w.boot(ctx, in)
-					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil && cmd.ProcessState == nil:
-						_ = cmd.Process.Kill()
-						_, _ = cmd.Process.Wait()
-					}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // boot does what cloud-init and the instance would do with the user-data.

@@ -18,8 +18,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"io"
 	"net"
 	"net/http"
@@ -33,6 +31,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -280,7 +281,7 @@ func TestNATOldObserverFails(t *testing.T) {
 // CLI in the laptop's namespace, and a harness that plays each instance
 // moto reports as a node of the lab at the instance's own addresses.
 type natEC2 struct {
-	t      *testing.T
+	player
 	lab    *natlab.Lab
 	bin    string
 	home   string
@@ -289,10 +290,6 @@ type natEC2 struct {
 	http   *http.Client // from the laptop's namespace
 	ec2    *awsec2.Client
 	s3     *s3.Client
-
-	mu       sync.Mutex
-	booted   map[string]*exec.Cmd // instance id → its agent (nil while booting)
-	failures []string
 }
 
 // TestNATLaptopEC2 is issue 9's end-to-end test for EC2: the real
@@ -311,7 +308,7 @@ func TestNATLaptopEC2(t *testing.T) {
 	mototest.Require(t)
 	mototest.IsolateAWSEnv(t)
 	lab := natlab.New(t)
-	w := &natEC2{t: t, lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop), booted: map[string]*exec.Cmd{}}
+	w := &natEC2{player: newPlayer(t, "instance"), lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop)}
 
 	// moto on the laptop's loopback: the CLI talks to the AWS API itself,
 	// and the harness reads the user-data from it.
@@ -366,7 +363,7 @@ ec2:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); w.playInstances(ctx) }()
+	go func() { defer wg.Done(); w.playEC2(ctx, w.ec2, w.boot) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	out, err := w.cli(10*time.Minute, "up", "--provider", "ec2", "red", "blue", "-o", "json")
@@ -532,53 +529,6 @@ func (w *natEC2) status() map[string]string {
 	return m
 }
 
-func (w *natEC2) fail(format string, args ...any) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.failures = append(w.failures, fmt.Sprintf(format, args...))
-}
-
-func (w *natEC2) checkFailures() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, f := range w.failures {
-		w.t.Error("instance harness: " + f)
-	}
-	w.failures = nil
-}
-
-// playInstances boots every new running instance of the cluster and stops
-// the agents of instances moto has terminated.
-func (w *natEC2) playInstances(ctx context.Context) {
-	tick := time.NewTicker(300 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
-		if err == nil {
-			for _, r := range out.Reservations {
-				for _, in := range r.Instances {
-					id := aws.ToString(in.InstanceId)
-					w.mu.Lock()
-					cmd, seen := w.booted[id]
-					w.mu.Unlock()
-					switch {
-					case !seen && in.State.Name == types.InstanceStateNameRunning:
-						w.boot(ctx, in)
-					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil && cmd.ProcessState == nil:
-						_ = cmd.Process.Kill() // powered off
-					}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
 // boot does what cloud-init and the instance would do with the user-data,
 // in a lab node at the instance's addresses.
 func (w *natEC2) boot(ctx context.Context, in types.Instance) {
@@ -741,7 +691,7 @@ func (w *natEC2) checkNothingLeft() {
 // plays each server with a floating IP as a node of the lab at the server's
 // fixed address, mapped 1:1 to its floating IP.
 type natOS struct {
-	t      *testing.T
+	player
 	lab    *natlab.Lab
 	bin    string
 	home   string
@@ -749,10 +699,6 @@ type natOS struct {
 	config string
 	cloud  *openstacktest.Cloud
 	http   *http.Client // from the laptop's namespace
-
-	mu       sync.Mutex
-	booted   map[string]*exec.Cmd // server id → its agent (nil if its boot failed)
-	failures []string
 }
 
 // natOSCluster is the cluster's name in TestNATLaptopOpenStack.
@@ -777,7 +723,7 @@ func TestNATLaptopOpenStack(t *testing.T) {
 		return
 	}
 	lab := natlab.New(t)
-	w := &natOS{t: t, lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop), booted: map[string]*exec.Cmd{}}
+	w := &natOS{player: newPlayer(t, "server"), lab: lab, bin: bin, home: t.TempDir(), dir: t.TempDir(), http: lab.HTTPClient(lab.Laptop)}
 
 	// The fake cloud listens on the laptop's loopback (its listener is
 	// made in the laptop's namespace): the CLI reaches it, the nodes
@@ -952,21 +898,6 @@ func (w *natOS) status() map[string]string {
 		m[n.Name] = n.Gossip
 	}
 	return m
-}
-
-func (w *natOS) fail(format string, args ...any) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.failures = append(w.failures, fmt.Sprintf(format, args...))
-}
-
-func (w *natOS) checkFailures() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, f := range w.failures {
-		w.t.Error("server harness: " + f)
-	}
-	w.failures = nil
 }
 
 // playServers boots every server that is ACTIVE with a floating IP on its

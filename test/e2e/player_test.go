@@ -1,0 +1,91 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/clusterctl/clusterctl/provider/ec2"
+)
+
+// player is what every e2e harness that plays a cloud's instances shares:
+// the instances it booted, each with its agent process (nil while booting
+// or when its boot failed), and what went wrong while booting them, which
+// the test reports at its checkpoints (checkFailures) rather than from the
+// playing goroutine.
+type player struct {
+	t    *testing.T
+	what string // "instance" or "server", for the failure lines
+
+	mu       sync.Mutex
+	booted   map[string]*exec.Cmd
+	failures []string
+}
+
+func newPlayer(t *testing.T, what string) player {
+	return player{t: t, what: what, booted: map[string]*exec.Cmd{}}
+}
+
+// fail notes a problem found while booting; checkFailures reports it.
+func (p *player) fail(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures = append(p.failures, fmt.Sprintf(format, args...))
+}
+
+// checkFailures reports, on the test, every problem noted since the last call.
+func (p *player) checkFailures() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.failures {
+		p.t.Error(p.what + " harness: " + f)
+	}
+	p.failures = nil
+}
+
+// playEC2 asks moto every 300 ms for the instances of cluster ec2ClusterNm
+// until ctx ends: it calls boot (which records the instance in booted) for
+// each running instance it has not seen, and kills the agent of each
+// instance moto has terminated (powered off; whoever started the agent
+// reaps it).
+func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(context.Context, types.Instance)) {
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := client.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
+		if err == nil {
+			for _, r := range out.Reservations {
+				for _, in := range r.Instances {
+					id := aws.ToString(in.InstanceId)
+					p.mu.Lock()
+					cmd, seen := p.booted[id]
+					p.mu.Unlock()
+					switch {
+					case !seen && in.State.Name == types.InstanceStateNameRunning:
+						boot(ctx, in)
+					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil:
+						_ = cmd.Process.Kill()
+						p.mu.Lock()
+						p.booted[id] = nil
+						p.mu.Unlock()
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
