@@ -20,11 +20,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,7 +39,6 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
@@ -180,7 +176,7 @@ ec2:
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for _, c := range w.booted {
-			if c.Process != nil {
+			if c != nil && c.Process != nil { // nil: never started, or powered off by the player
 				_ = c.Process.Kill()
 				_, _ = c.Process.Wait()
 			}
@@ -319,65 +315,11 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	} else {
 		w.t.Logf("cloud-init not installed: schema check of %s skipped", id)
 	}
-	var doc struct {
-		WriteFiles []struct{ Path, Content, Permissions string } `yaml:"write_files"`
-		Runcmd     []any                                         `yaml:"runcmd"`
-	}
-	if err := yaml.Unmarshal(ud, &doc); err != nil {
-		w.fail("%s: user-data YAML: %v", id, err)
-		return
-	}
-	files := map[string]string{}
-	for _, f := range doc.WriteFiles {
-		files[f.Path] = f.Content
-	}
-
-	// The agent download, exactly as the install command in runcmd says.
-	var url, sum string
-	for _, c := range doc.Runcmd {
-		argv, _ := c.([]any)
-		if len(argv) >= 7 && argv[3] == "clusterctl-agent-install" {
-			if argv[4] != "url" {
-				w.fail("%s: agent source %v, want url", id, argv[4])
-				return
-			}
-			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
-		}
-	}
-	if url == "" {
-		w.fail("%s: no agent install command in runcmd", id)
-		return
-	}
-	resp, err := http.Get(url)
+	inst, err := unpack(http.DefaultClient, ud, dir, id)
 	if err != nil {
-		w.fail("%s: download agent: %v", id, err)
+		w.fail("%s: %v", id, err)
 		return
 	}
-	bin, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	h := sha256.Sum256(bin)
-	if resp.StatusCode != 200 || hex.EncodeToString(h[:]) != sum {
-		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", id, resp.Status, len(bin), h, sum)
-		return
-	}
-	agentPath := filepath.Join(dir, "clusterctl-agent")
-	_ = os.WriteFile(agentPath, bin, 0o755)
-
-	// write_files, with the paths moved into the instance's directory, and
-	// the instance data cloud-init would have written.
-	var acfg map[string]any
-	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &acfg); err != nil {
-		w.fail("%s: agent.json from write_files: %v", id, err)
-		return
-	}
-	hosts := filepath.Join(dir, "hosts")
-	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
-	idata := filepath.Join(dir, "instance-data.json")
-	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
-	acfg["hosts_file"], acfg["instance_data_path"], acfg["state_dir"] = hosts, idata, filepath.Join(dir, "state")
-	b, _ := json.Marshal(acfg)
-	cfgPath := filepath.Join(dir, "agent.json")
-	_ = os.WriteFile(cfgPath, b, 0o600)
 
 	// The instance's network: its own namespace with its private address.
 	ns := fmt.Sprintf("%s-i%d", w.prefix, n)
@@ -397,7 +339,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 		}
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := exec.Command("ip", "netns", "exec", ns, agentPath, "-config", cfgPath)
+	cmd := exec.Command("ip", "netns", "exec", ns, inst.agent, "-config", inst.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		w.fail("%s: start agent: %v", id, err)

@@ -14,11 +14,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -43,7 +40,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
-	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider/ec2"
@@ -558,63 +554,14 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		w.fail("%s: %v", id, err)
 		return
 	}
-	var doc struct {
-		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
-		Runcmd     []any                            `yaml:"runcmd"`
-	}
-	if err := yaml.Unmarshal(ud, &doc); err != nil {
-		w.fail("%s: user-data YAML: %v", id, err)
-		return
-	}
-	files := map[string]string{}
-	for _, f := range doc.WriteFiles {
-		files[f.Path] = f.Content
-	}
-
-	// The agent, exactly as the install command in runcmd says; the
-	// harness fetches it for the node, which has no way out.
-	var url, sum string
-	for _, c := range doc.Runcmd {
-		argv, _ := c.([]any)
-		if len(argv) >= 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
-			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
-		}
-	}
-	if url == "" {
-		w.fail("%s: no agent download in runcmd", id)
-		return
-	}
-	resp, err := w.http.Get(url)
+	inst, err := unpack(w.http, ud, dir, id)
 	if err != nil {
-		w.fail("%s: download agent: %v", id, err)
+		w.fail("%s: %v", id, err)
 		return
 	}
-	bin, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
-		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", id, resp.Status, len(bin), h, sum)
-		return
-	}
-	agentPath := filepath.Join(dir, "clusterctl-agent")
-	_ = os.WriteFile(agentPath, bin, 0o755)
-
-	// write_files, with the paths moved into the instance's directory.
-	var acfg map[string]any
-	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &acfg); err != nil {
-		w.fail("%s: agent.json from write_files: %v", id, err)
-		return
-	}
-	if _, ok := acfg["api"]; !ok {
+	if _, ok := inst.cfg["api"]; !ok {
 		w.fail("%s: the agent config serves no API (no api section)", id)
 	}
-	hosts := filepath.Join(dir, "hosts")
-	_ = os.WriteFile(hosts, []byte(files["/etc/hosts"]), 0o644)
-	idata := filepath.Join(dir, "instance-data.json")
-	_ = os.WriteFile(idata, []byte(fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id)), 0o600)
-	acfg["hosts_file"], acfg["instance_data_path"], acfg["state_dir"] = hosts, idata, filepath.Join(dir, "state")
-	b, _ := json.Marshal(acfg)
-	cfgPath := filepath.Join(dir, "agent.json")
-	_ = os.WriteFile(cfgPath, b, 0o600)
 
 	ns, err := w.addNode(strings.ToLower(id), private, public)
 	if err != nil {
@@ -622,7 +569,7 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		return
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := w.lab.Command(context.Background(), ns, agentPath, "-config", cfgPath)
+	cmd := w.lab.Command(context.Background(), ns, inst.agent, "-config", inst.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := w.lab.Start(cmd); err != nil {
 		w.fail("%s: %v", id, err)
@@ -956,80 +903,29 @@ func (w *natOS) boot(s openstacktest.Server, floatingIP string) *exec.Cmd {
 		w.fail("%s: user-data does not start with #cloud-config: %.40q", s.Name, s.UserData)
 		return nil
 	}
-	var ud userData
-	if err := yaml.Unmarshal(s.UserData, &ud); err != nil {
-		w.fail("%s: user-data YAML: %v", s.Name, err)
-		return nil
-	}
-	files := map[string]string{}
-	for _, f := range ud.WriteFiles {
-		files[f.Path] = f.Content
-	}
-	var url, sum string
-	for _, c := range ud.Runcmd {
-		argv, _ := c.([]any)
-		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
-			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
-		}
-	}
-	if url == "" {
-		w.fail("%s: no agent download in runcmd", s.Name)
-		return nil
-	}
+	// The agent from the Swift temporary URL (no credentials); the
+	// harness fetches it for the node, which has no way out. The node's
+	// eth0 holds the fixed address, so the agent finds its address in
+	// advertise_cidr itself.
 	dir := filepath.Join(w.dir, s.Name+"-"+s.ID[:8])
-	_ = os.MkdirAll(dir, 0o700)
-
-	// The agent from the Swift temporary URL (no credentials), checked
-	// against the user-data's SHA-256; the harness fetches it for the
-	// node, which has no way out.
-	resp, err := w.http.Get(url)
+	inst, err := unpack(w.http, s.UserData, dir, s.ID)
 	if err != nil {
-		w.fail("%s: download agent: %v", s.Name, err)
+		w.fail("%s: %v", s.Name, err)
 		return nil
 	}
-	bin, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
-		w.fail("%s: agent download %s: %d bytes, sha256 %x, want %s", s.Name, resp.Status, len(bin), h, sum)
-		return nil
+	if c, err := netip.ParsePrefix(fmt.Sprint(inst.cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
+		w.fail("%s: agent.json advertise_cidr %v does not hold the fixed address %s", s.Name, inst.cfg["advertise_cidr"], private)
 	}
-	agentPath := filepath.Join(dir, "clusterctl-agent")
-	_ = os.WriteFile(agentPath, bin, 0o755)
-
-	// The agent config as written, with its files moved into the server's
-	// directory. The node's eth0 holds the fixed address, so the agent
-	// finds its address in advertise_cidr itself.
-	var cfg map[string]any
-	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &cfg); err != nil {
-		w.fail("%s: agent.json from write_files: %v", s.Name, err)
-		return nil
-	}
-	if c, err := netip.ParsePrefix(fmt.Sprint(cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
-		w.fail("%s: agent.json advertise_cidr %v does not hold the fixed address %s", s.Name, cfg["advertise_cidr"], private)
-	}
-	if _, ok := cfg["api"].(map[string]any); !ok {
+	if _, ok := inst.cfg["api"].(map[string]any); !ok {
 		w.fail("%s: the agent config serves no API (no api section)", s.Name)
 	}
-	hosts := files["/etc/hosts"]
-	if hosts == "" {
-		hosts = "127.0.0.1 localhost\n"
-	}
-	cfg["hosts_file"] = filepath.Join(dir, "hosts")
-	writeFile(w.t, filepath.Join(dir, "hosts"), hosts)
-	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")
-	writeFile(w.t, filepath.Join(dir, "instance-data.json"), fmt.Sprintf(`{"v1":{"instance_id":%q}}`, s.ID))
-	cfg["state_dir"] = filepath.Join(dir, "state")
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "agent.json")
-	writeFile(w.t, cfgPath, string(b))
-
 	ns, err := w.lab.AddNodeAt(s.Name+"-"+s.ID[:8], private, public)
 	if err != nil {
 		w.fail("%s: %v", s.Name, err)
 		return nil
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := w.lab.Command(context.Background(), ns, agentPath, "-config", cfgPath)
+	cmd := w.lab.Command(context.Background(), ns, inst.agent, "-config", inst.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := w.lab.Start(cmd); err != nil {
 		w.fail("%s: %v", s.Name, err)

@@ -4,8 +4,17 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider/ec2"
 )
@@ -88,4 +98,86 @@ func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(c
 		case <-tick.C:
 		}
 	}
+}
+
+// instanceFiles is what a played instance runs: the agent downloaded as its
+// user-data says, and the agent config from its write_files with the
+// node's paths moved into the instance's directory.
+type instanceFiles struct {
+	agent  string         // the agent binary
+	config string         // the agent config to start it with
+	cfg    map[string]any // that config, for the harness's own checks
+}
+
+// unpack does what cloud-init and the install script would do with a
+// cloud-config user-data ud, into dir: it reads write_files, downloads the
+// agent with client exactly as the install command in runcmd says (source
+// url, then the SHA-256, which it checks), and writes the agent config,
+// /etc/hosts and the instance data (instance id id) that the agent reads.
+func unpack(client *http.Client, ud []byte, dir, id string) (instanceFiles, error) {
+	var doc struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+		Runcmd     []any                            `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal(ud, &doc); err != nil {
+		return instanceFiles{}, fmt.Errorf("user-data YAML: %w", err)
+	}
+	files := map[string]string{}
+	for _, f := range doc.WriteFiles {
+		files[f.Path] = f.Content
+	}
+	var url, sum string
+	for _, c := range doc.Runcmd {
+		argv, _ := c.([]any)
+		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" {
+			if argv[4] != "url" {
+				return instanceFiles{}, fmt.Errorf("agent source %v, want url", argv[4])
+			}
+			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
+		}
+	}
+	if url == "" {
+		return instanceFiles{}, errors.New("no agent install command in runcmd")
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return instanceFiles{}, fmt.Errorf("download agent: %w", err)
+	}
+	bin, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
+		return instanceFiles{}, fmt.Errorf("agent download %s: %d bytes, sha256 %x, want %s", resp.Status, len(bin), h, sum)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return instanceFiles{}, err
+	}
+	out := instanceFiles{agent: filepath.Join(dir, "clusterctl-agent"), config: filepath.Join(dir, "agent.json")}
+	if err := os.WriteFile(out.agent, bin, 0o755); err != nil {
+		return instanceFiles{}, err
+	}
+	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &out.cfg); err != nil {
+		return instanceFiles{}, fmt.Errorf("agent.json from write_files: %w", err)
+	}
+	hosts := files["/etc/hosts"]
+	if hosts == "" {
+		hosts = "127.0.0.1 localhost\n"
+	}
+	run := map[string]any{
+		"hosts_file":         filepath.Join(dir, "hosts"),
+		"instance_data_path": filepath.Join(dir, "instance-data.json"),
+		"state_dir":          filepath.Join(dir, "state"),
+	}
+	written := map[string]string{
+		run["hosts_file"].(string):         hosts,
+		run["instance_data_path"].(string): fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id),
+	}
+	maps.Copy(out.cfg, run)
+	b, _ := json.Marshal(out.cfg)
+	written[out.config] = string(b)
+	for path, content := range written {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return instanceFiles{}, err
+		}
+	}
+	return out, nil
 }
