@@ -29,9 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
-	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -41,6 +38,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"

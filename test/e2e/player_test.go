@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -115,10 +114,7 @@ type instanceFiles struct {
 // url, then the SHA-256, which it checks), and writes the agent config,
 // /etc/hosts and the instance data (instance id id) that the agent reads.
 func unpack(client *http.Client, ud []byte, dir, id string) (instanceFiles, error) {
-	var doc struct {
-		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
-		Runcmd     []any                            `yaml:"runcmd"`
-	}
+	var doc userData
 	if err := yaml.Unmarshal(ud, &doc); err != nil {
 		return instanceFiles{}, fmt.Errorf("user-data YAML: %w", err)
 	}
@@ -162,19 +158,14 @@ func unpack(client *http.Client, ud []byte, dir, id string) (instanceFiles, erro
 	if hosts == "" {
 		hosts = "127.0.0.1 localhost\n"
 	}
-	run := map[string]any{
-		"hosts_file":         filepath.Join(dir, "hosts"),
-		"instance_data_path": filepath.Join(dir, "instance-data.json"),
-		"state_dir":          filepath.Join(dir, "state"),
-	}
-	written := map[string]string{
-		run["hosts_file"].(string):         hosts,
-		run["instance_data_path"].(string): fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id),
-	}
-	maps.Copy(out.cfg, run)
+	hostsFile, instanceData := filepath.Join(dir, "hosts"), filepath.Join(dir, "instance-data.json")
+	out.cfg["hosts_file"], out.cfg["instance_data_path"], out.cfg["state_dir"] = hostsFile, instanceData, filepath.Join(dir, "state")
 	b, _ := json.Marshal(out.cfg)
-	written[out.config] = string(b)
-	for path, content := range written {
+	for path, content := range map[string]string{
+		hostsFile:    hosts,
+		instanceData: fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id),
+		out.config:   string(b),
+	} {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			return instanceFiles{}, err
 		}
