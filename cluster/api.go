@@ -136,11 +136,11 @@ func (r *renewer) check(ctx context.Context, name string, cert *x509.Certificate
 	r.mu.Unlock()
 	// The state follows the certificate the node serves (verified against
 	// the CA by the handshake): a renewal whose answer was lost still shows.
-	r.m.setNode(name, func(n *Node) {
-		if !n.CertNotAfter.Equal(cert.NotAfter) {
-			n.CertNotAfter = cert.NotAfter
-		}
-	})
+	// It is written only when it changes: this runs in every dial, and the
+	// dials firstOf drops still run after the command has its answer.
+	if st, err := r.m.Store.Load(); err == nil && st.Node(name) != nil && !st.Node(name).CertNotAfter.Equal(cert.NotAfter) {
+		r.m.setNode(name, func(n *Node) { n.CertNotAfter = cert.NotAfter })
+	}
 	if !pki.NeedsRenewal(cert, r.m.now()) {
 		return
 	}

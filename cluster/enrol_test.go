@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"github.com/clusterctl/clusterctl/internal/pki"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/clusterctl/clusterctl/cloudinit"
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/internal/testkit"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
@@ -97,6 +97,28 @@ func TestUserDataHoldsNoSecret(t *testing.T) {
 func bootingProvider(t *testing.T) provider.Provider {
 	p, _ := bootingFake(t)
 	return p
+}
+
+// TestUpWaitsForTheEnrolmentRecord: a node that keeps its grant at once
+// joins before its answer to the enrolment reaches the CLI; up still
+// returns only once the state records the enrolment (the token gone, the
+// node's SSH host key pinned), because a CLI that exits when up returns
+// would otherwise never record it.
+func TestUpWaitsForTheEnrolmentRecord(t *testing.T) {
+	p, b := bootingFake(t)
+	b.answerDelay = 2 * time.Second
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.Store.Load()
+	for _, n := range st.Nodes {
+		if n.EnrolledAt.IsZero() || n.EnrolToken != nil || n.HostKey == "" {
+			t.Errorf("%s when up returned: enrolled at %v, token kept %v, host key %q; want the enrolment recorded", n.Name, n.EnrolledAt, n.EnrolToken != nil, n.HostKey)
+		}
+	}
 }
 
 // TestEnrolment: up enrols each node over its API; afterwards the state

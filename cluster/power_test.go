@@ -28,13 +28,8 @@ func poweredFake(t *testing.T) (*fake.Provider, *booter) {
 
 // powerOff ends the agent of machine id at once, without a leave.
 func (b *booter) powerOff(_ context.Context, id string) error {
-	b.mu.Lock()
-	cancel, done := b.cancels[id], b.done[id]
-	delete(b.cancels, id)
-	b.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	if n := b.take(id); n != nil {
+		n.Stop()
 	}
 	return nil
 }

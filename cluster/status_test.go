@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -91,5 +93,33 @@ func TestStatusLaggingFollowedNode(t *testing.T) {
 	}
 	if !sawRedFirst {
 		t.Fatal("status never showed red's view first")
+	}
+}
+
+// TestStatusLeavesTheStateAlone: status on a settled cluster reaches its
+// nodes (each dial checks the node's certificate against the state) but
+// writes nothing: the dials a status drops once it has its answer go on
+// after it has returned, and must not be writing the state then.
+func TestStatusLeavesTheStateAlone(t *testing.T) {
+	p, _ := bootingFake(t)
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(m.Store.Dir, "state.json")
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := m.Status(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // the dropped dials' handshakes
+	if after, err := os.Stat(path); err != nil || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("state.json written by status: modified %v, was %v (%v)", after.ModTime(), before.ModTime(), err)
 	}
 }

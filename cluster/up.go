@@ -417,14 +417,24 @@ func (m *Manager) join(ctx context.Context, p provider.Provider, w *watcher, r *
 	tctx, cancel := context.WithTimeout(ctx, m.Cfg.Timeouts.Join)
 	defer cancel()
 	jctx, fail := context.WithCancelCause(tctx)
-	defer fail(nil)
+	// Both helpers write the node's record: join returns only after they
+	// have ended, so that what up reports is in the state when it returns.
+	var helpers sync.WaitGroup
+	defer func() { fail(nil); helpers.Wait() }()
 	if r.inst.PublicAddress == "" {
-		go m.learnPublicAddress(jctx, p, name, r.inst.ID)
+		helpers.Go(func() { m.learnPublicAddress(jctx, p, name, r.inst.ID) })
 	}
-	go m.enrol(jctx, w.client, name, fail)
+	enrolled := make(chan struct{})
+	helpers.Go(func() { defer close(enrolled); m.enrol(jctx, w.client, name, fail) })
 	mem, reach, err := w.wait(jctx, r.pl.node.Name, r.pl.node.Nonce)
-	if cause := context.Cause(jctx); err != nil && errors.Is(cause, errEnrolment) {
-		err = cause
+	if err == nil {
+		// The node joined, so it holds the grant enrol gave it: wait until
+		// enrol has recorded that (the token gone, the node's SSH host key
+		// pinned), or found it was not its grant.
+		<-enrolled
+	}
+	if cause := context.Cause(jctx); errors.Is(cause, errEnrolment) {
+		err = cause // a node that joined holding a grant that was not ours is no node of ours
 	}
 	if err != nil {
 		phaseErr := fmt.Errorf("join: %w", err)

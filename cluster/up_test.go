@@ -2,11 +2,9 @@ package cluster_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,10 +14,9 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/usererr"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/agent"
 	"github.com/clusterctl/clusterctl/cluster"
@@ -29,15 +26,14 @@ import (
 	"github.com/clusterctl/clusterctl/provider/fake"
 )
 
-// booter plays the guest for the fake provider: it reads the agent config
-// out of the rendered user-data (as cloud-init would write it) and runs a
-// real agent on the node's loopback address.
+// booter plays the guest for the fake provider: each machine boots a real
+// agent from its rendered user-data (guesttest.Boot) on the node's
+// loopback address.
 type booter struct {
-	t       *testing.T
-	mu      sync.Mutex
-	cancels map[string]context.CancelFunc
-	done    map[string]chan error
-	hosts   map[string]string
+	t     *testing.T
+	mu    sync.Mutex
+	nodes map[string]*guesttest.Node // running, by instance id
+	hosts map[string]string
 	// selfExit records agents whose Run returned nil before the machine was
 	// deleted: they left because they were asked to.
 	selfExit map[string]bool
@@ -57,6 +53,10 @@ type booter struct {
 	// lagging: a node's API hides these members from its view, as a
 	// node's serf that has not heard of them yet (set with lag).
 	lagging map[string][]string
+	// answerDelay: a node keeps its enrolment grant at once (and so
+	// joins) but answers the CLI's enrolment only after this long, as
+	// over a slow way back.
+	answerDelay time.Duration
 }
 
 // lag makes node's API view leave out the members hidden.
@@ -80,6 +80,13 @@ func (l lagged) visible(mem nodeapi.Member) bool {
 	l.b.mu.Lock()
 	defer l.b.mu.Unlock()
 	return !slices.Contains(l.b.lagging[l.node], mem.Name)
+}
+
+// Enrol keeps the grant, then answers after the booter's answerDelay.
+func (l lagged) Enrol(ctx context.Context, g nodeapi.EnrolGrant) error {
+	err := l.Agent.Enrol(ctx, g)
+	time.Sleep(l.b.answerDelay)
+	return err
 }
 
 func (l lagged) Members() []nodeapi.Member {
@@ -117,149 +124,84 @@ func bootingFake(t *testing.T) (*fake.Provider, *booter) {
 }
 
 func newBooter(t *testing.T) *booter {
-	return &booter{t: t, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}, hosts: map[string]string{}, configs: map[string]agentconfig.Config{}, disks: map[string]string{}, hostKeys: map[string]sshkeys.Pair{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
+	return &booter{t: t, nodes: map[string]*guesttest.Node{}, hosts: map[string]string{}, configs: map[string]agentconfig.Config{}, disks: map[string]string{}, hostKeys: map[string]sshkeys.Pair{}, selfExit: map[string]bool{}, skip: map[string]bool{}}
 }
 
+// agentConfigFrom is the agent config the rendered user-data writes.
 func agentConfigFrom(userData []byte) (agentconfig.Config, error) {
-	var doc struct {
-		WriteFiles []struct {
-			Path    string `yaml:"path"`
-			Content string `yaml:"content"`
-		} `yaml:"write_files"`
-	}
-	if err := yaml.Unmarshal(userData, &doc); err != nil {
+	u, err := guesttest.Parse(userData)
+	if err != nil {
 		return agentconfig.Config{}, err
 	}
-	for _, f := range doc.WriteFiles {
-		if f.Path == "/etc/clusterctl/agent.json" {
-			var c agentconfig.Config
-			err := json.Unmarshal([]byte(f.Content), &c)
-			return c, err
-		}
-	}
-	return agentconfig.Config{}, errors.New("user-data writes no /etc/clusterctl/agent.json")
+	return u.AgentConfig()
 }
 
 func (b *booter) boot(_ context.Context, id string, spec provider.NodeSpec) error {
 	if b.skip[spec.Name] {
 		return nil
 	}
-	cfg, err := agentConfigFrom(spec.Seed.UserData)
-	if err != nil {
-		return err
-	}
 	addr := spec.Address.String()
 	if !spec.Address.IsValid() && b.addrOf != nil {
 		addr = b.addrOf(id)
 	}
-	cfg.AdvertiseCIDR = ""
-	cfg.AdvertiseAddr = addr
-	cfg.BindAddr = addr
-	cfg.API.BindAddr = addr
-	cfg.InstanceID = id
-	hosts := filepath.Join(b.t.TempDir(), "hosts")
-	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
-		return err
-	}
-	cfg.HostsFile = hosts
-	// The node's own state directory and SSH host key (sshd makes one at
-	// first boot; the agent sends its public half when it enrols).
 	b.mu.Lock()
 	if b.disks[id] == "" {
 		b.disks[id] = filepath.Join(b.t.TempDir(), "state")
 	}
-	cfg.StateDir = b.disks[id]
+	disk := b.disks[id]
 	b.mu.Unlock()
-	if cfg.Enrol != nil {
-		hk, err := sshkeys.Generate("host")
-		if err != nil {
-			return err
-		}
-		cfg.Enrol.SSHHostKey = filepath.Join(b.t.TempDir(), "ssh_host_ed25519_key.pub")
-		if err := os.WriteFile(cfg.Enrol.SSHHostKey, []byte(hk.Public+" root@"+spec.Name+"\n"), 0o644); err != nil {
-			return err
-		}
-		b.mu.Lock()
-		b.hostKeys[spec.Name] = hk
-		b.mu.Unlock()
-	}
-	a, err := agent.New(cfg, nil)
+	n, err := guesttest.Boot(spec.Seed.UserData, guesttest.Machine{
+		ID: id, Name: spec.Name, Addr: addr, Dir: b.t.TempDir(), StateDir: disk,
+		API:  func(a *agent.Agent) nodeapi.Membership { return lagged{a, b, spec.Name} },
+		Logf: b.t.Logf,
+	})
 	if err != nil {
 		return err
 	}
-	// The agent serves its API on the node's address, as the agent binary
-	// does when its config has the api section: before gossip starts, and
-	// until Run has returned.
-	if !cfg.API.Enabled() {
-		return errors.New("the rendered agent config has no api section")
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(cfg.API.Port)))
-	if err != nil {
-		return err
-	}
-	apiCtx, stopAPI := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), lagged{a, b, spec.Name}, nil)
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	t := b.t
-	go func() {
-		err := a.Run(ctx)
-		if err != nil && ctx.Err() == nil {
-			t.Logf("agent of %s stopped: %v", spec.Name, err) // shows why a join never came
-		}
-		stopAPI()
-		<-served
-		done <- err
-	}()
 	b.mu.Lock()
-	b.cancels[id], b.done[id], b.hosts[spec.Name], b.configs[spec.Name] = cancel, done, hosts, cfg
+	b.nodes[id], b.hosts[spec.Name], b.configs[spec.Name], b.hostKeys[spec.Name] = n, n.Hosts, n.Config, n.HostKey
 	b.mu.Unlock()
 	return nil
 }
 
+// take removes machine id's running node from the booter, if it has one.
+func (b *booter) take(id string) *guesttest.Node {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.nodes[id]
+	delete(b.nodes, id)
+	return n
+}
+
 // stop makes the "machine" go away (as a provider's delete would).
 func (b *booter) stop(id string) {
-	b.mu.Lock()
-	cancel, done := b.cancels[id], b.done[id]
-	delete(b.cancels, id)
-	b.mu.Unlock()
-	if cancel == nil {
+	n := b.take(id)
+	if n == nil {
 		return
 	}
 	// Like a guest's shutdown, give an agent that is leaving a moment to
 	// finish before the machine goes.
 	select {
-	case err := <-done:
+	case <-n.Exited():
 		b.mu.Lock()
-		b.selfExit[id] = err == nil
+		b.selfExit[id] = n.Err() == nil
 		b.mu.Unlock()
 	case <-time.After(5 * time.Second):
-		cancel()
-		<-done
+		n.Stop()
 	}
 }
 
 func (b *booter) stopAll() {
 	b.mu.Lock()
 	var ids []string
-	for id := range b.cancels {
+	for id := range b.nodes {
 		ids = append(ids, id)
 	}
 	b.mu.Unlock()
 	for _, id := range ids {
-		b.mu.Lock()
-		cancel, done := b.cancels[id], b.done[id]
-		delete(b.cancels, id)
-		b.mu.Unlock()
-		if cancel == nil {
-			continue
+		if n := b.take(id); n != nil {
+			n.Stop()
 		}
-		cancel()
-		<-done
 	}
 }
 

@@ -195,3 +195,26 @@ func TestInternalImportsNoProvider(t *testing.T) {
 		}
 	}
 }
+
+// testKits are the packages that exist for tests only.
+var testKits = []string{
+	"github.com/clusterctl/clusterctl/internal/testkit",
+	"github.com/clusterctl/clusterctl/internal/guesttest",
+	"github.com/clusterctl/clusterctl/internal/sshtest",
+	"github.com/clusterctl/clusterctl/internal/netnstest",
+}
+
+// Neither binary links a test kit: they are for tests only.
+func TestBinariesLinkNoTestKit(t *testing.T) {
+	for _, pkg := range []string{"./cmd/clusterctl", "./cmd/clusterctl-agent"} {
+		list := deps(t, nil, "", pkg)
+		if !dependsOn(list, "github.com/clusterctl/clusterctl/internal/agentconfig") {
+			t.Fatalf("go list -deps %s does not show internal/agentconfig; the listing is wrong", pkg)
+		}
+		for _, kit := range testKits {
+			if dependsOn(list, kit) {
+				t.Errorf("%s links %s, which is for tests only", pkg, kit)
+			}
+		}
+	}
+}

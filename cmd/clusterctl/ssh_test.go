@@ -2,32 +2,24 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/clusterctl/clusterctl/agent"
-	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
 	"github.com/clusterctl/clusterctl/internal/testkit"
-	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/provider"
 )
 
-// guest plays a booted node for the fake provider: it reads what
-// cloud-init would from the user-data and starts the node's agent and an
-// sshd with the node's host key and authorized keys, on the node's address.
+// guest plays a booted node for the fake provider: the node's agent from
+// its user-data (guesttest.Boot), and an sshd with the node's host key and
+// the user-data's authorized keys, on the node's address.
 type guest struct {
 	t       *testing.T
 	port    int
@@ -37,59 +29,14 @@ type guest struct {
 }
 
 func (g *guest) boot(_ context.Context, id string, spec provider.NodeSpec) error {
-	var doc struct {
-		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
-		Authorized []string                         `yaml:"ssh_authorized_keys"`
-	}
-	if err := yaml.Unmarshal(spec.Seed.UserData, &doc); err != nil {
-		return err
-	}
-	var cfg agentconfig.Config
-	for _, f := range doc.WriteFiles {
-		if f.Path == "/etc/clusterctl/agent.json" {
-			if err := json.Unmarshal([]byte(f.Content), &cfg); err != nil {
-				return err
-			}
-		}
-	}
-	cfg.AdvertiseCIDR, cfg.AdvertiseAddr, cfg.BindAddr, cfg.InstanceID = "", spec.Address.String(), spec.Address.String(), id
-	cfg.HostsFile = filepath.Join(g.t.TempDir(), "hosts")
-	// What the guest makes at first boot: its state directory and its SSH
-	// host key (its agent sends the public half when it enrols).
-	cfg.StateDir = filepath.Join(g.t.TempDir(), "state")
-	hostKey, err := sshkeys.Generate("host")
+	n, err := guesttest.Boot(spec.Seed.UserData, guesttest.Machine{ID: id, Name: spec.Name, Addr: spec.Address.String(), Dir: g.t.TempDir(), StateDir: filepath.Join(g.t.TempDir(), "state")})
 	if err != nil {
 		return err
 	}
-	if cfg.Enrol != nil {
-		cfg.Enrol.SSHHostKey = filepath.Join(g.t.TempDir(), "ssh_host_ed25519_key.pub")
-		if err := os.WriteFile(cfg.Enrol.SSHHostKey, []byte(hostKey.Public+"\n"), 0o644); err != nil {
-			return err
-		}
-	}
-	a, err := agent.New(cfg, nil)
-	if err != nil {
-		return err
-	}
-	// The agent serves its API on the node's address, as the agent binary
-	// does with the api section: the CLI watches the join through it.
-	if !cfg.API.Enabled() {
-		return errors.New("the rendered agent config has no api section")
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(spec.Address.String(), strconv.Itoa(cfg.API.Port)))
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	apiCtx, stopAPI := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); _ = nodeapi.Serve(apiCtx, ln, cfg.API.Credentials(cfg.Cluster), a, nil) }()
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); stopAPI(); <-served; close(done) }()
-	s := sshtest.Start(g.t, spec.Address.String(), g.port, hostKey.Private, doc.Authorized)
+	s := sshtest.Start(g.t, spec.Address.String(), g.port, n.HostKey.Private, n.Authorized)
 	g.mu.Lock()
 	g.servers[spec.Name] = s
-	g.stops = append(g.stops, func() { cancel(); <-done })
+	g.stops = append(g.stops, n.Stop)
 	g.mu.Unlock()
 	return nil
 }

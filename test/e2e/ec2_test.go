@@ -292,18 +292,10 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	dir := filepath.Join(w.dir, id)
 	_ = os.MkdirAll(dir, 0o700)
 
-	attr, err := w.ec2.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
-	if err != nil {
-		w.fail("%s: read user-data: %v", id, err)
-		return
-	}
-	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+	ud, err := ec2UserData(ctx, w.ec2, id)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return
-	}
-	if bad := noSecrets(ud); bad != "" {
-		w.fail("%s: DescribeInstanceAttribute userData holds %s", id, bad)
 	}
 	udPath := filepath.Join(dir, "user-data")
 	_ = os.WriteFile(udPath, ud, 0o600)
@@ -315,7 +307,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	} else {
 		w.t.Logf("cloud-init not installed: schema check of %s skipped", id)
 	}
-	inst, err := unpack(http.DefaultClient, ud, dir, id)
+	inst, err := unpack(http.DefaultClient, ud, dir, id, nil)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return

@@ -540,26 +540,15 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		w.fail("%s: moto gave private address %q and public address %q: %v %v", id, aws.ToString(in.PrivateIpAddress), aws.ToString(in.PublicIpAddress), err1, err2)
 		return
 	}
-	attr, err := w.ec2.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
-	if err != nil {
-		w.fail("%s: read user-data: %v", id, err)
-		return
-	}
-	ud, err := ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
-	if bad := noSecrets(ud); err == nil && bad != "" {
-		w.fail("%s: DescribeInstanceAttribute userData holds %s", id, bad)
-	}
+	ud, err := ec2UserData(ctx, w.ec2, id)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return
 	}
-	inst, err := unpack(w.http, ud, dir, id)
+	inst, err := unpack(w.http, ud, dir, id, nil)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return
-	}
-	if _, ok := inst.cfg["api"]; !ok {
-		w.fail("%s: the agent config serves no API (no api section)", id)
 	}
 
 	ns, err := w.addNode(strings.ToLower(id), private, public)
@@ -719,7 +708,7 @@ openstack:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); w.playServers(ctx) }()
+	go func() { defer wg.Done(); w.playOpenStack(ctx, w.cloud, w.boot) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	out, _, err := w.cli(10*time.Minute, "up", "--provider", "openstack", "red", "blue", "-o", "json")
@@ -846,92 +835,56 @@ func (w *natOS) status() map[string]string {
 	return m
 }
 
-// playServers boots every server that is ACTIVE with a floating IP on its
-// port, and powers off the agents of servers the cloud no longer has.
-func (w *natOS) playServers(ctx context.Context) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		floating := map[string]string{} // fixed IP → floating IP
-		for _, f := range w.cloud.FloatingIPs() {
-			if f.PortID != "" {
-				floating[f.FixedIP] = f.Address
-			}
-		}
-		live := map[string]bool{}
-		for _, s := range w.cloud.Servers() {
-			live[s.ID] = true
-			w.mu.Lock()
-			_, seen := w.booted[s.ID]
-			w.mu.Unlock()
-			if !seen && s.Status == "ACTIVE" && s.FixedIP != "" && floating[s.FixedIP] != "" {
-				cmd := w.boot(s, floating[s.FixedIP])
-				w.mu.Lock()
-				w.booted[s.ID] = cmd
-				w.mu.Unlock()
-			}
-		}
-		w.mu.Lock()
-		for id, cmd := range w.booted {
-			if !live[id] && cmd != nil {
-				_ = cmd.Process.Kill() // powered off; the Lab's cleanup reaps it
-				w.booted[id] = nil
-			}
-		}
-		w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
 // boot does what cloud-init and the install script would do with the
 // server's user-data, in a lab node at the server's fixed address mapped to
-// its floating IP. It returns the running agent, or nil after recording
-// why it could not boot.
-func (w *natOS) boot(s openstacktest.Server, floatingIP string) *exec.Cmd {
+// its floating IP. A server without a floating IP on its port is not ready
+// yet. It returns the running agent, or nil after recording why it could
+// not boot.
+func (w *natOS) boot(s openstacktest.Server) (*exec.Cmd, bool) {
+	var floatingIP string
+	for _, f := range w.cloud.FloatingIPs() {
+		if f.PortID != "" && f.FixedIP == s.FixedIP {
+			floatingIP = f.Address
+		}
+	}
+	if floatingIP == "" {
+		return nil, false
+	}
 	private, err1 := netip.ParseAddr(s.FixedIP)
 	public, err2 := netip.ParseAddr(floatingIP)
 	if err1 != nil || err2 != nil {
 		w.fail("%s: fixed IP %q, floating IP %q: %v %v", s.Name, s.FixedIP, floatingIP, err1, err2)
-		return nil
-	}
-	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
-		w.fail("%s: user-data does not start with #cloud-config: %.40q", s.Name, s.UserData)
-		return nil
+		return nil, true
 	}
 	// The agent from the Swift temporary URL (no credentials); the
 	// harness fetches it for the node, which has no way out. The node's
 	// eth0 holds the fixed address, so the agent finds its address in
 	// advertise_cidr itself.
 	dir := filepath.Join(w.dir, s.Name+"-"+s.ID[:8])
-	inst, err := unpack(w.http, s.UserData, dir, s.ID)
+	inst, err := unpack(w.http, s.UserData, dir, s.ID, func(cfg map[string]any) error {
+		if c, err := netip.ParsePrefix(fmt.Sprint(cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
+			return fmt.Errorf("advertise_cidr %v does not hold the fixed address %s", cfg["advertise_cidr"], private)
+		}
+		return nil
+	})
 	if err != nil {
 		w.fail("%s: %v", s.Name, err)
-		return nil
-	}
-	if c, err := netip.ParsePrefix(fmt.Sprint(inst.cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
-		w.fail("%s: agent.json advertise_cidr %v does not hold the fixed address %s", s.Name, inst.cfg["advertise_cidr"], private)
-	}
-	if _, ok := inst.cfg["api"].(map[string]any); !ok {
-		w.fail("%s: the agent config serves no API (no api section)", s.Name)
+		return nil, true
 	}
 	ns, err := w.lab.AddNodeAt(s.Name+"-"+s.ID[:8], private, public)
 	if err != nil {
 		w.fail("%s: %v", s.Name, err)
-		return nil
+		return nil, true
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
 	cmd := w.lab.Command(context.Background(), ns, inst.agent, "-config", inst.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := w.lab.Start(cmd); err != nil {
 		w.fail("%s: %v", s.Name, err)
-		return nil
+		return nil, true
 	}
 	w.t.Logf("server %s (%s) booted: agent in %s at %s, floating IP %s", s.Name, s.ID, ns, private, public)
-	return cmd
+	return cmd, true
 }
 
 // checkRules: the cluster's security group opens the API port and SSH to

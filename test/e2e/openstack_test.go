@@ -21,24 +21,18 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/clusterctl/clusterctl/internal/testkit"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -152,181 +146,66 @@ func (e *osEnv) cli(ctx context.Context, args ...string) (string, string, int) {
 // ---- the harness that plays cloud-init -------------------------------------
 
 type guestHarness struct {
-	t     *testing.T
-	cloud *openstacktest.Cloud
-	dir   string
-
-	mu     sync.Mutex
-	agents map[string]*exec.Cmd // by server id
-	errs   []error
+	player
+	dir string
 }
 
+// startHarness plays cloud's servers until the test ends.
 func startHarness(ctx context.Context, t *testing.T, cloud *openstacktest.Cloud) *guestHarness {
-	h := &guestHarness{t: t, cloud: cloud, dir: t.TempDir(), agents: map[string]*exec.Cmd{}}
+	h := &guestHarness{player: newPlayer(t, "server"), dir: t.TempDir()}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			h.step()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		h.playOpenStack(ctx, cloud, h.boot)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		for _, cmd := range h.agents {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+		for _, cmd := range h.booted {
+			if cmd != nil { // nil: never started, or powered off by the player
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
 		}
 	})
 	return h
 }
 
-// step boots every new ACTIVE server and powers off every deleted one.
-func (h *guestHarness) step() {
-	live := map[string]bool{}
-	for _, s := range h.cloud.Servers() {
-		live[s.ID] = true
-		h.mu.Lock()
-		_, running := h.agents[s.ID]
-		h.mu.Unlock()
-		if running || s.Status != "ACTIVE" || s.FixedIP == "" {
-			continue
-		}
-		cmd, err := h.boot(s)
-		h.mu.Lock()
-		if err != nil {
-			h.errs = append(h.errs, fmt.Errorf("boot %s: %w", s.Name, err))
-			h.agents[s.ID] = exec.Command("true") // do not retry
-		} else {
-			h.agents[s.ID] = cmd
-		}
-		h.mu.Unlock()
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, cmd := range h.agents {
-		if !live[id] && cmd.Process != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			delete(h.agents, id)
-		}
-	}
-}
-
-type userData struct {
-	WriteFiles []struct {
-		Path    string `yaml:"path"`
-		Content string `yaml:"content"`
-	} `yaml:"write_files"`
-	Runcmd []any `yaml:"runcmd"`
-}
-
-// boot does what cloud-init and the install script would do on the server.
-func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, error) {
-	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
-		return nil, fmt.Errorf("user-data does not start with #cloud-config: %.40q", s.UserData)
-	}
-	if bad := noSecrets(s.UserData); bad != "" {
-		return nil, fmt.Errorf("the server's user_data holds %s", bad)
-	}
-	var ud userData
-	if err := yaml.Unmarshal(s.UserData, &ud); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	var agentJSON []byte
-	for _, f := range ud.WriteFiles {
-		if f.Path == "/etc/clusterctl/agent.json" {
-			agentJSON = []byte(f.Content)
-		}
-	}
-	if agentJSON == nil {
-		return nil, errors.New("user-data writes no /etc/clusterctl/agent.json")
-	}
-	var url, sum string
-	for _, c := range ud.Runcmd {
-		argv, _ := c.([]any)
-		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" && argv[4] == "url" {
-			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
-		}
-	}
-	if url == "" {
-		return nil, errors.New("user-data has no agent install from a URL")
-	}
+// boot does what cloud-init and the install script would do on the server
+// (unpack), then starts the agent on this machine at the server's fixed
+// address: the cluster network is on loopback, so the harness, not the
+// agent, picks the address from advertise_cidr, and the API listens there
+// too (every played server shares this machine's loopback).
+func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, bool) {
 	dir := filepath.Join(h.dir, s.Name+"-"+s.ID[:8])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	// Download and verify, like install-agent.sh (no credentials: the
-	// temporary URL alone must be enough).
-	resp, err := http.Get(url)
+	inst, err := unpack(http.DefaultClient, s.UserData, dir, s.ID, func(cfg map[string]any) error {
+		if cfg["advertise_cidr"] != osClusterCIDR {
+			return fmt.Errorf("advertise_cidr = %v, want the cluster subnet %s", cfg["advertise_cidr"], osClusterCIDR)
+		}
+		delete(cfg, "advertise_cidr")
+		cfg["advertise_addr"], cfg["bind_addr"] = s.FixedIP, s.FixedIP
+		cfg["api"].(map[string]any)["bind_addr"] = s.FixedIP
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		h.fail("%s: %v", s.Name, err)
+		return nil, true
 	}
-	bin, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || err != nil {
-		return nil, fmt.Errorf("download %s: HTTP %d %v", url, resp.StatusCode, err)
-	}
-	if got := sha256.Sum256(bin); hex.EncodeToString(got[:]) != sum {
-		return nil, fmt.Errorf("agent from %s has SHA-256 %x, user-data says %s", url, got, sum)
-	}
-	agentPath := filepath.Join(dir, "clusterctl-agent")
-	if err := os.WriteFile(agentPath, bin, 0o755); err != nil {
-		return nil, err
-	}
-	// The guest's view: its NIC has the fixed address (so advertise it),
-	// cloud-init's instance data holds the server id, /etc/hosts is its own.
-	var cfg map[string]any
-	if err := json.Unmarshal(agentJSON, &cfg); err != nil {
-		return nil, fmt.Errorf("agent.json: %w", err)
-	}
-	if cfg["advertise_cidr"] != osClusterCIDR {
-		return nil, fmt.Errorf("agent.json advertise_cidr = %v, want the cluster subnet %s", cfg["advertise_cidr"], osClusterCIDR)
-	}
-	delete(cfg, "advertise_cidr")
-	cfg["advertise_addr"] = s.FixedIP
-	cfg["bind_addr"] = s.FixedIP
-	// The API listens on the server's own address too (every played
-	// server shares this machine's loopback).
-	api, ok := cfg["api"].(map[string]any)
-	if !ok {
-		return nil, errors.New("agent.json has no api section: the CLI could not reach the agent")
-	}
-	api["bind_addr"] = s.FixedIP
-	cfg["hosts_file"] = filepath.Join(dir, "hosts")
-	cfg["state_dir"] = filepath.Join(dir, "state")
-	writeFile(h.t, filepath.Join(dir, "hosts"), "127.0.0.1 localhost\n")
-	cfg["instance_data_path"] = filepath.Join(dir, "instance-data.json")
-	writeFile(h.t, filepath.Join(dir, "instance-data.json"), fmt.Sprintf(`{"v1": {"instance_id": %q}}`, s.ID))
-	b, _ := json.Marshal(cfg)
-	writeFile(h.t, filepath.Join(dir, "agent.json"), string(b))
-	cmd := exec.Command(agentPath, "-config", filepath.Join(dir, "agent.json"))
 	logf, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
-		return nil, err
+		h.fail("%s: %v", s.Name, err)
+		return nil, true
 	}
+	cmd := exec.Command(inst.agent, "-config", inst.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		h.fail("%s: start agent: %v", s.Name, err)
+		return nil, true
 	}
-	return cmd, nil
-}
-
-func (h *guestHarness) check() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, err := range h.errs {
-		h.t.Error(err)
-	}
-	h.errs = nil
+	return cmd, true
 }
 
 func (h *guestHarness) logs() string {
@@ -364,7 +243,7 @@ func TestOpenStackLifecycle(t *testing.T) {
 	// up returns when both agents joined.
 	out, errOut, code = e.cli(ctx, "up", "red", "blue", "-o", "json")
 	outputs = append(outputs, out, errOut)
-	h.check()
+	h.checkFailures()
 	if code != 0 {
 		t.Fatalf("up red blue: exit %d\n%s\nagents:\n%s", code, errOut, h.logs())
 	}
@@ -456,7 +335,7 @@ func TestOpenStackLifecycle(t *testing.T) {
 			}
 		}
 	}
-	h.check()
+	h.checkFailures()
 }
 
 func readFile(t *testing.T, p string) string {

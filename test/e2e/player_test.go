@@ -21,9 +21,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"gopkg.in/yaml.v3"
 
+	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/provider/ec2"
+	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
 
 // player is what every e2e harness that plays a cloud's instances shares:
@@ -99,6 +101,61 @@ func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(c
 	}
 }
 
+// playOpenStack asks cloud every 100 ms for its servers until ctx ends: it
+// calls boot for each ACTIVE server with a fixed address that it has not
+// booted, and records the agent boot returns (nil when the boot failed)
+// unless boot says the server is not ready yet; and it kills the agent of
+// each server the cloud no longer has (powered off; whoever started the
+// agent reaps it).
+func (p *player) playOpenStack(ctx context.Context, cloud *openstacktest.Cloud, boot func(openstacktest.Server) (cmd *exec.Cmd, ready bool)) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		live := map[string]bool{}
+		for _, s := range cloud.Servers() {
+			live[s.ID] = true
+			p.mu.Lock()
+			_, seen := p.booted[s.ID]
+			p.mu.Unlock()
+			if seen || s.Status != "ACTIVE" || s.FixedIP == "" {
+				continue
+			}
+			if cmd, ready := boot(s); ready {
+				p.mu.Lock()
+				p.booted[s.ID] = cmd
+				p.mu.Unlock()
+			}
+		}
+		p.mu.Lock()
+		for id, cmd := range p.booted {
+			if !live[id] && cmd != nil {
+				_ = cmd.Process.Kill()
+				p.booted[id] = nil
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// ec2UserData reads instance id's user-data as the instance would get it:
+// through DescribeInstanceAttribute (which EC2 answers base64-encoded),
+// decoded.
+func ec2UserData(ctx context.Context, client *awsec2.Client, id string) ([]byte, error) {
+	attr, err := client.DescribeInstanceAttribute(ctx, &awsec2.DescribeInstanceAttributeInput{InstanceId: aws.String(id), Attribute: types.InstanceAttributeNameUserData})
+	if err != nil {
+		return nil, fmt.Errorf("read user-data: %w", err)
+	}
+	if attr.UserData == nil {
+		return nil, errors.New("DescribeInstanceAttribute returned no userData")
+	}
+	return ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+}
+
 // instanceFiles is what a played instance runs: the agent downloaded as its
 // user-data says, and the agent config from its write_files with the
 // node's paths moved into the instance's directory.
@@ -109,31 +166,27 @@ type instanceFiles struct {
 }
 
 // unpack does what cloud-init and the install script would do with a
-// cloud-config user-data ud, into dir: it reads write_files, downloads the
-// agent with client exactly as the install command in runcmd says (source
-// url, then the SHA-256, which it checks), and writes the agent config,
-// /etc/hosts and the instance data (instance id id) that the agent reads.
-func unpack(client *http.Client, ud []byte, dir, id string) (instanceFiles, error) {
-	var doc userData
-	if err := yaml.Unmarshal(ud, &doc); err != nil {
-		return instanceFiles{}, fmt.Errorf("user-data YAML: %w", err)
+// cloud-config user-data ud, into dir: it checks that ud is a cloud-config
+// that holds no secret, reads write_files, downloads the agent with client
+// exactly as the install command in runcmd says (source url, then the
+// SHA-256, which it checks), and writes the agent config, /etc/hosts and
+// the instance data (instance id id) that the agent reads. adjust, when not
+// nil, sees the agent config before it is written: it may check it, or
+// place the agent where the harness runs it.
+func unpack(client *http.Client, ud []byte, dir, id string, adjust func(cfg map[string]any) error) (instanceFiles, error) {
+	doc, err := guesttest.Parse(ud)
+	if err != nil {
+		return instanceFiles{}, err
 	}
-	files := map[string]string{}
-	for _, f := range doc.WriteFiles {
-		files[f.Path] = f.Content
+	if bad := noSecrets(ud); bad != "" {
+		return instanceFiles{}, fmt.Errorf("user-data holds %s", bad)
 	}
-	var url, sum string
-	for _, c := range doc.Runcmd {
-		argv, _ := c.([]any)
-		if len(argv) == 7 && argv[3] == "clusterctl-agent-install" {
-			if argv[4] != "url" {
-				return instanceFiles{}, fmt.Errorf("agent source %v, want url", argv[4])
-			}
-			url, sum = fmt.Sprint(argv[5]), fmt.Sprint(argv[6])
-		}
+	kind, url, sum, err := doc.AgentInstall()
+	if err != nil {
+		return instanceFiles{}, err
 	}
-	if url == "" {
-		return instanceFiles{}, errors.New("no agent install command in runcmd")
+	if kind != "url" {
+		return instanceFiles{}, fmt.Errorf("agent source %s, want url", kind)
 	}
 	resp, err := client.Get(url)
 	if err != nil {
@@ -151,15 +204,24 @@ func unpack(client *http.Client, ud []byte, dir, id string) (instanceFiles, erro
 	if err := os.WriteFile(out.agent, bin, 0o755); err != nil {
 		return instanceFiles{}, err
 	}
-	if err := json.Unmarshal([]byte(files["/etc/clusterctl/agent.json"]), &out.cfg); err != nil {
+	agentJSON, _ := doc.File(cloudinit.AgentConfigPath)
+	if err := json.Unmarshal([]byte(agentJSON), &out.cfg); err != nil {
 		return instanceFiles{}, fmt.Errorf("agent.json from write_files: %w", err)
 	}
-	hosts := files["/etc/hosts"]
+	if _, ok := out.cfg["api"].(map[string]any); !ok {
+		return instanceFiles{}, errors.New("the agent config serves no API (no api section): the CLI could not reach the agent")
+	}
+	hosts, _ := doc.File(cloudinit.HostsPath)
 	if hosts == "" {
 		hosts = "127.0.0.1 localhost\n"
 	}
 	hostsFile, instanceData := filepath.Join(dir, "hosts"), filepath.Join(dir, "instance-data.json")
 	out.cfg["hosts_file"], out.cfg["instance_data_path"], out.cfg["state_dir"] = hostsFile, instanceData, filepath.Join(dir, "state")
+	if adjust != nil {
+		if err := adjust(out.cfg); err != nil {
+			return instanceFiles{}, fmt.Errorf("agent.json: %w", err)
+		}
+	}
 	b, _ := json.Marshal(out.cfg)
 	for path, content := range map[string]string{
 		hostsFile:    hosts,

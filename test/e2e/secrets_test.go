@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"gopkg.in/yaml.v3"
+	"github.com/clusterctl/clusterctl/cloudinit"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 )
 
 // noSecrets says what long-lived secret user-data holds, if any: a private
@@ -15,23 +16,15 @@ import (
 // key or grant (a node gets those only when it enrols). It returns "" when
 // there is none, as the read of user-data through the cloud's API (EC2's
 // DescribeInstanceAttribute, Nova's user_data) must find.
-func noSecrets(userData []byte) string {
-	if bytes.Contains(userData, []byte("PRIVATE KEY")) {
+func noSecrets(ud []byte) string {
+	if bytes.Contains(ud, []byte("PRIVATE KEY")) {
 		return "a PRIVATE KEY block"
 	}
-	var doc struct {
-		WriteFiles []struct {
-			Path    string `yaml:"path"`
-			Content string `yaml:"content"`
-		} `yaml:"write_files"`
-	}
-	if err := yaml.Unmarshal(userData, &doc); err != nil {
+	doc, err := guesttest.Parse(ud)
+	if err != nil {
 		return fmt.Sprintf("unreadable user-data (%v)", err)
 	}
-	for _, f := range doc.WriteFiles {
-		if f.Path != "/etc/clusterctl/agent.json" {
-			continue
-		}
+	if text, ok := doc.File(cloudinit.AgentConfigPath); ok {
 		var c struct {
 			Key []byte `json:"key"`
 			API struct {
@@ -46,7 +39,7 @@ func noSecrets(userData []byte) string {
 				Token []byte `json:"token"`
 			} `json:"enrol"`
 		}
-		if err := json.Unmarshal([]byte(f.Content), &c); err != nil {
+		if err := json.Unmarshal([]byte(text), &c); err != nil {
 			return fmt.Sprintf("unreadable agent config (%v)", err)
 		}
 		switch {

@@ -1,0 +1,51 @@
+package guesttest
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/cloudinit"
+)
+
+// Parse reads what Render writes: the agent config, /etc/hosts, the install
+// command's agent source and the authorized keys.
+func TestParseReadsRenderedUserData(t *testing.T) {
+	r, err := cloudinit.Render(cloudinit.Input{
+		Cluster: "demo", Name: "red", Domain: "demo.cluster.internal", InstanceID: "i-1",
+		Address: netip.MustParsePrefix("10.0.0.5/24"), MAC: "52:54:00:AA:00:0A",
+		AgentConfig: []byte(`{"cluster":"demo","name":"red","api":{"port":7947}}`),
+		Agent:       cloudinit.AgentSource{Kind: cloudinit.AgentURL, URL: "https://example.invalid/agent", SHA256: strings.Repeat("ab", 32)},
+		SSH:         &cloudinit.SSH{AuthorizedKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOfake clusterctl"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := Parse(r.UserData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := u.AgentConfig()
+	if err != nil || cfg.Name != "red" || cfg.API.Port != 7947 {
+		t.Errorf("AgentConfig = %+v, %v; want red's, API on 7947", cfg, err)
+	}
+	if hosts, ok := u.File(cloudinit.HostsPath); !ok || !strings.Contains(hosts, "10.0.0.5") {
+		t.Errorf("File(%s) = %q, %v; want the node's line", cloudinit.HostsPath, hosts, ok)
+	}
+	kind, url, sum, err := u.AgentInstall()
+	if err != nil || kind != cloudinit.AgentURL || url != "https://example.invalid/agent" || sum != strings.Repeat("ab", 32) {
+		t.Errorf("AgentInstall = %q %q %q %v; want the URL and SHA-256 rendered", kind, url, sum, err)
+	}
+	if len(u.Authorized) != 1 {
+		t.Errorf("Authorized = %q, want the one key", u.Authorized)
+	}
+}
+
+// Parse refuses what cloud-init would not read as a cloud-config.
+func TestParseWantsCloudConfig(t *testing.T) {
+	for _, ud := range []string{"", "#!/bin/sh\necho hi\n", "write_files: []\n"} {
+		if _, err := Parse([]byte(ud)); err == nil || !strings.Contains(err.Error(), "#cloud-config") {
+			t.Errorf("Parse(%q) = %v, want an error naming #cloud-config", ud, err)
+		}
+	}
+}
