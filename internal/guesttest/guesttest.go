@@ -11,8 +11,11 @@
 //     the node's address: the agent config from the user-data, /etc/hosts
 //     as the user-data wrote it, the SSH host key sshd makes at first boot,
 //     and the node's own state directory.
-//
-// Tests that start the agent binary instead (test/e2e) use Parse too.
+//   - Unpack is the same guest for a test that runs the agent binary
+//     (test/e2e): it downloads the agent as the install command says,
+//     checks its SHA-256, and writes the files the binary starts with.
+//   - Secrets says what long-lived secret a user-data holds, if any: what
+//     a read of user-data through a cloud's API must never find.
 package guesttest
 
 import (

@@ -49,3 +49,25 @@ func TestParseWantsCloudConfig(t *testing.T) {
 		}
 	}
 }
+
+// Secrets finds a long-lived secret in rendered user-data, and nothing in
+// user-data that carries only a bootstrap token.
+func TestSecretsInRenderedUserData(t *testing.T) {
+	for _, tt := range []struct{ config, want string }{
+		{`{"cluster":"demo","name":"red","enrol":{"token":"AAAA"}}`, ""},
+		{`{"cluster":"demo","name":"red","key":"AAAAAAAAAAAAAAAAAAAAAA==","enrol":{"token":"AAAA"}}`, "the gossip key"},
+		{`{"cluster":"demo","name":"red","api":{"key":"x"},"enrol":{"token":"AAAA"}}`, "a TLS key or certificate"},
+		{`{"cluster":"demo","name":"red"}`, "no bootstrap token (and so no way to enrol)"},
+	} {
+		r, err := cloudinit.Render(cloudinit.Input{
+			Cluster: "demo", Name: "red", Domain: "demo.cluster.internal", InstanceID: "i-1",
+			AgentConfig: []byte(tt.config), Agent: cloudinit.AgentSource{Kind: cloudinit.AgentPreinstalled},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Secrets(r.UserData); got != tt.want {
+			t.Errorf("Secrets with agent config %s = %q, want %q", tt.config, got, tt.want)
+		}
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/testkit"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -307,7 +308,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	} else {
 		w.t.Logf("cloud-init not installed: schema check of %s skipped", id)
 	}
-	inst, err := unpack(http.DefaultClient, ud, dir, id, nil)
+	inst, err := guesttest.Unpack(http.DefaultClient, ud, dir, id, nil)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return
@@ -331,7 +332,7 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 		}
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := exec.Command("ip", "netns", "exec", ns, inst.agent, "-config", inst.config)
+	cmd := exec.Command("ip", "netns", "exec", ns, inst.Agent, "-config", inst.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		w.fail("%s: start agent: %v", id, err)

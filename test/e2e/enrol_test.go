@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/pki"
 	"github.com/clusterctl/clusterctl/nodeapi"
 	"github.com/clusterctl/clusterctl/test/natlab"
@@ -33,7 +34,7 @@ func (e *env) checkEnrolment(ctx context.Context, name, addr string) {
 	if err != nil {
 		t.Fatalf("read %s's cloud-init copy of its user-data: %v", name, err)
 	}
-	if bad := noSecrets([]byte(ud)); bad != "" {
+	if bad := guesttest.Secrets([]byte(ud)); bad != "" {
 		t.Errorf("%s's /var/lib/cloud/instance/user-data.txt holds %s", name, bad)
 	}
 	grep := "sudo grep -rlF"

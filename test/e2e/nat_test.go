@@ -39,6 +39,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 
 	"github.com/clusterctl/clusterctl/internal/agentconfig"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/identity/identitytest"
 	"github.com/clusterctl/clusterctl/internal/ports"
 	"github.com/clusterctl/clusterctl/provider/ec2"
@@ -545,7 +546,7 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		w.fail("%s: %v", id, err)
 		return
 	}
-	inst, err := unpack(w.http, ud, dir, id, nil)
+	inst, err := guesttest.Unpack(w.http, ud, dir, id, nil)
 	if err != nil {
 		w.fail("%s: %v", id, err)
 		return
@@ -557,7 +558,7 @@ func (w *natEC2) boot(ctx context.Context, in types.Instance) {
 		return
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := w.lab.Command(context.Background(), ns, inst.agent, "-config", inst.config)
+	cmd := w.lab.Command(context.Background(), ns, inst.Agent, "-config", inst.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := w.lab.Start(cmd); err != nil {
 		w.fail("%s: %v", id, err)
@@ -861,7 +862,7 @@ func (w *natOS) boot(s openstacktest.Server) (*exec.Cmd, bool) {
 	// eth0 holds the fixed address, so the agent finds its address in
 	// advertise_cidr itself.
 	dir := filepath.Join(w.dir, s.Name+"-"+s.ID[:8])
-	inst, err := unpack(w.http, s.UserData, dir, s.ID, func(cfg map[string]any) error {
+	inst, err := guesttest.Unpack(w.http, s.UserData, dir, s.ID, func(cfg map[string]any) error {
 		if c, err := netip.ParsePrefix(fmt.Sprint(cfg["advertise_cidr"])); err != nil || !c.Contains(private) {
 			return fmt.Errorf("advertise_cidr %v does not hold the fixed address %s", cfg["advertise_cidr"], private)
 		}
@@ -877,7 +878,7 @@ func (w *natOS) boot(s openstacktest.Server) (*exec.Cmd, bool) {
 		return nil, true
 	}
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd := w.lab.Command(context.Background(), ns, inst.agent, "-config", inst.config)
+	cmd := w.lab.Command(context.Background(), ns, inst.Agent, "-config", inst.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := w.lab.Start(cmd); err != nil {
 		w.fail("%s: %v", s.Name, err)

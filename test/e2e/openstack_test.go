@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/testkit"
 
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
@@ -175,13 +176,13 @@ func startHarness(ctx context.Context, t *testing.T, cloud *openstacktest.Cloud)
 }
 
 // boot does what cloud-init and the install script would do on the server
-// (unpack), then starts the agent on this machine at the server's fixed
+// (guesttest.Unpack), then starts the agent on this machine at the server's fixed
 // address: the cluster network is on loopback, so the harness, not the
 // agent, picks the address from advertise_cidr, and the API listens there
 // too (every played server shares this machine's loopback).
 func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, bool) {
 	dir := filepath.Join(h.dir, s.Name+"-"+s.ID[:8])
-	inst, err := unpack(http.DefaultClient, s.UserData, dir, s.ID, func(cfg map[string]any) error {
+	inst, err := guesttest.Unpack(http.DefaultClient, s.UserData, dir, s.ID, func(cfg map[string]any) error {
 		if cfg["advertise_cidr"] != osClusterCIDR {
 			return fmt.Errorf("advertise_cidr = %v, want the cluster subnet %s", cfg["advertise_cidr"], osClusterCIDR)
 		}
@@ -199,7 +200,7 @@ func (h *guestHarness) boot(s openstacktest.Server) (*exec.Cmd, bool) {
 		h.fail("%s: %v", s.Name, err)
 		return nil, true
 	}
-	cmd := exec.Command(inst.agent, "-config", inst.config)
+	cmd := exec.Command(inst.Agent, "-config", inst.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		h.fail("%s: start agent: %v", s.Name, err)

@@ -4,16 +4,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -22,8 +15,6 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/clusterctl/clusterctl/cloudinit"
-	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
 )
@@ -154,83 +145,4 @@ func ec2UserData(ctx context.Context, client *awsec2.Client, id string) ([]byte,
 		return nil, errors.New("DescribeInstanceAttribute returned no userData")
 	}
 	return ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
-}
-
-// instanceFiles is what a played instance runs: the agent downloaded as its
-// user-data says, and the agent config from its write_files with the
-// node's paths moved into the instance's directory.
-type instanceFiles struct {
-	agent  string         // the agent binary
-	config string         // the agent config to start it with
-	cfg    map[string]any // that config, for the harness's own checks
-}
-
-// unpack does what cloud-init and the install script would do with a
-// cloud-config user-data ud, into dir: it checks that ud is a cloud-config
-// that holds no secret, reads write_files, downloads the agent with client
-// exactly as the install command in runcmd says (source url, then the
-// SHA-256, which it checks), and writes the agent config, /etc/hosts and
-// the instance data (instance id id) that the agent reads. adjust, when not
-// nil, sees the agent config before it is written: it may check it, or
-// place the agent where the harness runs it.
-func unpack(client *http.Client, ud []byte, dir, id string, adjust func(cfg map[string]any) error) (instanceFiles, error) {
-	doc, err := guesttest.Parse(ud)
-	if err != nil {
-		return instanceFiles{}, err
-	}
-	if bad := noSecrets(ud); bad != "" {
-		return instanceFiles{}, fmt.Errorf("user-data holds %s", bad)
-	}
-	kind, url, sum, err := doc.AgentInstall()
-	if err != nil {
-		return instanceFiles{}, err
-	}
-	if kind != "url" {
-		return instanceFiles{}, fmt.Errorf("agent source %s, want url", kind)
-	}
-	resp, err := client.Get(url)
-	if err != nil {
-		return instanceFiles{}, fmt.Errorf("download agent: %w", err)
-	}
-	bin, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if h := sha256.Sum256(bin); resp.StatusCode != http.StatusOK || hex.EncodeToString(h[:]) != sum {
-		return instanceFiles{}, fmt.Errorf("agent download %s: %d bytes, sha256 %x, want %s", resp.Status, len(bin), h, sum)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return instanceFiles{}, err
-	}
-	out := instanceFiles{agent: filepath.Join(dir, "clusterctl-agent"), config: filepath.Join(dir, "agent.json")}
-	if err := os.WriteFile(out.agent, bin, 0o755); err != nil {
-		return instanceFiles{}, err
-	}
-	agentJSON, _ := doc.File(cloudinit.AgentConfigPath)
-	if err := json.Unmarshal([]byte(agentJSON), &out.cfg); err != nil {
-		return instanceFiles{}, fmt.Errorf("agent.json from write_files: %w", err)
-	}
-	if _, ok := out.cfg["api"].(map[string]any); !ok {
-		return instanceFiles{}, errors.New("the agent config serves no API (no api section): the CLI could not reach the agent")
-	}
-	hosts, _ := doc.File(cloudinit.HostsPath)
-	if hosts == "" {
-		hosts = "127.0.0.1 localhost\n"
-	}
-	hostsFile, instanceData := filepath.Join(dir, "hosts"), filepath.Join(dir, "instance-data.json")
-	out.cfg["hosts_file"], out.cfg["instance_data_path"], out.cfg["state_dir"] = hostsFile, instanceData, filepath.Join(dir, "state")
-	if adjust != nil {
-		if err := adjust(out.cfg); err != nil {
-			return instanceFiles{}, fmt.Errorf("agent.json: %w", err)
-		}
-	}
-	b, _ := json.Marshal(out.cfg)
-	for path, content := range map[string]string{
-		hostsFile:    hosts,
-		instanceData: fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id),
-		out.config:   string(b),
-	} {
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			return instanceFiles{}, err
-		}
-	}
-	return out, nil
 }
