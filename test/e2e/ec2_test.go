@@ -35,8 +35,6 @@ import (
 	"github.com/clusterctl/clusterctl/internal/testkit"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -139,33 +137,10 @@ func ec2Inner(t *testing.T) {
 	mototest.IsolateAWSEnv(t)
 	w.moto = mototest.Start(t)
 	t.Cleanup(w.moto.Stop)
-	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(ec2Region), config.WithBaseEndpoint(w.moto.URL),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ec2 = awsec2.NewFromConfig(cfg)
-	w.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	imgs, err := w.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("moto images: %v", err)
-	}
-
+	var ami string
+	w.ec2, w.s3, ami = motoClients(t, w.moto.URL, nil)
 	w.config = filepath.Join(w.dir, "cluster.yaml")
-	text := fmt.Sprintf(`cluster: %s
-provider: ec2
-timeouts:
-  join: %s
-ec2:
-  region: %s
-  endpoint_url: %s
-  ami: %s
-  delete_timeout: 1m
-  api_from: [127.0.0.0/8]  # listed, so nothing asks a real "what is my IP" endpoint
-`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, w.moto.URL, aws.ToString(imgs.Images[0].ImageId))
-	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeEC2Config(t, w.config, w.moto.URL, ami, "  api_from: [127.0.0.0/8]  # listed, so nothing asks a real \"what is my IP\" endpoint\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

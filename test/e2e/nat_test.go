@@ -30,8 +30,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -321,35 +319,12 @@ func TestNATLaptopEC2(t *testing.T) {
 		t.Fatal(err)
 	}
 	motoURL := fmt.Sprintf("http://%s:%d", lo, port)
-	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(ec2Region), config.WithBaseEndpoint(motoURL),
-		config.WithHTTPClient(w.http),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ec2 = awsec2.NewFromConfig(cfg)
-	w.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	imgs, err := w.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("moto images: %v", err)
-	}
-
+	var ami string
+	w.ec2, w.s3, ami = motoClients(t, motoURL, w.http)
 	// The cluster's config, as a user on a laptop writes it: no observer,
 	// no api_from (detected through the what-is-my-IP fixture).
 	w.config = filepath.Join(w.dir, "cluster.yaml")
-	text := fmt.Sprintf(`cluster: %s
-provider: ec2
-timeouts:
-  join: %s
-ec2:
-  region: %s
-  endpoint_url: %s
-  ami: %s
-  delete_timeout: 1m
-`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, motoURL, aws.ToString(imgs.Images[0].ImageId))
-	if err := os.WriteFile(w.config, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeEC2Config(t, w.config, motoURL, ami, "")
 
 	// Traps on the laptop's side: where a member observer would listen
 	// (gossip, TCP and UDP) and the API port, on the laptop and on the home

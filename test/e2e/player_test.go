@@ -6,14 +6,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/openstack/openstacktest"
@@ -145,4 +150,45 @@ func ec2UserData(ctx context.Context, client *awsec2.Client, id string) ([]byte,
 		return nil, errors.New("DescribeInstanceAttribute returned no userData")
 	}
 	return ec2.DecodeUserData(aws.ToString(attr.UserData.Value))
+}
+
+// motoClients are the EC2 and S3 clients of the e2e account at moto's url
+// (through hc; nil: the default client), and the AMI the cluster configs
+// name.
+func motoClients(t *testing.T, url string, hc *http.Client) (*awsec2.Client, *s3.Client, string) {
+	t.Helper()
+	opts := []func(*config.LoadOptions) error{config.WithRegion(ec2Region), config.WithBaseEndpoint(url),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(ec2KeyID, ec2Secret, ""))}
+	if hc != nil {
+		opts = append(opts, config.WithHTTPClient(hc))
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec2c := awsec2.NewFromConfig(cfg)
+	imgs, err := ec2c.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto images: %v", err)
+	}
+	return ec2c, s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), aws.ToString(imgs.Images[0].ImageId)
+}
+
+// writeEC2Config writes, to path, the config of cluster ec2ClusterNm on
+// moto at url with image ami; extra is more of the ec2 section, indented.
+func writeEC2Config(t *testing.T, path, url, ami, extra string) {
+	t.Helper()
+	text := fmt.Sprintf(`cluster: %s
+provider: ec2
+timeouts:
+  join: %s
+ec2:
+  region: %s
+  endpoint_url: %s
+  ami: %s
+  delete_timeout: 1m
+%s`, ec2ClusterNm, ec2JoinTimeout(), ec2Region, url, ami, extra)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
