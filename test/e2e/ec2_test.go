@@ -39,7 +39,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/clusterctl/clusterctl/provider/ec2"
 	"github.com/clusterctl/clusterctl/provider/ec2/mototest"
 )
 
@@ -175,15 +174,7 @@ func ec2Inner(t *testing.T) {
 		t.Fatalf("up: %v", err)
 	}
 	t.Logf("MEASURE up of %d node(s): %.1fs wall", want, elapsed.Seconds())
-	var up struct {
-		Nodes []struct {
-			Name, Address, Phase string
-			InstanceID           string `json:"instance_id"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &up); err != nil {
-		t.Fatalf("up output: %v\n%s", err, out)
-	}
+	up := readUp(t, out)
 	if len(up.Nodes) != want {
 		t.Fatalf("up made %d nodes, want %d: %s", len(up.Nodes), want, out)
 	}
@@ -223,7 +214,7 @@ func ec2Inner(t *testing.T) {
 	if _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
 		t.Fatalf("down --all: %v", err)
 	}
-	w.checkNothingLeft()
+	checkEC2NothingLeft(t, w.ec2, w.s3)
 	w.checkFailures()
 }
 
@@ -317,29 +308,6 @@ func (w *ec2World) boot(ctx context.Context, in types.Instance) {
 	w.booted[id] = cmd
 	w.mu.Unlock()
 	w.t.Logf("instance %s booted: agent in namespace %s at %s", id, ns, addr)
-}
-
-func (w *ec2World) checkNothingLeft() {
-	ctx := context.Background()
-	out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	for _, r := range out.Reservations {
-		for _, in := range r.Instances {
-			if in.State.Name != types.InstanceStateNameTerminated {
-				w.t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
-			}
-		}
-	}
-	g, err := w.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
-	if err != nil || len(g.SecurityGroups) != 0 {
-		w.t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
-	}
-	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
-	if err != nil || len(b.Buckets) != 0 {
-		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
-	}
 }
 
 // ec2JoinTimeout is timeouts.join: CLUSTERCTL_EC2_E2E_JOIN, else 90s.

@@ -342,15 +342,7 @@ func TestNATLaptopEC2(t *testing.T) {
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
-	var up struct {
-		Nodes []struct {
-			Name, Address, Phase string
-			InstanceID           string `json:"instance_id"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &up); err != nil {
-		t.Fatalf("up output: %v\n%s", err, out)
-	}
+	up := readUp(t, out)
 	var names []string
 	for _, n := range up.Nodes {
 		names = append(names, n.Name)
@@ -377,7 +369,7 @@ func TestNATLaptopEC2(t *testing.T) {
 	if _, err := w.cli(3*time.Minute, "down", "--all"); err != nil {
 		t.Fatalf("down --all: %v", err)
 	}
-	w.checkNothingLeft()
+	checkEC2NothingLeft(t, w.ec2, w.s3)
 	w.checkFailures()
 
 	if n := trapped(); n != 0 {
@@ -487,17 +479,7 @@ func (w *natEC2) status() map[string]string {
 	if err != nil {
 		w.t.Fatalf("status: %v", err)
 	}
-	var st struct {
-		Nodes []struct{ Name, Gossip string } `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		w.t.Fatalf("status output: %v\n%s", err, out)
-	}
-	m := map[string]string{}
-	for _, n := range st.Nodes {
-		m[n.Name] = n.Gossip
-	}
-	return m
+	return gossipByName(w.t, out)
 }
 
 // boot does what cloud-init and the instance would do with the user-data,
@@ -570,30 +552,6 @@ func (w *natEC2) checkAPIRule() {
 	}
 	if !slices.Equal(from, []string{want}) {
 		w.t.Errorf("the API port %d is open to %v, want only %s (the laptop's public address)", ports.API, from, want)
-	}
-}
-
-// checkNothingLeft: no instance but terminated ones, no group, no bucket.
-func (w *natEC2) checkNothingLeft() {
-	ctx := context.Background()
-	out, err := w.ec2.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	for _, r := range out.Reservations {
-		for _, in := range r.Instances {
-			if in.State.Name != types.InstanceStateNameTerminated {
-				w.t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
-			}
-		}
-	}
-	g, err := w.ec2.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
-	if err != nil || len(g.SecurityGroups) != 0 {
-		w.t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
-	}
-	b, err := w.s3.ListBuckets(ctx, &s3.ListBucketsInput{})
-	if err != nil || len(b.Buckets) != 0 {
-		w.t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
 	}
 }
 
@@ -692,15 +650,7 @@ openstack:
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
-	var up struct {
-		Nodes []struct {
-			Name, Address, Phase string
-			InstanceID           string `json:"instance_id"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &up); err != nil {
-		t.Fatalf("up output: %v\n%s", err, out)
-	}
+	up := readUp(t, out)
 	floating := map[string]string{} // fixed IP → floating IP
 	for _, f := range w.cloud.FloatingIPs() {
 		floating[f.FixedIP] = f.Address
@@ -798,17 +748,7 @@ func (w *natOS) status() map[string]string {
 	if err != nil {
 		w.t.Fatalf("status: %v", err)
 	}
-	var st struct {
-		Nodes []struct{ Name, Gossip string } `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		w.t.Fatalf("status output: %v\n%s", err, out)
-	}
-	m := map[string]string{}
-	for _, n := range st.Nodes {
-		m[n.Name] = n.Gossip
-	}
-	return m
+	return gossipByName(w.t, out)
 }
 
 // boot does what cloud-init and the install script would do with the

@@ -248,15 +248,7 @@ func TestOpenStackLifecycle(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("up red blue: exit %d\n%s\nagents:\n%s", code, errOut, h.logs())
 	}
-	var up struct {
-		Nodes []struct {
-			Name, Address, Phase string
-			InstanceID           string `json:"instance_id"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &up); err != nil {
-		t.Fatalf("up -o json: %v\n%s", err, out)
-	}
+	up := readUp(t, out)
 	addr := map[string]string{}
 	for _, n := range up.Nodes {
 		if n.Phase != "joined" || !strings.HasPrefix(n.Address, "127.0.80.") || n.InstanceID == "" {

@@ -192,3 +192,29 @@ ec2:
 		t.Fatal(err)
 	}
 }
+
+// checkEC2NothingLeft: after down --all, no instance but terminated ones,
+// no security group of clusterctl's, no bucket.
+func checkEC2NothingLeft(t *testing.T, ec2c *awsec2.Client, s3c *s3.Client) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := ec2c.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if in.State.Name != types.InstanceStateNameTerminated {
+				t.Errorf("instance %s is %s after down --all", aws.ToString(in.InstanceId), in.State.Name)
+			}
+		}
+	}
+	g, err := ec2c.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []types.Filter{{Name: aws.String("tag:" + ec2.TagManagedBy), Values: []string{"clusterctl"}}}})
+	if err != nil || len(g.SecurityGroups) != 0 {
+		t.Errorf("security groups after down --all: %v %d", err, len(g.SecurityGroups))
+	}
+	b, err := s3c.ListBuckets(ctx, &s3.ListBucketsInput{})
+	if err != nil || len(b.Buckets) != 0 {
+		t.Errorf("buckets after down --all: %v %d", err, len(b.Buckets))
+	}
+}
