@@ -162,9 +162,32 @@ func (t *gatedTransport) open() { close(t.gate) }
 func (t *gatedTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 func (t *gatedTransport) StreamCh() <-chan net.Conn           { return t.streams }
 
+// Shutdown stops the listeners, then the forwarders. NetTransport.Shutdown
+// waits for its listeners, and a listener that has read a packet or taken
+// a connection blocks until someone receives it: while they stop, whatever
+// they still hand over is dropped here (a held packet before the gate
+// opened, or one memberlist no longer reads). memberlist shuts its
+// transport down first for the same reason.
 func (t *gatedTransport) Shutdown() error {
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-t.NetTransport.PacketCh():
+			case c := <-t.NetTransport.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := t.NetTransport.Shutdown()
+	close(stop)
+	<-drained
 	t.once.Do(func() { close(t.done) })
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 // errSerfShutdown is Run's error when serf stopped by itself.

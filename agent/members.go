@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"net"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -47,6 +49,8 @@ type memberTable struct {
 
 	mu      sync.Mutex
 	members map[string]Member // by name, every role
+	spare   map[string]Member // the map refresh fills next (the one before)
+	parsed  map[string]parsed // by name: what refresh last made of serf's record
 	byNonce map[string]Member // latest record of each nonce ever seen alive
 	suspect map[string]bool   // names this member's failure detector suspects
 	changed chan struct{}     // closed and replaced on every change
@@ -67,6 +71,8 @@ func newMemberTable(cluster string, logger *slog.Logger) *memberTable {
 		cluster: cluster,
 		logger:  logger,
 		members: map[string]Member{},
+		spare:   map[string]Member{},
+		parsed:  map[string]parsed{},
 		byNonce: map[string]Member{},
 		suspect: map[string]bool{},
 		changed: make(chan struct{}),
@@ -91,20 +97,52 @@ func fromSerf(sm serf.Member) Member {
 	return m
 }
 
+// parsed is a member as fromSerf made it from serf's record, with the parts
+// of that record it came from. serf gives a member a new tags map when its
+// tags change, so an unchanged record is told by a comparison: refresh runs
+// after every serf event and on a tick, over every member, and parsing
+// every member's meta each time was a fifth of the CPU of a 200-agent start
+// (docs/benchmarks.md).
+type parsed struct {
+	tags   map[string]string
+	addr   net.IP
+	port   uint16
+	status serf.MemberStatus
+	m      Member
+}
+
+// fromSerfCached is fromSerf(sm), from the cache when sm is unchanged.
+// t.mu held.
+func (t *memberTable) fromSerfCached(sm serf.Member) Member {
+	if c, ok := t.parsed[sm.Name]; ok && c.port == sm.Port && c.status == sm.Status && c.addr.Equal(sm.Addr) && sameTags(c.tags, sm.Tags) {
+		return c.m
+	}
+	m := fromSerf(sm)
+	t.parsed[sm.Name] = parsed{tags: sm.Tags, addr: sm.Addr, port: sm.Port, status: sm.Status, m: m}
+	return m
+}
+
+// sameTags reports whether a and b hold the same tags: at once when they
+// are the same map (serf's record unchanged), else by comparing them.
+func sameTags(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() || maps.Equal(a, b)
+}
+
 // refresh replaces the view with list, marks suspects, and publishes the
 // differences as events.
 func (t *memberTable) refresh(list []serf.Member) {
 	now := time.Now()
-	next := make(map[string]Member, len(list))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := t.spare
+	clear(next)
 	for _, sm := range list {
-		m := fromSerf(sm)
+		m := t.fromSerfCached(sm)
 		if m.Meta.Cluster != t.cluster { // the label keeps them out; be sure
 			continue
 		}
 		next[m.Name] = m
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for name := range t.suspect {
 		if m, ok := next[name]; ok && m.State == nodeapi.StatusAlive {
 			m.State = nodeapi.StatusSuspect
@@ -127,9 +165,14 @@ func (t *memberTable) refresh(list []serf.Member) {
 		}
 	}
 	if len(events) == 0 {
-		return
+		return // next holds what members holds
 	}
-	t.members = next
+	t.members, t.spare = next, t.members
+	for name := range t.parsed {
+		if _, ok := next[name]; !ok {
+			delete(t.parsed, name)
+		}
+	}
 	for _, m := range next {
 		if m.Meta.Nonce == "" {
 			continue
