@@ -2,9 +2,7 @@ package provider
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
@@ -106,25 +104,4 @@ func New(name string, env Env) (Provider, error) {
 		return nil, usererr.BadInput(fmt.Sprintf("use one of: %v", Names()), "unknown provider %q", name)
 	}
 	return f(env)
-}
-
-// ResolvePath makes path absolute, taking a relative path relative to
-// baseDir (the config file's directory; "" = the working directory). An
-// empty path stays empty.
-func ResolvePath(baseDir, path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	if !filepath.IsAbs(path) && baseDir != "" {
-		path = filepath.Join(baseDir, path)
-	}
-	return filepath.Abs(path)
-}
-
-// Default sets *v to def when it is blank (a string of spaces counts as
-// blank): how providers fill in their config's defaults.
-func Default(v *string, def string) {
-	if strings.TrimSpace(*v) == "" {
-		*v = def
-	}
 }

@@ -55,6 +55,10 @@ func (t Target) options() []string {
 		"UpdateHostKeys=no",
 		"BatchMode=yes",
 		"ConnectTimeout=15",
+		// A connection that stops moving (a guest whose network stalled)
+		// ends after about a minute instead of hanging the command.
+		"ServerAliveInterval=15",
+		"ServerAliveCountMax=4",
 		"User=" + t.User,
 		"Port=" + strconv.Itoa(t.port()),
 	}

@@ -249,7 +249,8 @@ func TestArgsEndOptionsBeforeAddress(t *testing.T) {
 		g := append([]string{"-G"}, SSHArgs(tg, []string{"-oUser=evil", "-p", "2222"}, false)...)
 		out, err := exec.Command(p, g...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "hostkeyalias red.demo.clusterctl") || !strings.Contains(string(out), "stricthostkeychecking true") ||
-			!strings.Contains(string(out), "\nuser debian\n") || !strings.Contains(string(out), "\nport 22\n") {
+			!strings.Contains(string(out), "\nuser debian\n") || !strings.Contains(string(out), "\nport 22\n") ||
+			!strings.Contains(string(out), "\nserveraliveinterval 15\n") || !strings.Contains(string(out), "\nserveralivecountmax 4\n") {
 			t.Errorf("ssh -G: %v\n%s", err, out)
 		}
 	}

@@ -1,7 +1,6 @@
 package ec2
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -110,30 +109,19 @@ func (c *Config) setDefaults() {
 	if c.AMI == "" && c.AMIParameter == "" && c.Image == "" {
 		c.Image = DefaultImage
 	}
-	if c.GossipPort == 0 {
-		c.GossipPort = ports.Gossip
-	}
-	if c.APIPort == 0 {
-		c.APIPort = ports.API
-	}
-	if c.PresignTTL == 0 {
-		c.PresignTTL = DefaultPresignTTL
-	}
-	if c.DeleteTimeout == 0 {
-		c.DeleteTimeout = DefaultDeleteTimeout
-	}
+	provider.Default(&c.GossipPort, ports.Gossip)
+	provider.Default(&c.APIPort, ports.API)
+	provider.Default(&c.PresignTTL, DefaultPresignTTL)
+	provider.Default(&c.DeleteTimeout, DefaultDeleteTimeout)
 }
 
 func (c *Config) validate() error {
-	var errs []error
-	bad := func(fix, format string, args ...any) {
-		errs = append(errs, usererr.BadInput(fix, "ec2 config: "+format, args...))
-	}
+	pr := provider.NewProblems("ec2", "")
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
-		bad("use a region name such as eu-west-1 or us-east-1", "region %q is not a region name", c.Region)
+		pr.Bad("use a region name such as eu-west-1 or us-east-1", "region %q is not a region name", c.Region)
 	}
 	if strings.ContainsAny(c.Profile, " \t\n[]") {
-		bad("use the name of a profile in ~/.aws/config", "profile %q is not a profile name", c.Profile)
+		pr.Bad("use the name of a profile in ~/.aws/config", "profile %q is not a profile name", c.Profile)
 	}
 	n := 0
 	for _, s := range []string{c.AMI, c.Image, c.AMIParameter} {
@@ -142,52 +130,52 @@ func (c *Config) validate() error {
 		}
 	}
 	if n > 1 {
-		bad("set only one of ami, image and ami_parameter", "ami %q, image %q and ami_parameter %q: more than one is set", c.AMI, c.Image, c.AMIParameter)
+		pr.Bad("set only one of ami, image and ami_parameter", "ami %q, image %q and ami_parameter %q: more than one is set", c.AMI, c.Image, c.AMIParameter)
 	}
 	if c.AMI != "" && !amiRE.MatchString(c.AMI) {
-		bad("use an AMI id like ami-0123456789abcdef0", "ami %q is not an AMI id", c.AMI)
+		pr.Bad("use an AMI id like ami-0123456789abcdef0", "ami %q is not an AMI id", c.AMI)
 	}
 	if c.Image != "" {
 		if _, ok := imageParameters[c.Image]; !ok {
-			bad("use image: debian-12 or ubuntu-24.04, or set ami: to an AMI id", "image %q is not known", c.Image)
+			pr.Bad("use image: debian-12 or ubuntu-24.04, or set ami: to an AMI id", "image %q is not known", c.Image)
 		}
 	}
 	if c.AMIParameter != "" && !ssmParamRE.MatchString(c.AMIParameter) {
-		bad("use an SSM parameter name starting with /", "ami_parameter %q is not an SSM parameter name", c.AMIParameter)
+		pr.Bad("use an SSM parameter name starting with /", "ami_parameter %q is not an SSM parameter name", c.AMIParameter)
 	}
 	if !itypeRE.MatchString(c.InstanceType) {
-		bad("use an instance type such as t3.micro", "instance_type %q is not an instance type", c.InstanceType)
+		pr.Bad("use an instance type such as t3.micro", "instance_type %q is not an instance type", c.InstanceType)
 	}
 	if c.SubnetID != "" && !subnetRE.MatchString(c.SubnetID) {
-		bad("use a subnet id like subnet-0123456789abcdef0, or leave subnet_id unset for the default VPC", "subnet_id %q is not a subnet id", c.SubnetID)
+		pr.Bad("use a subnet id like subnet-0123456789abcdef0, or leave subnet_id unset for the default VPC", "subnet_id %q is not a subnet id", c.SubnetID)
 	}
 	if c.SecurityGroupID != "" && !sgRE.MatchString(c.SecurityGroupID) {
-		bad("use a security group id like sg-0123456789abcdef0, or leave it unset to let clusterctl make one", "security_group_id %q is not a security group id", c.SecurityGroupID)
+		pr.Bad("use a security group id like sg-0123456789abcdef0, or leave it unset to let clusterctl make one", "security_group_id %q is not a security group id", c.SecurityGroupID)
 	}
 	if strings.ContainsAny(c.KeyName, "\n\x00") || len(c.KeyName) > 255 {
-		bad("use the name of an EC2 key pair", "key_name %q is not a key pair name", c.KeyName)
+		pr.Bad("use the name of an EC2 key pair", "key_name %q is not a key pair name", c.KeyName)
 	}
 	apiFrom, err := publicip.ParseCIDRs(apiFromKey, c.APIFrom)
 	if err != nil {
-		errs = append(errs, err)
+		pr.Add(err)
 	}
 	c.apiFrom = apiFrom
 	if c.Bucket != "" && (!bucketRE.MatchString(c.Bucket) || strings.Contains(c.Bucket, "..")) {
-		bad("use an S3 bucket name (3-63 lower-case letters, digits, dots and dashes)", "bucket %q is not a bucket name", c.Bucket)
+		pr.Bad("use an S3 bucket name (3-63 lower-case letters, digits, dots and dashes)", "bucket %q is not a bucket name", c.Bucket)
 	}
 	if c.PresignTTL < time.Minute || c.PresignTTL > MaxPresignTTL {
-		bad("use a duration between 1m and 168h; it must cover the time a node takes to boot", "presign_ttl %s is out of range", c.PresignTTL)
+		pr.Bad("use a duration between 1m and 168h; it must cover the time a node takes to boot", "presign_ttl %s is out of range", c.PresignTTL)
 	}
 	if c.DeleteTimeout < 0 {
-		bad("use a duration like 5m", "delete_timeout %s is negative", c.DeleteTimeout)
+		pr.Bad("use a duration like 5m", "delete_timeout %s is negative", c.DeleteTimeout)
 	}
 	if c.EndpointURL != "" {
 		u, err := url.Parse(c.EndpointURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("use an http(s) URL such as http://127.0.0.1:5000, or remove endpoint_url to talk to AWS", "endpoint_url %q is not an http(s) URL", c.EndpointURL)
+			pr.Bad("use an http(s) URL such as http://127.0.0.1:5000, or remove endpoint_url to talk to AWS", "endpoint_url %q is not an http(s) URL", c.EndpointURL)
 		}
 	}
-	return errors.Join(errs...)
+	return pr.Err()
 }
 
 // amiParameter is the SSM parameter that names the AMI, or "" when the

@@ -1,7 +1,6 @@
 package openstack
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -88,59 +87,46 @@ func ParseConfig(env provider.Env) (Config, error) {
 	if cfg.AgentContainer == "" {
 		cfg.AgentContainer = "clusterctl-" + cluster
 	}
-	if cfg.GossipPort == 0 {
-		cfg.GossipPort = ports.Gossip
-	}
-	if cfg.APIPort == 0 {
-		cfg.APIPort = ports.API
-	}
-	if cfg.Parallel == 0 {
-		cfg.Parallel = DefaultParallel
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.AgentURLTTL == 0 {
-		cfg.AgentURLTTL = DefaultAgentURLTTL
-	}
+	provider.Default(&cfg.GossipPort, ports.Gossip)
+	provider.Default(&cfg.APIPort, ports.API)
+	provider.Default(&cfg.Parallel, DefaultParallel)
+	provider.Default(&cfg.PollInterval, DefaultPollInterval)
+	provider.Default(&cfg.AgentURLTTL, DefaultAgentURLTTL)
 	for _, p := range []*string{&cfg.CloudsFile, &cfg.CACert} {
 		if *p != "" && !filepath.IsAbs(*p) && configDir != "" {
 			*p = filepath.Join(configDir, *p)
 		}
 	}
 
-	var errs []error
-	bad := func(fix, format string, args ...any) {
-		errs = append(errs, usererr.BadInput(fix, "openstack config: "+format, args...))
-	}
+	pr := provider.NewProblems("openstack", configDir)
 	for key, v := range map[string]string{"flavor": cfg.Flavor, "image": cfg.Image, "network": cfg.Network} {
 		if strings.TrimSpace(v) == "" {
-			bad(fmt.Sprintf("set %q: to a name or id (`openstack %s list` shows them)", key, key), "%s is required", key)
+			pr.Bad(fmt.Sprintf("set %q: to a name or id (`openstack %s list` shows them)", key, key), "%s is required", key)
 		}
 	}
 	switch cfg.Interface {
 	case "", "public", "internal", "admin", "publicURL", "internalURL", "adminURL":
 	default:
-		bad(`use interface: public, internal or admin`, "unknown interface %q", cfg.Interface)
+		pr.Bad(`use interface: public, internal or admin`, "unknown interface %q", cfg.Interface)
 	}
 	apiFrom, err := publicip.ParseCIDRs(apiFromKey, cfg.APIFrom)
 	if err != nil {
-		errs = append(errs, err)
+		pr.Add(err)
 	}
 	cfg.apiFrom = apiFrom
 	if cfg.Parallel < 1 || cfg.Parallel > 64 {
-		bad(`set parallel: between 1 and 64`, "parallel %d is out of range", cfg.Parallel)
+		pr.Bad(`set parallel: between 1 and 64`, "parallel %d is out of range", cfg.Parallel)
 	}
 	if cfg.PollInterval < 0 || cfg.PollInterval > time.Minute {
-		bad(`set poll_interval: to a duration like 3s`, "poll_interval %s is out of range", cfg.PollInterval)
+		pr.Bad(`set poll_interval: to a duration like 3s`, "poll_interval %s is out of range", cfg.PollInterval)
 	}
 	if cfg.AgentURLTTL < time.Minute {
-		bad(`set agent_url_ttl: to at least the time a node takes to boot, e.g. 24h`, "agent_url_ttl %s is too short", cfg.AgentURLTTL)
+		pr.Bad(`set agent_url_ttl: to at least the time a node takes to boot, e.g. 24h`, "agent_url_ttl %s is too short", cfg.AgentURLTTL)
 	}
 	if cfg.SecurityGroup == "default" {
-		bad(`use a group of clusterctl's own; it is created and deleted with the cluster`, `security_group "default" cannot be used`)
+		pr.Bad(`use a group of clusterctl's own; it is created and deleted with the cluster`, `security_group "default" cannot be used`)
 	}
-	return cfg, errors.Join(errs...)
+	return cfg, pr.Err()
 }
 
 // hasKey reports whether the mapping node (or the document holding one)

@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -78,83 +77,66 @@ func (c *Config) setDefaults() {
 	if c.Kernel != "" {
 		provider.Default(&c.Append, DefaultAppend)
 	}
-	if c.Memory == 0 {
-		c.Memory = DefaultMemoryMiB
-	}
-	if c.CPUs == 0 {
-		c.CPUs = DefaultCPUs
-	}
-	if c.PowerdownTimeout == 0 {
-		c.PowerdownTimeout = DefaultPowerdownTimeout
-	}
+	provider.Default(&c.Memory, DefaultMemoryMiB)
+	provider.Default(&c.CPUs, DefaultCPUs)
+	provider.Default(&c.PowerdownTimeout, DefaultPowerdownTimeout)
 }
 
 func (c *Config) validate(baseDir string) error {
-	var errs []error
-	bad := func(fix, format string, args ...any) {
-		errs = append(errs, usererr.BadInput(fix, "qemu config: "+format, args...))
-	}
-	abs := func(key string, p *string) {
-		a, err := provider.ResolvePath(baseDir, *p)
-		if err != nil {
-			bad(fixConfig, "%s %q: %v", key, *p, err)
-			return
-		}
-		*p = a
-	}
+	pr := provider.NewProblems("qemu", baseDir)
 
 	if c.Image == "" {
-		bad(`set "image:" to the path of a base disk image (raw or qcow2), e.g. the one test/e2e/build-image.sh builds`,
+		pr.Bad(`set "image:" to the path of a base disk image (raw or qcow2), e.g. the one test/e2e/build-image.sh builds`,
 			"image is required")
 	}
-	abs("image", &c.Image)
-	abs("kernel", &c.Kernel)
-	abs("initrd", &c.Initrd)
+	pr.Abs("image", fixConfig, &c.Image)
+	pr.Abs("kernel", fixConfig, &c.Kernel)
+	pr.Abs("initrd", fixConfig, &c.Initrd)
 	if c.Initrd != "" && c.Kernel == "" {
-		bad(`set "kernel:" too, or remove "initrd:"`, "initrd %q is set but kernel is not", c.Initrd)
+		pr.Bad(`set "kernel:" too, or remove "initrd:"`, "initrd %q is set but kernel is not", c.Initrd)
 	}
 	if c.Append != "" && c.Kernel == "" {
-		bad(`set "kernel:" too, or remove "append:"`, "append is set but kernel is not (the command line is only used for direct-kernel boot)")
+		pr.Bad(`set "kernel:" too, or remove "append:"`, "append is set but kernel is not (the command line is only used for direct-kernel boot)")
 	}
 	switch c.ImageFormat {
 	case "", "raw", "qcow2", "vmdk", "vdi", "vhdx", "qed", "vpc":
 	default:
-		bad(`use image_format: raw or qcow2 (or leave it empty to detect it)`, "unknown image_format %q", c.ImageFormat)
+		pr.Bad(`use image_format: raw or qcow2 (or leave it empty to detect it)`, "unknown image_format %q", c.ImageFormat)
 	}
 	switch c.Accel {
 	case "auto", "tcg", "kvm":
 	default:
-		bad(`use accel: auto, tcg or kvm`, "unknown accel %q", c.Accel)
+		pr.Bad(`use accel: auto, tcg or kvm`, "unknown accel %q", c.Accel)
 	}
 	if strings.ContainsAny(c.Machine, ", \t") {
-		bad(`use a machine type name such as q35 or pc`, "bad machine %q", c.Machine)
+		pr.Bad(`use a machine type name such as q35 or pc`, "bad machine %q", c.Machine)
 	}
 	if len(c.Bridge) > 15 || strings.ContainsAny(c.Bridge, "/ \t") {
-		bad(`use the name of an existing Linux bridge (at most 15 characters)`, "bad bridge name %q", c.Bridge)
+		pr.Bad(`use the name of an existing Linux bridge (at most 15 characters)`, "bad bridge name %q", c.Bridge)
 	}
 	p, err := netip.ParsePrefix(c.CIDR)
 	switch {
 	case err != nil:
-		bad(`use cidr: NETWORK/PREFIXLEN, e.g. 192.168.56.0/24`, "cidr %q: %v", c.CIDR, err)
+		pr.Bad(`use cidr: NETWORK/PREFIXLEN, e.g. 192.168.56.0/24`, "cidr %q: %v", c.CIDR, err)
 	case !p.Addr().Is4():
-		bad(`use an IPv4 network, e.g. 192.168.56.0/24`, "cidr %q is not IPv4", c.CIDR)
+		pr.Bad(`use an IPv4 network, e.g. 192.168.56.0/24`, "cidr %q is not IPv4", c.CIDR)
 	case p.Bits() > 30:
-		bad(`use a network with room for nodes, e.g. a /24`, "cidr %q is too small", c.CIDR)
+		pr.Bad(`use a network with room for nodes, e.g. a /24`, "cidr %q is too small", c.CIDR)
 	case p.Masked() != p:
-		bad(fmt.Sprintf("use cidr: %s", p.Masked()), "cidr %q has host bits set", c.CIDR)
+		pr.Bad(fmt.Sprintf("use cidr: %s", p.Masked()), "cidr %q has host bits set", c.CIDR)
 	default:
 		c.prefix = p
 	}
 	if c.Memory < 128 {
-		bad(`set memory: to at least 128 (MiB); 1024 is a good start`, "memory %d MiB is too small", c.Memory)
+		pr.Bad(`set memory: to at least 128 (MiB); 1024 is a good start`, "memory %d MiB is too small", c.Memory)
 	}
 	if c.CPUs < 1 || c.CPUs > 64 {
-		bad(`set cpus: between 1 and 64`, "cpus %d is out of range", c.CPUs)
+		pr.Bad(`set cpus: between 1 and 64`, "cpus %d is out of range", c.CPUs)
 	}
 	if c.PowerdownTimeout < 0 {
-		bad(`set powerdown_timeout: to a duration like 30s`, "powerdown_timeout %s is negative", c.PowerdownTimeout)
+		pr.Bad(`set powerdown_timeout: to a duration like 30s`, "powerdown_timeout %s is negative", c.PowerdownTimeout)
 	}
-	return errors.Join(errs...)
+	return pr.Err()
 }
 
 // Prefix is the parsed cidr.

@@ -1,7 +1,6 @@
 package virtualbox
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -94,72 +93,53 @@ func (c *Config) setDefaults() {
 	provider.Default(&c.Controller, DefaultController)
 	provider.Default(&c.HostOnly, DefaultHostOnly)
 	provider.Default(&c.CIDR, DefaultCIDR)
-	if c.Memory == 0 {
-		c.Memory = DefaultMemoryMiB
-	}
-	if c.CPUs == 0 {
-		c.CPUs = DefaultCPUs
-	}
-	if c.PowerdownTimeout == 0 {
-		c.PowerdownTimeout = DefaultPowerdownTimeout
-	}
-	if c.CommandTimeout == 0 {
-		c.CommandTimeout = DefaultCommandTimeout
-	}
+	provider.Default(&c.Memory, DefaultMemoryMiB)
+	provider.Default(&c.CPUs, DefaultCPUs)
+	provider.Default(&c.PowerdownTimeout, DefaultPowerdownTimeout)
+	provider.Default(&c.CommandTimeout, DefaultCommandTimeout)
 }
 
 func (c *Config) validate(configDir string) error {
-	var errs []error
-	bad := func(fix, format string, args ...any) {
-		errs = append(errs, usererr.BadInput(fix, "virtualbox config: "+format, args...))
-	}
-	abs := func(key string, p *string) {
-		a, err := provider.ResolvePath(configDir, *p)
-		if err != nil {
-			bad(fixConfig, "%s %q: %v", key, *p, err)
-			return
-		}
-		*p = a
-	}
+	pr := provider.NewProblems("virtualbox", configDir)
 
 	if c.Image == "" {
-		bad(`set "image:" to the path of a base disk in VDI format (see docs/virtualbox.md: base image)`, "image is required")
+		pr.Bad(`set "image:" to the path of a base disk in VDI format (see docs/virtualbox.md: base image)`, "image is required")
 	}
-	abs("image", &c.Image)
+	pr.Abs("image", fixConfig, &c.Image)
 	if c.VBoxManage != "" && strings.ContainsAny(c.VBoxManage, `/\`) {
-		abs("vboxmanage", &c.VBoxManage)
+		pr.Abs("vboxmanage", fixConfig, &c.VBoxManage)
 	}
 	switch c.Clone {
 	case CloneLinked, CloneFull:
 	default:
-		bad(`use clone: linked (a differencing disk per node) or full (a copy per node)`, "unknown clone %q", c.Clone)
+		pr.Bad(`use clone: linked (a differencing disk per node) or full (a copy per node)`, "unknown clone %q", c.Clone)
 	}
 	if !isIdent(c.OSType) {
-		bad(`use a VirtualBox OS type id such as Debian_64 or Ubuntu_64 (VBoxManage list ostypes)`, "bad ostype %q", c.OSType)
+		pr.Bad(`use a VirtualBox OS type id such as Debian_64 or Ubuntu_64 (VBoxManage list ostypes)`, "bad ostype %q", c.OSType)
 	}
 	switch c.Controller {
 	case "sata", "virtio":
 	default:
-		bad(`use controller: sata (AHCI; Debian "generic" and Ubuntu images) or virtio (virtio-scsi; VirtualBox 6.1 or later)`, "unknown controller %q", c.Controller)
+		pr.Bad(`use controller: sata (AHCI; Debian "generic" and Ubuntu images) or virtio (virtio-scsi; VirtualBox 6.1 or later)`, "unknown controller %q", c.Controller)
 	}
 	switch c.HostOnly {
 	case "auto", "hostonlyif", "hostonlynet":
 	default:
-		bad(`use hostonly: auto, hostonlyif (VirtualBox 6, and 7 on Linux/Windows) or hostonlynet (VirtualBox 7 on macOS)`, "unknown hostonly %q", c.HostOnly)
+		pr.Bad(`use hostonly: auto, hostonlyif (VirtualBox 6, and 7 on Linux/Windows) or hostonlynet (VirtualBox 7 on macOS)`, "unknown hostonly %q", c.HostOnly)
 	}
 	if c.HostOnlyName != "" && (len(c.HostOnlyName) > 64 || strings.ContainsAny(c.HostOnlyName, "/\\\"' \t\n")) {
-		bad(`use the name of a host-only interface such as vboxnet0, or leave hostonly_name empty`, "bad hostonly_name %q", c.HostOnlyName)
+		pr.Bad(`use the name of a host-only interface such as vboxnet0, or leave hostonly_name empty`, "bad hostonly_name %q", c.HostOnlyName)
 	}
 	p, err := netip.ParsePrefix(c.CIDR)
 	switch {
 	case err != nil:
-		bad(`use cidr: NETWORK/PREFIXLEN, e.g. 192.168.56.0/24`, "cidr %q: %v", c.CIDR, err)
+		pr.Bad(`use cidr: NETWORK/PREFIXLEN, e.g. 192.168.56.0/24`, "cidr %q: %v", c.CIDR, err)
 	case !p.Addr().Is4():
-		bad(`use an IPv4 network, e.g. 192.168.56.0/24`, "cidr %q is not IPv4", c.CIDR)
+		pr.Bad(`use an IPv4 network, e.g. 192.168.56.0/24`, "cidr %q is not IPv4", c.CIDR)
 	case p.Bits() < 8 || p.Bits() > 28:
-		bad(`use a network between /8 and /28, e.g. a /24`, "cidr %q: prefix length /%d is not usable for a host-only network", c.CIDR, p.Bits())
+		pr.Bad(`use a network between /8 and /28, e.g. a /24`, "cidr %q: prefix length /%d is not usable for a host-only network", c.CIDR, p.Bits())
 	case p.Masked() != p:
-		bad(fmt.Sprintf("use cidr: %s", p.Masked()), "cidr %q has host bits set", c.CIDR)
+		pr.Bad(fmt.Sprintf("use cidr: %s", p.Masked()), "cidr %q has host bits set", c.CIDR)
 	default:
 		c.prefix = p
 	}
@@ -167,21 +147,21 @@ func (c *Config) validate(configDir string) error {
 		if c.HostAddress == "" {
 			c.host = c.prefix.Addr().Next()
 		} else if a, err := netip.ParseAddr(c.HostAddress); err != nil {
-			bad(`use host_address: an IPv4 address in cidr, e.g. 192.168.56.1`, "host_address %q: %v", c.HostAddress, err)
+			pr.Bad(`use host_address: an IPv4 address in cidr, e.g. 192.168.56.1`, "host_address %q: %v", c.HostAddress, err)
 		} else if !c.prefix.Contains(a) || a == c.prefix.Addr() || a == localvm.Broadcast(c.prefix) {
-			bad(fmt.Sprintf("use a host address inside %s, e.g. %s", c.prefix, c.prefix.Addr().Next()), "host_address %s is not a host address of cidr %s", a, c.prefix)
+			pr.Bad(fmt.Sprintf("use a host address inside %s, e.g. %s", c.prefix, c.prefix.Addr().Next()), "host_address %s is not a host address of cidr %s", a, c.prefix)
 		} else {
 			c.host = a
 		}
 	}
-	errs = append(errs, checkSize("", c.Memory, c.CPUs)...)
+	pr.Add(checkSize("", c.Memory, c.CPUs)...)
 	if c.PowerdownTimeout < 0 {
-		bad(`set powerdown_timeout: to a duration like 30s`, "powerdown_timeout %s is negative", c.PowerdownTimeout)
+		pr.Bad(`set powerdown_timeout: to a duration like 30s`, "powerdown_timeout %s is negative", c.PowerdownTimeout)
 	}
 	if c.CommandTimeout < time.Second {
-		bad(`set command_timeout: to a duration like 2m`, "command_timeout %s is too short", c.CommandTimeout)
+		pr.Bad(`set command_timeout: to a duration like 2m`, "command_timeout %s is too short", c.CommandTimeout)
 	}
-	return errors.Join(errs...)
+	return pr.Err()
 }
 
 // checkSize checks a node's memory (MiB) and CPU count against what
