@@ -80,13 +80,7 @@ func TestCloudBatchSeedsFromTheFirstNode(t *testing.T) {
 // With no agent answering, status shows every node unreachable after one
 // connect timeout, not after waiting for a view that never comes.
 func TestStatusUnreachableIsQuick(t *testing.T) {
-	p, b := bootingFake(t)
-	m, _ := newManager(t, p, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, b := upFake(t, "red", "blue")
 	b.stopAll()
 	start := time.Now()
 	rep, err := m.Status(ctx, "")
@@ -115,13 +109,7 @@ func TestStatusUnreachableIsQuick(t *testing.T) {
 // A missing CA in an existing cluster is the clear exit-2 error naming the
 // file; no new CA is made.
 func TestMissingCAIsBadInputAndNotReplaced(t *testing.T) {
-	p, _ := bootingFake(t)
-	m, _ := newManager(t, p, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red"}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, _ := upFake(t, "red")
 	if err := os.Remove(filepath.Join(m.Store.Dir, pki.CAKeyFile)); err != nil {
 		t.Fatal(err)
 	}

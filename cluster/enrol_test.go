@@ -126,13 +126,7 @@ func TestUpWaitsForTheEnrolmentRecord(t *testing.T) {
 // its certificate's expiry; a replayed enrolment is refused by the node;
 // and the token read from user-data gives nothing.
 func TestEnrolment(t *testing.T) {
-	p, b := bootingFake(t)
-	m, _ := newManager(t, p, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, b := upFake(t, "red", "blue")
 	st, _ := m.Store.Load()
 	for _, n := range st.Nodes {
 		if n.EnrolledAt.IsZero() || n.EnrolToken != nil || n.EnrolKeys == "" {

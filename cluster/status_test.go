@@ -17,13 +17,7 @@ import (
 // status never hides it. The recorded nodes stay alive, and the report
 // names the node whose view it shows.
 func TestStatusShowsUnknownMembers(t *testing.T) {
-	p, b := bootingFake(t)
-	m, _ := newManager(t, p, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, b := upFake(t, "red", "blue")
 	key, _ := m.Store.ReadKey()
 	runStranger(t, ctx, m, b, "visitor", "127.77.0.98", key)
 
@@ -101,13 +95,7 @@ func TestStatusLaggingFollowedNode(t *testing.T) {
 // writes nothing: the dials a status drops once it has its answer go on
 // after it has returned, and must not be writing the state then.
 func TestStatusLeavesTheStateAlone(t *testing.T) {
-	p, _ := bootingFake(t)
-	m, _ := newManager(t, p, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := m.Up(ctx, cluster.UpRequest{Names: []string{"red", "blue"}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, _ := upFake(t, "red", "blue")
 	path := filepath.Join(m.Store.Dir, "state.json")
 	before, err := os.Stat(path)
 	if err != nil {

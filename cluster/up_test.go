@@ -239,6 +239,21 @@ func (r *recorder) noted() []string {
 	return slices.Clone(r.notes)
 }
 
+// upFake makes the named nodes with up on the booting fake, with the
+// default test config, failing t if up fails. The context ends with the
+// test, after 60 s at most.
+func upFake(t *testing.T, names ...string) (context.Context, *cluster.Manager, *booter) {
+	t.Helper()
+	p, b := bootingFake(t)
+	m, _ := newManager(t, p, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if _, err := m.Up(ctx, cluster.UpRequest{Names: names}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, m, b
+}
+
 func newManager(t *testing.T, p *fake.Provider, cfgText string) (*cluster.Manager, *recorder) {
 	t.Helper()
 	return newManagerIn(t, t.TempDir(), p, cfgText)
