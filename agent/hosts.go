@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -94,9 +95,18 @@ func renderBlock(domain string, entries []HostEntry) []byte {
 // "ADDR name.domain name" ("ADDR name" without a domain) per entry, sorted
 // by name. Everything outside the block is kept byte for byte; a missing
 // block is appended. Entries with an invalid address or name are skipped.
+//
+// An entry whose address and name a line outside the block already has
+// (the node's own line that user-data wrote) is not repeated: a name
+// listed twice is resolved twice (`getent hosts` printed the node's own
+// line twice).
 func RewriteHosts(content []byte, domain string, entries []HostEntry) []byte {
-	block := renderBlock(domain, entries)
 	start, end, ok := findBlock(content)
+	outside := content
+	if ok {
+		outside = append(append([]byte{}, content[:start]...), content[end:]...)
+	}
+	block := renderBlock(domain, unlisted(outside, entries))
 	var out []byte
 	if ok {
 		out = make([]byte, 0, len(content)-(end-start)+len(block))
@@ -111,6 +121,37 @@ func RewriteHosts(content []byte, domain string, entries []HostEntry) []byte {
 		out = append(out, '\n')
 	}
 	return append(out, block...)
+}
+
+// unlisted is entries without those whose address and name a line of
+// outside (the hosts file less the block) already has.
+func unlisted(outside []byte, entries []HostEntry) []HostEntry {
+	listed := outsidePairs(outside)
+	return slices.DeleteFunc(slices.Clone(entries), func(e HostEntry) bool {
+		a, err := netip.ParseAddr(e.Addr)
+		return err == nil && listed[HostEntry{Addr: a.String(), Name: e.Name}]
+	})
+}
+
+// outsidePairs is every (address, name) pair the lines of content give,
+// comments left out.
+func outsidePairs(content []byte) map[HostEntry]bool {
+	pairs := map[HostEntry]bool{}
+	for _, line := range strings.Split(string(content), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(f[0])
+		if err != nil {
+			continue
+		}
+		for _, name := range f[1:] {
+			pairs[HostEntry{Addr: a.String(), Name: name}] = true
+		}
+	}
+	return pairs
 }
 
 // ParseHostsBlock returns the entries of the marked block in content (nil

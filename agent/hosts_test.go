@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,6 +55,19 @@ func TestRewriteHosts(t *testing.T) {
 			"x\n# BEGIN clusterctl-agent\n10.0.0.1 old\n# END clusterctl-agent\ny\n",
 			"x\n# BEGIN clusterctl-agent\n# END clusterctl-agent\ny\n",
 			nil,
+		},
+		{
+			"the node's own line outside the block is not repeated in it",
+			"127.0.0.1 localhost\n192.168.56.10 red.lab red # written by user-data\n",
+			"127.0.0.1 localhost\n192.168.56.10 red.lab red # written by user-data\n" +
+				"# BEGIN clusterctl-agent\n192.168.56.11 blue.lab blue\n192.168.56.12 green.lab green\n# END clusterctl-agent\n",
+			entries,
+		},
+		{
+			"a name outside at another address is still listed",
+			"10.9.9.9 red\n# 192.168.56.11 blue (a comment lists nothing)\n",
+			"10.9.9.9 red\n# 192.168.56.11 blue (a comment lists nothing)\n" + block,
+			entries,
 		},
 		{
 			"invalid entries skipped",
@@ -152,15 +166,23 @@ func FuzzRewriteHosts(f *testing.F) {
 			prefix = append(append([]byte(nil), prefix...), '\n')
 		}
 		middle := out[len(prefix) : len(out)-len(suffix)]
-		if !bytes.Equal(middle, renderBlock(domain, entries)) {
-			t.Fatalf("block is %q, want %q", middle, renderBlock(domain, entries))
+		outside := append(append([]byte(nil), prefix...), suffix...)
+		kept := unlisted(outside, entries)
+		if !bytes.Equal(middle, renderBlock(domain, kept)) {
+			t.Fatalf("block is %q, want %q", middle, renderBlock(domain, kept))
 		}
 
-		// Parsing what we wrote gives the entries back.
-		want := usableEntries(entries)
+		// Parsing what we wrote gives the entries back, but those a line
+		// outside the block already lists; every usable entry resolves.
+		want := usableEntries(kept)
 		got := ParseHostsBlock(out)
 		if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
 			t.Fatalf("parsed %v, want %v", got, want)
+		}
+		for _, e := range usableEntries(entries) {
+			if !slices.Contains(got, e) && !outsidePairs(outside)[e] {
+				t.Fatalf("entry %v is neither in the block nor outside it:\n%q", e, out)
+			}
 		}
 		// Rewriting again with the same entries changes nothing.
 		if again := RewriteHosts(out, domain, entries); !bytes.Equal(again, out) {

@@ -452,8 +452,9 @@ echo "AGENT-READS-CONFIG $(setpriv --reuid=clusterctl-agent --regid=clusterctl -
 	has(`FILE 644 clusterctl-agent clusterctl /var/lib/clusterctl-agent-hosts/hosts`)
 	has(`FILE 644 root root /run/cloud-init/instance-data.json`)
 	has(`LINK /var/lib/clusterctl-agent-hosts/hosts`)
-	// The login user (not root) resolves the node's name through the link.
-	has(`RESOLVE 192\.168\.56\.[0-9]+\s+` + name + `\..*`)
+	// The login user (not root) resolves the node's name through the link,
+	// to one line: the agent does not repeat the node's own line.
+	has(`RESOLVE 192\.168\.56\.[0-9]+ ` + name + `\.\S+ ` + name)
 }
 
 // shellQuote quotes s for a POSIX shell.
