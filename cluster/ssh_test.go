@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/clusterctl/clusterctl/cluster"
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/sshclient"
 	"github.com/clusterctl/clusterctl/internal/sshkeys"
 	"github.com/clusterctl/clusterctl/internal/sshtest"
@@ -29,16 +28,11 @@ import (
 // user-data), and install the default user's authorized keys.
 func sshFrom(t *testing.T, userData []byte) (authorized []string) {
 	t.Helper()
-	var doc struct {
-		DeleteKeys bool     `yaml:"ssh_deletekeys"`
-		GenTypes   []string `yaml:"ssh_genkeytypes"`
-		Keys       any      `yaml:"ssh_keys"`
-		Authorized []string `yaml:"ssh_authorized_keys"`
-	}
-	if err := yaml.Unmarshal(userData, &doc); err != nil {
+	doc, err := guesttest.Parse(userData)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !doc.DeleteKeys || len(doc.GenTypes) != 1 || doc.GenTypes[0] != "ed25519" || doc.Keys != nil || len(doc.Authorized) == 0 {
+	if !doc.DeleteKeys || len(doc.GenKeyTypes) != 1 || doc.GenKeyTypes[0] != "ed25519" || doc.SSHKeys != nil || len(doc.Authorized) == 0 {
 		t.Fatalf("user-data does not set ssh_deletekeys, ssh_genkeytypes [ed25519] and ssh_authorized_keys, or carries ssh_keys")
 	}
 	return doc.Authorized

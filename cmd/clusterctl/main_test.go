@@ -12,8 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/clusterctl/clusterctl/internal/guesttest"
 	"github.com/clusterctl/clusterctl/internal/usererr"
 	"github.com/clusterctl/clusterctl/provider"
 	"github.com/clusterctl/clusterctl/provider/fake"
@@ -181,10 +180,7 @@ func TestRenderWritesSeedFiles(t *testing.T) {
 		}
 	}
 	ud, _ := os.ReadFile(filepath.Join(dir, "user-data"))
-	var doc struct {
-		Hostname string `yaml:"hostname"`
-	}
-	if err := yaml.Unmarshal(ud, &doc); err != nil || !strings.HasPrefix(string(ud), "#cloud-config\n") || doc.Hostname != "red" {
+	if doc, err := guesttest.Parse(ud); err != nil || doc.Hostname != "red" {
 		t.Errorf("user-data (%v):\n%s", err, ud)
 	}
 	if _, err := os.Stat(filepath.Join(home, "clusters", "render", "state.json")); !os.IsNotExist(err) {

@@ -4,7 +4,7 @@
 // never imports it.
 //
 //   - Parse reads a cloud-config user-data as cloud-init would (the files
-//     it writes, the commands it runs, the authorized SSH keys), and
+//     it writes, the commands it runs, the hostname and the SSH settings), and
 //     UserData.AgentConfig and UserData.AgentInstall pick out what the
 //     agent needs.
 //   - Boot runs the node's real agent, with its API, in this process on
@@ -40,12 +40,19 @@ import (
 
 // UserData is what a played guest reads of a cloud-config user-data.
 type UserData struct {
+	Hostname   string `yaml:"hostname"`
 	WriteFiles []struct {
 		Path    string `yaml:"path"`
 		Content string `yaml:"content"`
 	} `yaml:"write_files"`
-	Runcmd     []any    `yaml:"runcmd"`
-	Authorized []string `yaml:"ssh_authorized_keys"`
+	Runcmd []any `yaml:"runcmd"`
+	// What cloud-init's cc_ssh does: delete the image's host keys, make
+	// host keys of these types, install these (never present in ours)
+	// and the default user's authorized keys.
+	DeleteKeys  bool     `yaml:"ssh_deletekeys"`
+	GenKeyTypes []string `yaml:"ssh_genkeytypes"`
+	SSHKeys     any      `yaml:"ssh_keys"`
+	Authorized  []string `yaml:"ssh_authorized_keys"`
 }
 
 // Parse reads ud, which must be a cloud-config (cloud-init ignores

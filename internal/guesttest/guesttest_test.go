@@ -8,8 +8,8 @@ import (
 	"github.com/clusterctl/clusterctl/cloudinit"
 )
 
-// Parse reads what Render writes: the agent config, /etc/hosts, the install
-// command's agent source and the authorized keys.
+// Parse reads what Render writes: the hostname, the agent config,
+// /etc/hosts, the install command's agent source and the SSH settings.
 func TestParseReadsRenderedUserData(t *testing.T) {
 	r, err := cloudinit.Render(cloudinit.Input{
 		Cluster: "demo", Name: "red", Domain: "demo.cluster.internal", InstanceID: "i-1",
@@ -36,8 +36,9 @@ func TestParseReadsRenderedUserData(t *testing.T) {
 	if err != nil || kind != cloudinit.AgentURL || url != "https://example.invalid/agent" || sum != strings.Repeat("ab", 32) {
 		t.Errorf("AgentInstall = %q %q %q %v; want the URL and SHA-256 rendered", kind, url, sum, err)
 	}
-	if len(u.Authorized) != 1 {
-		t.Errorf("Authorized = %q, want the one key", u.Authorized)
+	if len(u.Authorized) != 1 || u.Hostname != "red" || !u.DeleteKeys || len(u.GenKeyTypes) != 1 || u.GenKeyTypes[0] != "ed25519" || u.SSHKeys != nil {
+		t.Errorf("hostname %q, ssh: delete keys %v, make %q, keys %v, authorized %q; want red, the image's keys deleted, an ed25519 key made, none given, the one key authorized",
+			u.Hostname, u.DeleteKeys, u.GenKeyTypes, u.SSHKeys, u.Authorized)
 	}
 }
 
