@@ -148,14 +148,7 @@ func ec2Inner(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, c := range w.booted {
-			if c != nil && c.Process != nil { // nil: never started, or powered off by the player
-				_ = c.Process.Kill()
-				_, _ = c.Process.Wait()
-			}
-		}
+		w.stopAll()
 	})
 
 	// CLUSTERCTL_EC2_E2E_COUNT=N makes it `up --count N` (the benchmark of

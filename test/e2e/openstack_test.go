@@ -163,14 +163,7 @@ func startHarness(ctx context.Context, t *testing.T, cloud *openstacktest.Cloud)
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, cmd := range h.booted {
-			if cmd != nil { // nil: never started, or powered off by the player
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-		}
+		h.stopAll()
 	})
 	return h
 }

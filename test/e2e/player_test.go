@@ -59,36 +59,12 @@ func (p *player) checkFailures() {
 	p.failures = nil
 }
 
-// playEC2 asks moto every 300 ms for the instances of cluster ec2ClusterNm
-// until ctx ends: it calls boot (which records the instance in booted) for
-// each running instance it has not seen, and kills the agent of each
-// instance moto has terminated (powered off; whoever started the agent
-// reaps it).
-func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(context.Context, types.Instance)) {
-	tick := time.NewTicker(300 * time.Millisecond)
+// poll calls step at once, then every interval, until ctx ends.
+func poll(ctx context.Context, every time.Duration, step func()) {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		out, err := client.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
-		if err == nil {
-			for _, r := range out.Reservations {
-				for _, in := range r.Instances {
-					id := aws.ToString(in.InstanceId)
-					p.mu.Lock()
-					cmd, seen := p.booted[id]
-					p.mu.Unlock()
-					switch {
-					case !seen && in.State.Name == types.InstanceStateNameRunning:
-						boot(ctx, in)
-					case seen && in.State.Name == types.InstanceStateNameTerminated && cmd != nil:
-						_ = cmd.Process.Kill()
-						p.mu.Lock()
-						p.booted[id] = nil
-						p.mu.Unlock()
-					}
-				}
-			}
-		}
+		step()
 		select {
 		case <-ctx.Done():
 			return
@@ -97,16 +73,63 @@ func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(c
 	}
 }
 
+// powerOffLocked kills the agent of instance id, if it runs: the
+// instance is powered off; whoever started the agent reaps it. p.mu held.
+func (p *player) powerOffLocked(id string) {
+	if cmd := p.booted[id]; cmd != nil {
+		_ = cmd.Process.Kill()
+		p.booted[id] = nil
+	}
+}
+
+// stopAll kills and reaps the agents still running, for a harness that
+// started them itself (the NAT lab reaps its own).
+func (p *player) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cmd := range p.booted {
+		if cmd != nil { // nil: never started, or powered off
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+}
+
+// playEC2 asks moto every 300 ms for the instances of cluster ec2ClusterNm
+// until ctx ends: it calls boot (which records the instance in booted) for
+// each running instance it has not seen, and powers off each instance moto
+// has terminated.
+func (p *player) playEC2(ctx context.Context, client *awsec2.Client, boot func(context.Context, types.Instance)) {
+	poll(ctx, 300*time.Millisecond, func() {
+		out, err := client.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + ec2.TagCluster), Values: []string{ec2ClusterNm}}}})
+		if err != nil {
+			return
+		}
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				id := aws.ToString(in.InstanceId)
+				p.mu.Lock()
+				_, seen := p.booted[id]
+				if seen && in.State.Name == types.InstanceStateNameTerminated {
+					p.powerOffLocked(id)
+				}
+				p.mu.Unlock()
+				if !seen && in.State.Name == types.InstanceStateNameRunning {
+					boot(ctx, in)
+				}
+			}
+		}
+	})
+}
+
 // playOpenStack asks cloud every 100 ms for its servers until ctx ends: it
 // calls boot for each ACTIVE server with a fixed address that it has not
 // booted, and records the agent boot returns (nil when the boot failed)
-// unless boot says the server is not ready yet; and it kills the agent of
-// each server the cloud no longer has (powered off; whoever started the
-// agent reaps it).
+// unless boot says the server is not ready yet; and it powers off each
+// server the cloud no longer has.
 func (p *player) playOpenStack(ctx context.Context, cloud *openstacktest.Cloud, boot func(openstacktest.Server) (cmd *exec.Cmd, ready bool)) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	poll(ctx, 100*time.Millisecond, func() {
 		live := map[string]bool{}
 		for _, s := range cloud.Servers() {
 			live[s.ID] = true
@@ -123,19 +146,13 @@ func (p *player) playOpenStack(ctx context.Context, cloud *openstacktest.Cloud, 
 			}
 		}
 		p.mu.Lock()
-		for id, cmd := range p.booted {
-			if !live[id] && cmd != nil {
-				_ = cmd.Process.Kill()
-				p.booted[id] = nil
+		defer p.mu.Unlock()
+		for id := range p.booted {
+			if !live[id] {
+				p.powerOffLocked(id)
 			}
 		}
-		p.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 // ec2UserData reads instance id's user-data as the instance would get it:
