@@ -138,8 +138,10 @@ func (r *renewer) check(ctx context.Context, name string, cert *x509.Certificate
 	// the CA by the handshake): a renewal whose answer was lost still shows.
 	// It is written only when it changes: this runs in every dial, and the
 	// dials firstOf drops still run after the command has its answer.
-	if st, err := r.m.Store.Load(); err == nil && st.Node(name) != nil && !st.Node(name).CertNotAfter.Equal(cert.NotAfter) {
-		r.m.setNode(name, func(n *Node) { n.CertNotAfter = cert.NotAfter })
+	if st, err := r.m.Store.Load(); err == nil {
+		if n := st.Node(name); n != nil && !n.CertNotAfter.Equal(cert.NotAfter) {
+			r.m.setNode(name, func(n *Node) { n.CertNotAfter = cert.NotAfter })
+		}
 	}
 	if !pki.NeedsRenewal(cert, r.m.now()) {
 		return

@@ -92,6 +92,18 @@ func (u UserData) AgentConfig() (agentconfig.Config, error) {
 	return c, nil
 }
 
+// Hosts is the /etc/hosts the user-data writes; a bare localhost line
+// when it writes none.
+func (u UserData) Hosts() string {
+	if h, _ := u.File(cloudinit.HostsPath); h != "" {
+		return h
+	}
+	return "127.0.0.1 localhost\n"
+}
+
+// errNoAPI: the agent config has no api section.
+var errNoAPI = errors.New("the rendered agent config has no api section: the CLI could not reach the agent")
+
 // AgentInstall is the install command's source of the agent: kind ("url"
 // or "preinstalled") and, for a URL, the URL and the agent's SHA-256.
 func (u UserData) AgentInstall() (kind, url, sha256 string, err error) {
@@ -158,17 +170,13 @@ func Boot(ud []byte, m Machine) (*Node, error) {
 		return nil, err
 	}
 	if !cfg.API.Enabled() {
-		return nil, errors.New("the rendered agent config has no api section: the CLI could not reach the agent")
+		return nil, errNoAPI
 	}
 	n := &Node{Authorized: u.Authorized, Hosts: filepath.Join(m.Dir, "hosts"), exited: make(chan struct{})}
-	hosts, ok := u.File(cloudinit.HostsPath)
-	if !ok {
-		hosts = "127.0.0.1 localhost\n"
-	}
 	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(n.Hosts, []byte(hosts), 0o644); err != nil {
+	if err := os.WriteFile(n.Hosts, []byte(u.Hosts()), 0o644); err != nil {
 		return nil, err
 	}
 	cfg.AdvertiseCIDR, cfg.AdvertiseAddr, cfg.BindAddr, cfg.API.BindAddr = "", m.Addr, m.Addr, m.Addr

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,6 +39,11 @@ func Unpack(client *http.Client, ud []byte, dir, id string, adjust func(cfg map[
 	if bad := Secrets(ud); bad != "" {
 		return Files{}, fmt.Errorf("user-data holds %s", bad)
 	}
+	if cfg, err := doc.AgentConfig(); err != nil {
+		return Files{}, err
+	} else if !cfg.API.Enabled() {
+		return Files{}, errNoAPI
+	}
 	kind, url, sum, err := doc.AgentInstall()
 	if err != nil {
 		return Files{}, err
@@ -67,13 +71,6 @@ func Unpack(client *http.Client, ud []byte, dir, id string, adjust func(cfg map[
 	if err := json.Unmarshal([]byte(agentJSON), &out.Cfg); err != nil {
 		return Files{}, fmt.Errorf("agent.json from write_files: %w", err)
 	}
-	if _, ok := out.Cfg["api"].(map[string]any); !ok {
-		return Files{}, errors.New("the agent config serves no API (no api section): the CLI could not reach the agent")
-	}
-	hosts, _ := doc.File(cloudinit.HostsPath)
-	if hosts == "" {
-		hosts = "127.0.0.1 localhost\n"
-	}
 	hostsFile, instanceData := filepath.Join(dir, "hosts"), filepath.Join(dir, "instance-data.json")
 	out.Cfg["hosts_file"], out.Cfg["instance_data_path"], out.Cfg["state_dir"] = hostsFile, instanceData, filepath.Join(dir, "state")
 	if adjust != nil {
@@ -83,7 +80,7 @@ func Unpack(client *http.Client, ud []byte, dir, id string, adjust func(cfg map[
 	}
 	b, _ := json.Marshal(out.Cfg)
 	for path, content := range map[string]string{
-		hostsFile:    hosts,
+		hostsFile:    doc.Hosts(),
 		instanceData: fmt.Sprintf(`{"v1":{"instance_id":%q}}`, id),
 		out.Config:   string(b),
 	} {
